@@ -1,0 +1,156 @@
+// Package e2e drives whole Tollgate deployments in-process through real PostgreSQL,
+// Redis and HTTP, with internal/fakellm as the upstream: the proxy as cmd/proxy runs it,
+// the usage consumer as cmd/worker runs it, and the seed as `web seed` runs it.
+package e2e
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http/httptest"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/tollgate/tollgate/internal/config"
+	"github.com/tollgate/tollgate/internal/db"
+	"github.com/tollgate/tollgate/internal/fakellm"
+	"github.com/tollgate/tollgate/internal/proxyapp"
+	"github.com/tollgate/tollgate/internal/seed"
+	"github.com/tollgate/tollgate/internal/testenv"
+	"github.com/tollgate/tollgate/internal/usage"
+)
+
+// stack is one deployment: fakellm, a proxy, an ingesting consumer and their stores.
+type stack struct {
+	t        *testing.T
+	fake     *fakellm.Server
+	fakeURL  string
+	proxyURL string
+	pool     *pgxpool.Pool
+	rdb      *redis.Client
+	prefix   string
+	consumer *usage.Consumer
+	seeded   seed.Result
+}
+
+var secretKey = hex.EncodeToString([]byte("0123456789abcdef0123456789abcdef"))
+
+func quietLog() *slog.Logger {
+	if os.Getenv("TEST_LOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
+
+func newStack(t *testing.T) *stack {
+	t.Helper()
+	ctx := context.Background()
+	dbURL := testenv.NewDatabase(t)
+	rdb, prefix := testenv.Redis(t)
+	pool, err := db.Open(ctx, dbURL, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+
+	fake := fakellm.New(fakellm.Options{})
+	fakeSrv := httptest.NewServer(fake)
+	t.Cleanup(fakeSrv.Close)
+
+	res, err := seed.Run(ctx, pool, seed.Options{
+		AdminEmail: "admin@example.com", AdminPassword: "admin-password-123",
+		DemoEnvPath: t.TempDir() + "/demo.env", FakeLLMURL: fakeSrv.URL,
+		WebURL: "http://web.invalid", ProxyURL: "http://proxy.invalid",
+		Secret: []byte("0123456789abcdef0123456789abcdef"), Log: quietLog(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := config.Proxy{Common: config.Common{
+		Env: "test", LogLevel: "info", LogFormat: "text", DatabaseURL: dbURL,
+		RedisURL: testenv.RedisURL(t), RedisPrefix: prefix, SecretKey: secretKey,
+	}}
+	proxyCtx, stopProxy := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- proxyapp.Serve(proxyCtx, cfg, quietLog(), ln) }()
+	t.Cleanup(func() {
+		stopProxy()
+		if err := <-done; err != nil {
+			t.Errorf("proxy: %v", err)
+		}
+	})
+	s := &stack{t: t, fake: fake, fakeURL: fakeSrv.URL, proxyURL: "http://" + ln.Addr().String(),
+		pool: pool, rdb: rdb, prefix: prefix, seeded: res,
+		consumer: usage.NewConsumer(rdb, pool, prefix, "test", quietLog(), usage.WithBlock(50*time.Millisecond))}
+	s.waitReady()
+	return s
+}
+
+func (s *stack) waitReady() {
+	s.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		resp, err := httpClient.Get(s.proxyURL + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	s.t.Fatal("proxy did not become ready")
+}
+
+// ingest runs the consumer until n events (in total) are in usage_events.
+func (s *stack) ingest(n int) {
+	s.t.Helper()
+	ctx := context.Background()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		if _, err := s.consumer.ProcessOnce(ctx); err != nil && !errors.Is(err, context.Canceled) {
+			s.t.Fatalf("ingest: %v", err)
+		}
+		var got int
+		if err := s.pool.QueryRow(ctx, "SELECT count(*) FROM usage_events").Scan(&got); err != nil {
+			s.t.Fatal(err)
+		}
+		if got >= n {
+			if got > n {
+				s.t.Fatalf("usage_events has %d rows, want %d", got, n)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			s.t.Fatalf("usage_events has %d rows after 15 s, want %d", got, n)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func (s *stack) balance(userID int64) int64 {
+	s.t.Helper()
+	var cached, ledger int64
+	err := s.pool.QueryRow(context.Background(),
+		"SELECT u.balance_nano, coalesce((SELECT sum(amount_nano) FROM wallet_tx WHERE user_id = u.id), 0) FROM users u WHERE id = $1",
+		userID).Scan(&cached, &ledger)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	if cached != ledger {
+		s.t.Fatalf("user %d: cached balance %d != ledger sum %d", userID, cached, ledger)
+	}
+	return ledger
+}

@@ -1,0 +1,161 @@
+// Package proxyapp wires cmd/proxy: configuration, pools, caches, the relay server and
+// graceful shutdown. It lives outside cmd/ so tests can run a whole proxy in-process.
+package proxyapp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/tollgate/tollgate/internal/apikey"
+	"github.com/tollgate/tollgate/internal/billing"
+	"github.com/tollgate/tollgate/internal/config"
+	"github.com/tollgate/tollgate/internal/db"
+	"github.com/tollgate/tollgate/internal/db/sqlc"
+	"github.com/tollgate/tollgate/internal/limit"
+	"github.com/tollgate/tollgate/internal/logging"
+	"github.com/tollgate/tollgate/internal/relay"
+	"github.com/tollgate/tollgate/internal/schedule"
+	"github.com/tollgate/tollgate/internal/secret"
+	"github.com/tollgate/tollgate/internal/usage"
+)
+
+// ShutdownTimeout bounds how long in-flight requests and streams may take to finish
+// after SIGTERM.
+const ShutdownTimeout = 60 * time.Second
+
+// Run reads the environment and serves until ctx ends.
+func Run(ctx context.Context) error {
+	cfg, err := config.LoadProxy()
+	if err != nil {
+		return err
+	}
+	log := logging.New(os.Stderr, cfg.LogFormat, cfg.LogLevel)
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("listen on PROXY_ADDR %s: %w", cfg.Addr, err)
+	}
+	return Serve(ctx, cfg, log, ln)
+}
+
+// Deps are the proxy's long-lived dependencies.
+type Deps struct {
+	Pool   *pgxpool.Pool
+	Redis  *redis.Client
+	Server *relay.Server
+}
+
+// Build connects to PostgreSQL and Redis and assembles the relay server with warm caches.
+func Build(ctx context.Context, cfg config.Proxy, log *slog.Logger) (*Deps, error) {
+	pool, err := db.Open(ctx, cfg.DatabaseURL, 10)
+	if err != nil {
+		return nil, err
+	}
+	ropts, err := redis.ParseURL(cfg.RedisURL)
+	if err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("parse REDIS_URL: %w", err)
+	}
+	ropts.PoolSize = 256
+	ropts.MinIdleConns = 16
+	box, err := secret.NewBox(cfg.Secret(), secret.PurposeAccount)
+	if err != nil {
+		pool.Close()
+		return nil, err
+	}
+	rdb := redis.NewClient(ropts)
+	q := sqlc.New()
+	accounts := schedule.NewStore(pool, box, log)
+	pricing := billing.NewPricing(pool)
+	if err := errors.Join(accounts.Reload(ctx), pricing.Reload(ctx)); err != nil {
+		rdb.Close()
+		pool.Close()
+		return nil, err
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	srv := relay.New(relay.Config{
+		Log:      log,
+		Keys:     apikey.NewCache(apikey.DBLoader(pool), 5*time.Minute),
+		Accounts: accounts,
+		Pricing:  pricing,
+		Gate: limit.NewGate(rdb, cfg.RedisPrefix, func(ctx context.Context, userID int64) (int64, error) {
+			return q.UserBalanceGet(ctx, pool, userID)
+		}),
+		Redis:  rdb,
+		Prefix: cfg.RedisPrefix,
+		Fallback: func(ctx context.Context, ev usage.Event) error {
+			_, err := usage.Ingest(ctx, pool, []usage.Event{ev})
+			return err
+		},
+		Registry: reg,
+		Ready: func(ctx context.Context) error {
+			if err := pool.Ping(ctx); err != nil {
+				return errors.New("database unreachable")
+			}
+			if err := rdb.Ping(ctx).Err(); err != nil {
+				return errors.New("redis unreachable")
+			}
+			return nil
+		},
+	})
+	return &Deps{Pool: pool, Redis: rdb, Server: srv}, nil
+}
+
+// Close releases the connections.
+func (d *Deps) Close() {
+	d.Redis.Close()
+	d.Pool.Close()
+}
+
+// Serve runs the proxy on ln until ctx ends, then drains: /readyz turns 503, new
+// connections are refused, and in-flight requests and streams get ShutdownTimeout to
+// finish.
+func Serve(ctx context.Context, cfg config.Proxy, log *slog.Logger, ln net.Listener) error {
+	deps, err := Build(ctx, cfg, log)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	defer deps.Close()
+	runCtx, stopRun := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopRun()
+	go deps.Server.Run(runCtx)
+
+	hs := &http.Server{
+		Handler:           deps.Server.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       5 * time.Minute, // large bodies on slow links; slowloris is bounded by the header timeout
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
+	log.Info("proxy listening", "addr", ln.Addr().String())
+
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	log.Info("proxy shutting down; draining in-flight requests", "timeout", ShutdownTimeout)
+	deps.Server.Drain()
+	sctx, cancel := context.WithTimeout(context.Background(), ShutdownTimeout)
+	defer cancel()
+	if err := hs.Shutdown(sctx); err != nil {
+		log.Warn("shutdown timed out; closing remaining connections", "err", err)
+		hs.Close()
+	}
+	log.Info("proxy stopped")
+	return nil
+}

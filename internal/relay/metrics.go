@@ -1,0 +1,39 @@
+package relay
+
+import "github.com/prometheus/client_golang/prometheus"
+
+type metrics struct {
+	requests      *prometheus.CounterVec
+	duration      *prometheus.HistogramVec
+	ttfb          *prometheus.HistogramVec
+	upstream      *prometheus.CounterVec
+	activeStreams prometheus.Gauge
+	recordFailed  prometheus.Counter
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tollgate_requests_total", Help: "Requests answered, by endpoint and status.",
+		}, []string{"endpoint", "code"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "tollgate_request_duration_seconds", Help: "Time from request to last byte.",
+			Buckets: []float64{.001, .005, .01, .05, .1, .5, 1, 5, 15, 60, 300},
+		}, []string{"endpoint"}),
+		ttfb: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "tollgate_upstream_ttfb_seconds", Help: "Time from request to the upstream's response headers.",
+			Buckets: []float64{.001, .005, .01, .05, .1, .5, 1, 5, 15, 60},
+		}, []string{"endpoint"}),
+		upstream: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tollgate_upstream_responses_total", Help: "Upstream responses by account and status.",
+		}, []string{"account", "code"}),
+		activeStreams: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "tollgate_active_streams", Help: "Upstream exchanges in progress.",
+		}),
+		recordFailed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tollgate_usage_record_fallbacks_total", Help: "Usage events recorded through the PostgreSQL fallback because Redis failed.",
+		}),
+	}
+	reg.MustRegister(m.requests, m.duration, m.ttfb, m.upstream, m.activeStreams, m.recordFailed)
+	return m
+}

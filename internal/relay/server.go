@@ -1,0 +1,203 @@
+// Package relay is the proxy's data plane: HTTP handlers per wire protocol that
+// authenticate the key, admit the request, pick an upstream account, forward the body
+// unchanged, stream the answer back event by event, meter it and record its cost.
+package relay
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base32"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/tollgate/tollgate/internal/apikey"
+	"github.com/tollgate/tollgate/internal/billing"
+	"github.com/tollgate/tollgate/internal/invalidate"
+	"github.com/tollgate/tollgate/internal/limit"
+	"github.com/tollgate/tollgate/internal/schedule"
+	"github.com/tollgate/tollgate/internal/usage"
+)
+
+// Config wires a Server.
+type Config struct {
+	Log      *slog.Logger
+	Keys     *apikey.Cache
+	Accounts *schedule.Store
+	Pricing  *billing.Pricing
+	Gate     *limit.Gate
+	Redis    redis.UniversalClient
+	Prefix   string // Redis key prefix
+	// Fallback records a usage event when the Redis completion fails, so a served
+	// request is never lost (normally a direct PostgreSQL ingest).
+	Fallback     func(ctx context.Context, ev usage.Event) error
+	Transport    http.RoundTripper
+	Registry     *prometheus.Registry
+	MaxBodyBytes int64         // default 32 MiB
+	StreamLimit  time.Duration // longest an upstream exchange may run; default 30 min
+	// Ready reports whether dependencies answer (PostgreSQL, Redis) for /readyz.
+	Ready func(ctx context.Context) error
+}
+
+// Server serves the proxy routes.
+type Server struct {
+	cfg      Config
+	log      *slog.Logger
+	metrics  *metrics
+	draining atomic.Bool
+}
+
+// New returns a server; call Run to keep its caches fresh.
+func New(cfg Config) *Server {
+	if cfg.MaxBodyBytes == 0 {
+		cfg.MaxBodyBytes = 32 << 20
+	}
+	if cfg.StreamLimit == 0 {
+		cfg.StreamLimit = 30 * time.Minute
+	}
+	if cfg.Transport == nil {
+		cfg.Transport = NewTransport()
+	}
+	if cfg.Registry == nil {
+		cfg.Registry = prometheus.NewRegistry()
+	}
+	return &Server{cfg: cfg, log: cfg.Log, metrics: newMetrics(cfg.Registry)}
+}
+
+// Handler is the proxy's route table.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /v1/messages", s.anthropicMessages)
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok\n")) }) //nolint:errcheck
+	mux.HandleFunc("GET /readyz", s.readyz)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(s.cfg.Registry, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		anthropicError(w, http.StatusNotFound, errNotFound, "Tollgate: no route for "+r.Method+" "+r.URL.Path, "")
+	})
+	return mux
+}
+
+// Drain makes /readyz fail so load balancers stop sending new requests during shutdown.
+func (s *Server) Drain() { s.draining.Store(true) }
+
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+	if s.draining.Load() {
+		http.Error(w, "draining", http.StatusServiceUnavailable)
+		return
+	}
+	if s.cfg.Ready != nil {
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		if err := s.cfg.Ready(ctx); err != nil {
+			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+	}
+	w.Write([]byte("ready\n")) //nolint:errcheck
+}
+
+// Run keeps the caches fresh until ctx ends: it applies invalidation messages from the
+// web app and reloads the account and price snapshots periodically as a safety net.
+func (s *Server) Run(ctx context.Context) {
+	go s.refreshLoop(ctx)
+	s.invalidationLoop(ctx)
+}
+
+func (s *Server) reloadSnapshots(ctx context.Context) {
+	if err := s.cfg.Accounts.Reload(ctx); err != nil {
+		s.log.Error("reload account snapshot", "err", err)
+	}
+	if err := s.cfg.Pricing.Reload(ctx); err != nil {
+		s.log.Error("reload price snapshot", "err", err)
+	}
+}
+
+func (s *Server) refreshLoop(ctx context.Context) {
+	t := time.NewTicker(30 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			s.reloadSnapshots(ctx)
+		}
+	}
+}
+
+func (s *Server) invalidationLoop(ctx context.Context) {
+	ps := s.cfg.Redis.Subscribe(ctx, invalidate.Channel(s.cfg.Prefix))
+	defer ps.Close()
+	for {
+		msg, err := ps.Receive(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		if err != nil {
+			time.Sleep(200 * time.Millisecond) // go-redis reconnects; don't spin meanwhile
+			continue
+		}
+		switch m := msg.(type) {
+		case *redis.Subscription:
+			// (Re)subscribed: messages may have been missed while disconnected.
+			s.cfg.Keys.Flush()
+			s.reloadSnapshots(ctx)
+		case *redis.Message:
+			ev, ok := invalidate.Parse(m.Payload)
+			if !ok {
+				continue
+			}
+			switch ev.Kind {
+			case invalidate.Key:
+				s.cfg.Keys.InvalidateHash(ev.ID)
+			case invalidate.User:
+				if id, err := strconv.ParseInt(ev.ID, 10, 64); err == nil {
+					s.cfg.Keys.InvalidateUser(id)
+				}
+			case invalidate.Accounts:
+				if err := s.cfg.Accounts.Reload(ctx); err != nil {
+					s.log.Error("reload account snapshot", "err", err)
+				}
+			case invalidate.Prices:
+				if err := s.cfg.Pricing.Reload(ctx); err != nil {
+					s.log.Error("reload price snapshot", "err", err)
+				}
+			}
+		}
+	}
+}
+
+var requestIDEncoding = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
+
+// newRequestID returns "req_" + 26 random base32 characters: unique without coordination.
+func newRequestID() string {
+	var b [16]byte
+	rand.Read(b[:]) //nolint:errcheck // never fails
+	return "req_" + requestIDEncoding.EncodeToString(b[:])
+}
+
+// keyFrom reads the client's key: x-api-key, else Authorization: Bearer.
+func keyFrom(r *http.Request) string {
+	if k := r.Header.Get("X-Api-Key"); k != "" {
+		return k
+	}
+	if a := r.Header.Get("Authorization"); len(a) > 7 && (a[:7] == "Bearer " || a[:7] == "bearer ") {
+		return a[7:]
+	}
+	return ""
+}
+
+// keyInQuery reports a key passed in the URL, which would leak into logs and histories.
+func keyInQuery(r *http.Request) bool {
+	q := r.URL.Query()
+	return q.Has("key") || q.Has("api_key") || q.Has("x-api-key")
+}
+
+func isUnavailable(err error) bool { return errors.Is(err, limit.ErrUnavailable) }

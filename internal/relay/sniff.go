@@ -1,0 +1,123 @@
+package relay
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+)
+
+// sniffed is what routing needs from a request body, found in one pass over the top-level
+// object without decoding the rest. The original bytes are forwarded.
+type sniffed struct {
+	Model      string
+	Stream     bool
+	modelStart int // span of the model value in the body (for model mapping)
+	modelEnd   int
+	Metadata   []byte // raw metadata object, if any (sticky-session hints)
+}
+
+// sniff validates body as JSON and reads model, stream and metadata from its top level.
+func sniff(body []byte) (sniffed, error) {
+	var s sniffed
+	if !json.Valid(body) {
+		var v any
+		err := json.Unmarshal(body, &v) // only to explain what is wrong
+		return s, fmt.Errorf("request body is not valid JSON: %v", err)
+	}
+	i := skipSpace(body, 0)
+	if i >= len(body) || body[i] != '{' {
+		return s, errors.New("request body must be a JSON object")
+	}
+	i++
+	for {
+		i = skipSpace(body, i)
+		if body[i] == '}' {
+			return s, nil
+		}
+		if body[i] == ',' {
+			i = skipSpace(body, i+1)
+		}
+		keyStart := i
+		i = skipString(body, i)
+		key := body[keyStart+1 : i-1] // raw; the keys we want contain no escapes
+		i = skipSpace(body, i)
+		i = skipSpace(body, i+1) // ':'
+		valStart := i
+		i = skipValue(body, i)
+		val := body[valStart:i]
+		switch string(key) {
+		case "model":
+			if val[0] != '"' {
+				return s, errors.New("model must be a string")
+			}
+			if err := json.Unmarshal(val, &s.Model); err != nil {
+				return s, fmt.Errorf("model: %v", err)
+			}
+			s.modelStart, s.modelEnd = valStart, i
+		case "stream":
+			s.Stream = string(val) == "true"
+		case "metadata":
+			if val[0] == '{' {
+				s.Metadata = val
+			}
+		}
+	}
+}
+
+// withModel returns body with the model value replaced (model mapping, a documented edit).
+func (s *sniffed) withModel(body []byte, model string) []byte {
+	q, _ := json.Marshal(model)
+	out := make([]byte, 0, len(body)+len(q))
+	out = append(out, body[:s.modelStart]...)
+	out = append(out, q...)
+	return append(out, body[s.modelEnd:]...)
+}
+
+// The skip functions assume valid JSON (checked first with json.Valid).
+
+func skipSpace(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\n' || b[i] == '\r' || b[i] == '\t') {
+		i++
+	}
+	return i
+}
+
+func skipString(b []byte, i int) int {
+	for i++; i < len(b); i++ {
+		switch b[i] {
+		case '\\':
+			i++
+		case '"':
+			return i + 1
+		}
+	}
+	return i
+}
+
+func skipValue(b []byte, i int) int {
+	switch b[i] {
+	case '"':
+		return skipString(b, i)
+	case '{', '[':
+		depth := 0
+		for ; i < len(b); i++ {
+			switch b[i] {
+			case '"':
+				i = skipString(b, i) - 1
+			case '{', '[':
+				depth++
+			case '}', ']':
+				depth--
+				if depth == 0 {
+					return i + 1
+				}
+			}
+		}
+		return i
+	default: // number, true, false, null
+		for i < len(b) && b[i] != ',' && b[i] != '}' && b[i] != ']' && b[i] != ' ' && b[i] != '\n' && b[i] != '\r' && b[i] != '\t' {
+			i++
+		}
+		return i
+	}
+}
