@@ -1,0 +1,208 @@
+package fakellm
+
+import (
+	"context"
+	"net/http"
+	"strconv"
+	"time"
+)
+
+// eventWriter writes SSE events one at a time, each flushed on its own as the real API
+// does, and keeps the served entry up to date so that whatever stops the stream (a cut,
+// the client leaving) leaves an entry that says what the client could have seen.
+type eventWriter struct {
+	w        http.ResponseWriter
+	rc       *http.ResponseController
+	ctx      context.Context
+	e        *Served
+	buf      []byte
+	delay    time.Duration
+	cutAfter int
+	failed   bool
+}
+
+// next waits the event delay, cuts the connection if the script says so, and returns
+// the buffer with the event line written, or nil if the stream must stop.
+func (ew *eventWriter) next(event string) []byte {
+	if ew.failed {
+		return nil
+	}
+	if ew.cutAfter != 0 && ew.e.EventsWritten == max(ew.cutAfter, 0) {
+		// The abort panic makes net/http drop the connection without ending the
+		// chunked body, which is what a client sees when an upstream dies. The served
+		// entry is recorded by the handler's defer while the panic unwinds.
+		panic(http.ErrAbortHandler)
+	}
+	if ew.e.EventsWritten > 0 && !sleep(ew.ctx, ew.delay) {
+		ew.failed = true
+		return nil
+	}
+	if ew.ctx.Err() != nil {
+		ew.failed = true
+		return nil
+	}
+	b := append(ew.buf[:0], "event: "...)
+	b = append(b, event...)
+	return append(b, "\ndata: "...)
+}
+
+// send writes the event in b. Every event but the last is flushed; the last one goes out
+// when the handler returns, after the served entry is recorded, so a client that has
+// seen the end of a response always finds it in the log.
+func (ew *eventWriter) send(b []byte, last bool) bool {
+	b = append(b, '\n', '\n')
+	ew.buf = b
+	if _, err := ew.w.Write(b); err != nil {
+		ew.failed = true
+		return false
+	}
+	if !last {
+		if err := ew.rc.Flush(); err != nil {
+			ew.failed = true
+			return false
+		}
+	}
+	ew.e.EventsWritten++
+	return true
+}
+
+// writeStream sends rp as message_start, the content blocks (with a ping after the first
+// block start), message_delta and message_stop.
+func (s *Server) writeStream(w http.ResponseWriter, r *http.Request, e *Served, rp *reply, b *Behavior) {
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream; charset=utf-8")
+	h.Set("Cache-Control", "no-cache")
+	w.WriteHeader(http.StatusOK)
+	e.Status = http.StatusOK
+	ew := &eventWriter{
+		w:        w,
+		rc:       http.NewResponseController(w),
+		ctx:      r.Context(),
+		e:        e,
+		buf:      make([]byte, 0, 512),
+		delay:    b.EventDelay,
+		cutAfter: b.CutAfterEvents,
+	}
+	if err := ew.rc.Flush(); err != nil {
+		return
+	}
+
+	out := ew.next("message_start")
+	if out == nil {
+		return
+	}
+	out = append(out, `{"type":"message_start","message":{"id":`...)
+	out = appendString(out, e.MessageID)
+	out = append(out, `,"type":"message","role":"assistant","model":`...)
+	out = appendString(out, e.Model)
+	out = append(out, `,"content":[],"stop_reason":null,"stop_sequence":null,"usage":`...)
+	out = appendFullUsage(out, rp.start)
+	out = append(out, "}}"...)
+	if !ew.send(out, false) {
+		return
+	}
+	e.Usage = rp.start
+
+	for i := range rp.blocks {
+		blk := &rp.blocks[i]
+		if out = ew.next("content_block_start"); out == nil {
+			return
+		}
+		out = append(out, `{"type":"content_block_start","index":`...)
+		out = strconv.AppendInt(out, int64(i), 10)
+		switch blk.kind {
+		case thinkingBlock:
+			out = append(out, `,"content_block":{"type":"thinking","thinking":"","signature":""}}`...)
+		case toolUseBlock:
+			out = append(out, `,"content_block":{"type":"tool_use","id":`...)
+			out = appendString(out, blk.toolID)
+			out = append(out, `,"name":`...)
+			out = appendString(out, blk.toolName)
+			out = append(out, `,"input":{}}}`...)
+		default:
+			out = append(out, `,"content_block":{"type":"text","text":""}}`...)
+		}
+		if !ew.send(out, false) {
+			return
+		}
+		if i == 0 {
+			if out = ew.next("ping"); out == nil {
+				return
+			}
+			if !ew.send(append(out, `{"type": "ping"}`...), false) {
+				return
+			}
+		}
+
+		for _, d := range blk.deltas {
+			if out = ew.next("content_block_delta"); out == nil {
+				return
+			}
+			out = appendDeltaHead(out, i)
+			switch blk.kind {
+			case thinkingBlock:
+				out = append(out, `{"type":"thinking_delta","thinking":`...)
+			case toolUseBlock:
+				out = append(out, `{"type":"input_json_delta","partial_json":`...)
+			default:
+				out = append(out, `{"type":"text_delta","text":`...)
+			}
+			out = appendString(out, d)
+			if !ew.send(append(out, "}}"...), false) {
+				return
+			}
+			if b.MidStreamError {
+				if out = ew.next("error"); out == nil {
+					return
+				}
+				ew.send(append(out, `{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}`...), true)
+				return
+			}
+		}
+		if blk.kind == thinkingBlock {
+			if out = ew.next("content_block_delta"); out == nil {
+				return
+			}
+			out = appendDeltaHead(out, i)
+			out = append(out, `{"type":"signature_delta","signature":`...)
+			out = appendString(out, blk.signature)
+			if !ew.send(append(out, "}}"...), false) {
+				return
+			}
+		}
+
+		if out = ew.next("content_block_stop"); out == nil {
+			return
+		}
+		out = append(out, `{"type":"content_block_stop","index":`...)
+		out = strconv.AppendInt(out, int64(i), 10)
+		if !ew.send(append(out, '}'), false) {
+			return
+		}
+	}
+
+	if out = ew.next("message_delta"); out == nil {
+		return
+	}
+	out = append(out, `{"type":"message_delta","delta":{"stop_reason":`...)
+	out = appendString(out, rp.stopReason)
+	out = append(out, `,"stop_sequence":null},"usage":`...)
+	out = appendDeltaUsage(out, rp.final)
+	if !ew.send(append(out, '}'), false) {
+		return
+	}
+	e.Usage = rp.final
+
+	if out = ew.next("message_stop"); out == nil {
+		return
+	}
+	if ew.send(append(out, `{"type":"message_stop"}`...), true) {
+		e.Complete = true
+	}
+}
+
+func appendDeltaHead(b []byte, index int) []byte {
+	b = append(b, `{"type":"content_block_delta","index":`...)
+	b = strconv.AppendInt(b, int64(index), 10)
+	return append(b, `,"delta":`...)
+}
