@@ -1,0 +1,51 @@
+package web
+
+import (
+	"net/http"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/go-chi/chi/v5/middleware"
+
+	"github.com/tollgate/tollgate/static"
+)
+
+// routes is the whole route table of cmd/web.
+func (s *Server) routes() http.Handler {
+	r := chi.NewRouter()
+	r.Use(middleware.RequestID, s.logRequests, s.recoverPanics, s.securityHeaders, s.crossOrigin.Handler)
+	r.NotFound(s.notFound)
+	r.MethodNotAllowed(s.methodNotAllowed)
+
+	// Public, without a session.
+	r.Get("/healthz", s.healthz)
+	r.Get("/readyz", s.readyz)
+	r.Handle("/static/*", static.Handler())
+	r.Get("/favicon.ico", func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, static.URL("favicon.svg"), http.StatusMovedPermanently)
+	})
+
+	r.Group(func(r chi.Router) {
+		r.Use(s.sessions.LoadAndSave, s.loadUser)
+
+		r.Get("/login", s.loginShow)
+		r.Post("/login", s.loginSubmit)
+		r.Post("/logout", s.logoutSubmit)
+
+		r.Group(func(r chi.Router) {
+			r.Use(s.requireLogin)
+
+			r.Get("/", s.dashboardShow)
+			r.Get("/keys", s.keyList)
+			r.Post("/keys", s.keyCreate)
+			r.Post("/keys/{id}/revoke", s.keyRevoke)
+			r.Get("/usage", s.usageList)
+
+			// The admin console grows here; every page behind it is admin-only.
+			r.Route("/admin", func(r chi.Router) {
+				r.Use(s.adminOnly)
+				r.Get("/", s.adminHome)
+			})
+		})
+	})
+	return r
+}
