@@ -1,0 +1,73 @@
+// Package job runs Tollgate's background work on River: the workers, the queues they
+// use and the periodic schedule. cmd/worker starts the client; the console reads
+// Schedule to show the periodic jobs and inserts their Args for "run now".
+package job
+
+import (
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+)
+
+// Queues. Maintenance work (rollups, checks) has its own few workers so that a slow
+// rebuild never delays time-sensitive jobs such as token refreshes.
+const (
+	QueueDefault     = river.QueueDefault
+	QueueMaintenance = "maintenance"
+)
+
+// Periodic is one periodic job. ID is stable across releases (the dashboard and River's
+// schedule key on it) and equals the job's kind.
+type Periodic struct {
+	ID         string
+	Every      time.Duration
+	RunOnStart bool
+	Args       river.JobArgs // inserted on schedule, and by "run now"
+}
+
+// Schedule lists the periodic jobs. River runs them on the elected leader only, so any
+// number of workers may share one schedule.
+func Schedule() []Periodic {
+	return []Periodic{
+		// RunOnStart: dashboards should not wait a minute after a deploy.
+		{ID: UsageRollupArgs{}.Kind(), Every: time.Minute, RunOnStart: true, Args: UsageRollupArgs{}},
+		{ID: LedgerCheckArgs{}.Kind(), Every: 10 * time.Minute, Args: LedgerCheckArgs{}},
+	}
+}
+
+// NewClient returns a River client with every worker and the periodic schedule; the
+// caller starts and stops it.
+func NewClient(pool *pgxpool.Pool, log *slog.Logger) (*river.Client[pgx.Tx], error) {
+	workers := river.NewWorkers()
+	river.AddWorker(workers, NewUsageRollupWorker(pool, log))
+	river.AddWorker(workers, NewLedgerCheckWorker(pool, log))
+
+	var periodic []*river.PeriodicJob
+	for _, p := range Schedule() {
+		periodic = append(periodic, river.NewPeriodicJob(
+			river.PeriodicInterval(p.Every),
+			func() (river.JobArgs, *river.InsertOpts) { return p.Args, nil },
+			&river.PeriodicJobOpts{ID: p.ID, RunOnStart: p.RunOnStart},
+		))
+	}
+	client, err := river.NewClient(riverpgxv5.New(pool), &river.Config{
+		Logger:       log,
+		Workers:      workers,
+		PeriodicJobs: periodic,
+		Queues: map[string]river.QueueConfig{
+			QueueDefault:     {MaxWorkers: 20},
+			QueueMaintenance: {MaxWorkers: 2},
+		},
+		// A graceful stop lets running jobs finish for this long, then cancels them.
+		SoftStopTimeout: 10 * time.Second,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("create river client: %w", err)
+	}
+	return client, nil
+}
