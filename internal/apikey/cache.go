@@ -19,20 +19,21 @@ import (
 // Info is what the proxy knows about a key: everything needed to authorise a request
 // without touching PostgreSQL.
 type Info struct {
-	KeyID       int64
-	UserID      int64
-	GroupID     int64
-	Name        string
-	Status      string // key status: active|disabled|revoked
-	UserStatus  string // owner status: active|disabled
-	Models      []string
-	IPAllowlist []netip.Prefix
-	ExpiresAt   *time.Time
-	Concurrency int32 // 0: unlimited (key, else user, else group default)
-	RPM         int32
-	DailyCap    int64 // nano-USD; 0: none
-	MonthlyCap  int64
-	UserDaily   int64
+	KeyID           int64
+	UserID          int64
+	GroupID         int64
+	Name            string
+	Status          string // key status: active|disabled|revoked
+	UserStatus      string // owner status: active|disabled
+	Models          []string
+	IPAllowlist     []netip.Prefix
+	ExpiresAt       *time.Time
+	Concurrency     int32 // the key's own concurrency limit; 0: unlimited
+	UserConcurrency int32 // the owner's limit (user setting, else group default); 0: unlimited
+	RPM             int32
+	DailyCap        int64 // nano-USD; 0: none
+	MonthlyCap      int64
+	UserDaily       int64
 }
 
 // Refusal explains why an existing key may not be used right now.
@@ -79,13 +80,10 @@ func DBLoader(db sqlc.DBTX) Loader {
 			UserStatus: r.UserStatus, Models: r.Models, IPAllowlist: r.IPAllowlist, ExpiresAt: r.ExpiresAt,
 			DailyCap: deref(r.DailyCapNano), MonthlyCap: deref(r.MonthlyCapNano), UserDaily: deref(r.UserDailyCapNano),
 		}
-		switch {
-		case r.Concurrency != nil:
-			info.Concurrency = *r.Concurrency
-		case r.UserConcurrency != nil:
-			info.Concurrency = *r.UserConcurrency
-		default:
-			info.Concurrency = r.DefaultConcurrency
+		info.Concurrency = deref(r.Concurrency)
+		info.UserConcurrency = r.DefaultConcurrency
+		if r.UserConcurrency != nil {
+			info.UserConcurrency = *r.UserConcurrency
 		}
 		if r.Rpm != nil {
 			info.RPM = *r.Rpm

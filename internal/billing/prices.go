@@ -89,6 +89,18 @@ func (c *Catalogue) Lookup(provider, model string, at time.Time) (*Price, error)
 	return nil, fmt.Errorf("%w: %s model %q", ErrUnpriced, provider, model)
 }
 
+// Models lists the exactly priced models of a provider, sorted.
+func (c *Catalogue) Models(provider string) []string {
+	out := []string{}
+	for k := range c.exact {
+		if p, m, _ := strings.Cut(k, "\x00"); p == provider {
+			out = append(out, m)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
 // Len is the number of rows.
 func (c *Catalogue) Len() int {
 	n := 0

@@ -89,3 +89,12 @@ func (p *Pricing) Quote(groupID int64, provider, model string, u Usage, at time.
 	q.OfficialNano, q.BilledNano = Cost(price.RatesFor(u), u, f)
 	return q, nil
 }
+
+// Models lists the models with a current exact price for a provider, sorted.
+func (p *Pricing) Models(provider string) []string {
+	snap := p.cur.Load()
+	if snap == nil {
+		return []string{}
+	}
+	return snap.cat.Models(provider)
+}

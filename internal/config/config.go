@@ -10,6 +10,8 @@ import (
 	"strings"
 
 	"github.com/caarlos0/env/v11"
+
+	"github.com/tollgate/tollgate/internal/limit"
 )
 
 // Common holds what every process needs.
@@ -85,6 +87,7 @@ type Proxy struct {
 	Common
 	Addr                 string `env:"PROXY_ADDR" envDefault:":8081"`
 	UpstreamAllowPrivate bool   `env:"UPSTREAM_ALLOW_PRIVATE" envDefault:"false"`
+	Limits               limit.Options
 }
 
 // Worker is cmd/worker's configuration.

@@ -1,10 +1,101 @@
--- KEYS[1]: the user's balance snapshot (nano-USD).
--- Returns 1 admitted, 0 refused (balance used up), -1 no snapshot (caller loads it).
-local bal = redis.call('GET', KEYS[1])
-if not bal then
-  return -1
+-- Admission: one call decides a request (or a failover attempt).
+--
+-- KEYS[1] balance snapshot      KEYS[2] RPM window counter of the key
+-- KEYS[3] user lease set        KEYS[4] key lease set
+-- KEYS[5] sticky binding (or an unused key when there is no session)
+-- KEYS[6] lease set of the account to release (failover) or an unused key
+-- KEYS[7..] per candidate account: its lease set, then its state key
+--
+-- ARGV[1] now (ms)              ARGV[2] lease expiry (ms)   ARGV[3] lease member (request id)
+-- ARGV[4] user concurrency      ARGV[5] key concurrency     ARGV[6] key RPM (0: none)
+-- ARGV[7] sticky TTL (s; 0: no session)                     ARGV[8] failover attempt (1/0)
+-- ARGV[9] random rotation for tie-breaks                    ARGV[10] candidate count
+-- ARGV[11..] per candidate: id, priority, weight, max concurrency
+--
+-- Leases are sorted-set members scored by expiry: expired ones are purged before
+-- counting, so a process that dies without releasing leaks nothing past the TTL.
+--
+-- Returns {code, value}:
+--   1 admitted, value = account id        0 balance used up       -1 no balance snapshot
+--   2 user concurrency full               3 key concurrency full
+--   4 RPM reached, value = ms until the window ends
+--   5 every usable account is at its concurrency limit
+--   6 no candidate account is usable now (cooling, limited, error)
+local now = tonumber(ARGV[1])
+local expiry = tonumber(ARGV[2])
+local member = ARGV[3]
+local failover = ARGV[8] == '1'
+
+if failover then
+  redis.call('ZREM', KEYS[6], member)
+else
+  local bal = redis.call('GET', KEYS[1])
+  if not bal then return {-1, 0} end
+  if tonumber(bal) <= 0 then return {0, 0} end
+  local rpm = tonumber(ARGV[6])
+  if rpm > 0 then
+    local used = tonumber(redis.call('GET', KEYS[2]) or '0')
+    if used >= rpm then
+      return {4, 60000 - (now % 60000)}
+    end
+  end
+  local ulimit = tonumber(ARGV[4])
+  if ulimit > 0 then
+    redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
+    if redis.call('ZCARD', KEYS[3]) >= ulimit then return {2, 0} end
+  end
+  local klimit = tonumber(ARGV[5])
+  if klimit > 0 then
+    redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now)
+    if redis.call('ZCARD', KEYS[4]) >= klimit then return {3, 0} end
+  end
 end
-if tonumber(bal) <= 0 then
-  return 0
+
+local n = tonumber(ARGV[10])
+local sticky = nil
+if tonumber(ARGV[7]) > 0 then
+  sticky = redis.call('GET', KEYS[5])
 end
-return 1
+local best, bestPrio, bestLoad = nil, nil, nil
+local stickyIdx = nil
+local anyUsable = false
+local rot = tonumber(ARGV[9])
+for j = 0, n - 1 do
+  local i = ((j + rot) % n) + 1
+  local base = 10 + (i - 1) * 4
+  local id, prio, weight, maxc = ARGV[base + 1], tonumber(ARGV[base + 2]), tonumber(ARGV[base + 3]), tonumber(ARGV[base + 4])
+  local leases, state = KEYS[6 + (i - 1) * 2 + 1], KEYS[6 + (i - 1) * 2 + 2]
+  local blockedUntil = tonumber(redis.call('GET', state) or '0')
+  if blockedUntil <= now then
+    anyUsable = true
+    redis.call('ZREMRANGEBYSCORE', leases, '-inf', now)
+    local inflight = redis.call('ZCARD', leases)
+    if maxc == 0 or inflight < maxc then
+      if sticky == id then stickyIdx = i end
+      local load = inflight / weight
+      if best == nil or prio < bestPrio or (prio == bestPrio and load < bestLoad) then
+        best, bestPrio, bestLoad = i, prio, load
+      end
+    end
+  end
+end
+if stickyIdx ~= nil then best = stickyIdx end
+if best == nil then
+  if anyUsable then return {5, 0} end
+  return {6, 0}
+end
+
+local accountId = ARGV[10 + (best - 1) * 4 + 1]
+redis.call('ZADD', KEYS[6 + (best - 1) * 2 + 1], expiry, member)
+if not failover then
+  if tonumber(ARGV[4]) > 0 then redis.call('ZADD', KEYS[3], expiry, member) end
+  if tonumber(ARGV[5]) > 0 then redis.call('ZADD', KEYS[4], expiry, member) end
+  if tonumber(ARGV[6]) > 0 then
+    redis.call('INCR', KEYS[2])
+    redis.call('PEXPIRE', KEYS[2], 61000)
+  end
+end
+if tonumber(ARGV[7]) > 0 then
+  redis.call('SET', KEYS[5], accountId, 'EX', tonumber(ARGV[7]))
+end
+return {1, tonumber(accountId)}

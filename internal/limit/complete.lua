@@ -1,11 +1,21 @@
--- KEYS[1]: the usage stream; KEYS[2]: the user's balance snapshot.
--- ARGV[1]: the usage event (JSON); ARGV[2]: billed nano-USD.
--- The event is appended and the snapshot debited in one atomic step. A missing snapshot
--- is left missing (the next admission loads the ledger balance, which by then or soon
--- after includes this event).
-redis.call('XADD', KEYS[1], '*', 'e', ARGV[1])
-local billed = tonumber(ARGV[2])
-if billed > 0 and redis.call('EXISTS', KEYS[2]) == 1 then
-  redis.call('DECRBY', KEYS[2], billed)
+-- Completion: one call releases the request's leases, records its usage and moves the
+-- balance snapshot, then wakes requests waiting for a slot.
+--
+-- KEYS[1] usage stream   KEYS[2] balance snapshot
+-- KEYS[3] user lease set KEYS[4] key lease set KEYS[5] account lease set
+-- KEYS[6] release channel
+-- ARGV[1] usage event JSON ('' when the attempt consumed nothing)
+-- ARGV[2] billed nano-USD  ARGV[3] lease member  ARGV[4] wake message
+redis.call('ZREM', KEYS[3], ARGV[3])
+redis.call('ZREM', KEYS[4], ARGV[3])
+redis.call('ZREM', KEYS[5], ARGV[3])
+if ARGV[1] ~= '' then
+  redis.call('XADD', KEYS[1], '*', 'e', ARGV[1])
+  local billed = tonumber(ARGV[2])
+  -- A missing snapshot stays missing: the next admission loads the ledger balance.
+  if billed > 0 and redis.call('EXISTS', KEYS[2]) == 1 then
+    redis.call('DECRBY', KEYS[2], billed)
+  end
 end
+redis.call('PUBLISH', KEYS[6], ARGV[4])
 return 1

@@ -1,7 +1,9 @@
-// Package limit admits requests and completes them in Redis, one script call each:
-// admission checks the user's balance snapshot (and, as the relay core grows,
-// concurrency leases and rates); completion appends the usage event to the durable
-// stream and moves the balance snapshot in the same atomic step.
+// Package limit admits requests and completes them in Redis, one script call each.
+// Admission checks the balance snapshot and the key's RPM, takes concurrency leases for
+// the user, the key and an upstream account it chooses among the candidates (sticky
+// binding first, then priority tier, then least loaded by weight), and binds the
+// session. Completion releases the leases, appends the usage event to the durable
+// stream and debits the balance snapshot, atomically.
 package limit
 
 import (
@@ -9,6 +11,7 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"strconv"
 	"time"
 
@@ -16,81 +19,240 @@ import (
 	"golang.org/x/sync/singleflight"
 )
 
-//go:embed admit.lua
-var admitLua string
-
-//go:embed complete.lua
-var completeLua string
-
 var (
+	//go:embed admit.lua
+	admitLua string
+	//go:embed complete.lua
+	completeLua string
+	//go:embed renew.lua
+	renewLua string
+
 	admitScript    = redis.NewScript(admitLua)
 	completeScript = redis.NewScript(completeLua)
+	renewScript    = redis.NewScript(renewLua)
 )
 
 // BalanceLoader reads a user's balance from the ledger (PostgreSQL) on a snapshot miss.
 type BalanceLoader func(ctx context.Context, userID int64) (int64, error)
+
+// Options tune a Gate.
+type Options struct {
+	LeaseTTL    time.Duration `env:"LEASE_TTL" envDefault:"60s"`            // a lease not renewed expires after this
+	MaxWait     time.Duration `env:"ADMISSION_MAX_WAIT" envDefault:"20s"`   // longest a request waits for a free slot
+	StickyTTL   time.Duration `env:"STICKY_TTL" envDefault:"1h"`            // sliding session binding
+	SnapshotTTL time.Duration `env:"BALANCE_SNAPSHOT_TTL" envDefault:"15m"` // balance snapshot lifetime before re-reading the ledger
+}
 
 // Gate is the Redis side of the hot path.
 type Gate struct {
 	rdb         redis.UniversalClient
 	prefix      string
 	loadBalance BalanceLoader
+	opts        Options
 	sf          singleflight.Group
-	// snapshotTTL bounds how long a balance snapshot lives before it is re-read from
-	// the ledger, which heals any drift (e.g. a credit whose snapshot update was lost).
-	snapshotTTL time.Duration
+	waiters     *waiters
 }
 
-// NewGate returns a gate on rdb with keys under prefix.
-func NewGate(rdb redis.UniversalClient, prefix string, loadBalance BalanceLoader) *Gate {
-	return &Gate{rdb: rdb, prefix: prefix, loadBalance: loadBalance, snapshotTTL: 15 * time.Minute}
+// NewGate returns a gate on rdb with keys under prefix. Call Run to receive wake-ups.
+func NewGate(rdb redis.UniversalClient, prefix string, loadBalance BalanceLoader, opts Options) *Gate {
+	if opts.LeaseTTL == 0 {
+		opts.LeaseTTL = 60 * time.Second
+	}
+	if opts.MaxWait == 0 {
+		opts.MaxWait = 20 * time.Second
+	}
+	if opts.StickyTTL == 0 {
+		opts.StickyTTL = time.Hour
+	}
+	if opts.SnapshotTTL == 0 {
+		opts.SnapshotTTL = 15 * time.Minute
+	}
+	return &Gate{rdb: rdb, prefix: prefix, loadBalance: loadBalance, opts: opts, waiters: newWaiters()}
 }
 
-// Ticket identifies an admitted request.
-type Ticket struct {
+// Options returns the effective options.
+func (g *Gate) Options() Options { return g.opts }
+
+// Candidate is an account the request may go to.
+type Candidate struct {
+	ID             int64
+	Priority       int32
+	Weight         int32
+	MaxConcurrency int32
+}
+
+// Request asks for admission.
+type Request struct {
+	RequestID       string
+	UserID, KeyID   int64
+	UserConcurrency int32 // 0: unlimited
+	KeyConcurrency  int32
+	KeyRPM          int32
+	Session         string // sticky-session key, already namespaced by API key; "" for none
+	Candidates      []Candidate
+}
+
+// Lease is an admitted request's hold on its slots; Complete releases it.
+type Lease struct {
+	RequestID string
 	UserID    int64
 	KeyID     int64
 	AccountID int64
+	Waited    time.Duration
 }
 
 // Refusal is a request refused by a limit; the relay renders it in the protocol's shape.
 type Refusal struct {
-	Status  int
-	Type    string // Tollgate's own error type
-	Message string
+	Status     int
+	Type       string // Tollgate's own error type
+	Message    string
+	RetryAfter time.Duration
 }
 
 func (r *Refusal) Error() string { return r.Message }
+
+// ErrNoAccount means no candidate account is usable (all cooling, limited or in error).
+var ErrNoAccount = errors.New("no upstream account is usable now")
 
 // ErrUnavailable wraps Redis failures: the relay answers 503 rather than admitting
 // requests with no limits (there is no silent unlimited mode).
 var ErrUnavailable = errors.New("limits store unavailable")
 
-// BalanceKey is the Redis key of a user's balance snapshot in nano-USD.
-func (g *Gate) BalanceKey(userID int64) string {
-	return g.prefix + "bal:" + strconv.FormatInt(userID, 10)
+// Key names. Everything lives under the deployment's prefix.
+func (g *Gate) balanceKey(user int64) string { return g.prefix + "bal:" + strconv.FormatInt(user, 10) }
+func (g *Gate) userLeases(user int64) string {
+	return g.prefix + "conc:u:" + strconv.FormatInt(user, 10)
+}
+func (g *Gate) keyLeases(key int64) string { return g.prefix + "conc:k:" + strconv.FormatInt(key, 10) }
+func (g *Gate) accountLeases(acc int64) string {
+	return g.prefix + "conc:a:" + strconv.FormatInt(acc, 10)
 }
 
-// Admit checks the request against the user's balance snapshot.
-func (g *Gate) Admit(ctx context.Context, t Ticket) error {
-	for try := 0; try < 2; try++ {
-		res, err := admitScript.Run(ctx, g.rdb, []string{g.BalanceKey(t.UserID)}).Int64()
+// AccountStateKey holds the time (ms) until which an account is out of rotation.
+func (g *Gate) AccountStateKey(acc int64) string {
+	return g.prefix + "astate:" + strconv.FormatInt(acc, 10)
+}
+func (g *Gate) stickyKey(session string) string { return g.prefix + "sticky:" + session }
+func (g *Gate) rpmKey(key int64, now time.Time) string {
+	return g.prefix + "rpm:" + strconv.FormatInt(key, 10) + ":" + strconv.FormatInt(now.Unix()/60, 10)
+}
+func (g *Gate) releaseChannel() string { return g.prefix + "released" }
+
+// BalanceKey is the Redis key of a user's balance snapshot in nano-USD.
+func (g *Gate) BalanceKey(userID int64) string { return g.balanceKey(userID) }
+
+// Admit admits the request or explains why not. When a concurrency limit is full it
+// waits, woken by releases, up to MaxWait.
+func (g *Gate) Admit(ctx context.Context, req Request) (Lease, error) {
+	start := time.Now()
+	deadline := start.Add(g.opts.MaxWait)
+	primed := false
+	for {
+		code, val, err := g.run(ctx, req, 0, false)
 		if err != nil {
-			return fmt.Errorf("%w: %v", ErrUnavailable, err)
+			return Lease{}, err
 		}
-		switch res {
+		var scopes []string
+		switch code {
 		case 1:
-			return nil
+			return Lease{RequestID: req.RequestID, UserID: req.UserID, KeyID: req.KeyID, AccountID: val, Waited: time.Since(start)}, nil
+		case -1:
+			if primed {
+				return Lease{}, fmt.Errorf("%w: balance snapshot did not settle", ErrUnavailable)
+			}
+			if err := g.primeBalance(ctx, req.UserID); err != nil {
+				return Lease{}, err
+			}
+			primed = true
+			continue
 		case 0:
-			return &Refusal{Status: 402, Type: "tollgate_insufficient_balance",
+			return Lease{}, &Refusal{Status: 402, Type: "tollgate_insufficient_balance",
 				Message: "Tollgate: your balance is used up; top up your wallet to continue"}
+		case 4:
+			return Lease{}, &Refusal{Status: 429, Type: "tollgate_rate_limit", RetryAfter: time.Duration(val) * time.Millisecond,
+				Message: fmt.Sprintf("Tollgate: this API key's limit of %d requests per minute is reached", req.KeyRPM)}
+		case 6:
+			return Lease{}, ErrNoAccount
+		case 2:
+			scopes = []string{"u:" + strconv.FormatInt(req.UserID, 10)}
+		case 3:
+			scopes = []string{"k:" + strconv.FormatInt(req.KeyID, 10)}
+		case 5:
+			for _, c := range req.Candidates {
+				scopes = append(scopes, "a:"+strconv.FormatInt(c.ID, 10))
+			}
 		}
-		// -1: no snapshot yet; load it from the ledger once (single-flight) and retry.
-		if err := g.primeBalance(ctx, t.UserID); err != nil {
-			return err
+		if !time.Now().Before(deadline) {
+			return Lease{}, g.fullRefusal(code, req)
+		}
+		if err := g.waiters.wait(ctx, scopes, deadline); err != nil {
+			return Lease{}, err
 		}
 	}
-	return fmt.Errorf("%w: balance snapshot did not settle", ErrUnavailable)
+}
+
+func (g *Gate) fullRefusal(code int64, req Request) *Refusal {
+	msg := "Tollgate: every upstream account for this model is at its concurrency limit"
+	switch code {
+	case 2:
+		msg = fmt.Sprintf("Tollgate: your account's concurrency limit of %d requests is reached", req.UserConcurrency)
+	case 3:
+		msg = fmt.Sprintf("Tollgate: this API key's concurrency limit of %d requests is reached", req.KeyConcurrency)
+	}
+	return &Refusal{Status: 429, Type: "tollgate_concurrency_limit", Message: msg + fmt.Sprintf(" (waited %s)", g.opts.MaxWait), RetryAfter: time.Second}
+}
+
+// Failover moves an admitted request to another account: it releases the lease on the
+// failed one and chooses among the remaining candidates, in one call. It does not wait.
+func (g *Gate) Failover(ctx context.Context, lease *Lease, req Request) error {
+	code, val, err := g.run(ctx, req, lease.AccountID, true)
+	if err != nil {
+		return err
+	}
+	switch code {
+	case 1:
+		lease.AccountID = val
+		return nil
+	case 5:
+		lease.AccountID = 0
+		return g.fullRefusal(5, req)
+	default:
+		lease.AccountID = 0
+		return ErrNoAccount
+	}
+}
+
+func (g *Gate) run(ctx context.Context, req Request, releaseAccount int64, failover bool) (code, val int64, err error) {
+	now := time.Now()
+	keys := make([]string, 0, 6+2*len(req.Candidates))
+	stickyKey := g.prefix + "sticky:-"
+	stickyTTL := 0
+	if req.Session != "" {
+		stickyKey = g.stickyKey(req.Session)
+		stickyTTL = int(g.opts.StickyTTL.Seconds())
+	}
+	release := g.prefix + "conc:a:-"
+	if releaseAccount != 0 {
+		release = g.accountLeases(releaseAccount)
+	}
+	keys = append(keys, g.balanceKey(req.UserID), g.rpmKey(req.KeyID, now), g.userLeases(req.UserID),
+		g.keyLeases(req.KeyID), stickyKey, release)
+	args := make([]any, 0, 10+4*len(req.Candidates))
+	fo := "0"
+	if failover {
+		fo = "1"
+	}
+	args = append(args, now.UnixMilli(), now.Add(g.opts.LeaseTTL).UnixMilli(), req.RequestID,
+		req.UserConcurrency, req.KeyConcurrency, req.KeyRPM, stickyTTL, fo, rand.IntN(1<<20), len(req.Candidates))
+	for _, c := range req.Candidates {
+		keys = append(keys, g.accountLeases(c.ID), g.AccountStateKey(c.ID))
+		args = append(args, c.ID, c.Priority, max(c.Weight, 1), c.MaxConcurrency)
+	}
+	res, err := admitScript.Run(ctx, g.rdb, keys, args...).Int64Slice()
+	if err != nil {
+		return 0, 0, fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	return res[0], res[1], nil
 }
 
 func (g *Gate) primeBalance(ctx context.Context, userID int64) error {
@@ -100,7 +262,7 @@ func (g *Gate) primeBalance(ctx context.Context, userID int64) error {
 			return nil, fmt.Errorf("load balance of user %d: %w", userID, err)
 		}
 		// NX: a snapshot someone else set meanwhile (and maybe already debited) wins.
-		if err := g.rdb.SetNX(ctx, g.BalanceKey(userID), bal, g.snapshotTTL).Err(); err != nil {
+		if err := g.rdb.SetNX(ctx, g.balanceKey(userID), bal, g.opts.SnapshotTTL).Err(); err != nil {
 			return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
 		}
 		return nil, nil
@@ -108,21 +270,30 @@ func (g *Gate) primeBalance(ctx context.Context, userID int64) error {
 	return err
 }
 
-// Complete records a finished attempt: the event (JSON) goes to the usage stream and the
-// billed amount comes off the balance snapshot, atomically.
-func (g *Gate) Complete(ctx context.Context, t Ticket, stream string, event []byte, billedNano int64) error {
-	err := completeScript.Run(ctx, g.rdb, []string{stream, g.BalanceKey(t.UserID)}, event, billedNano).Err()
+// Complete releases the lease and, when the attempt consumed tokens, appends its usage
+// event (JSON) to the stream and debits the balance snapshot — one atomic call.
+func (g *Gate) Complete(ctx context.Context, l Lease, stream string, event []byte, billedNano int64) error {
+	wake := "u:" + strconv.FormatInt(l.UserID, 10) + " k:" + strconv.FormatInt(l.KeyID, 10) + " a:" + strconv.FormatInt(l.AccountID, 10)
+	err := completeScript.Run(ctx, g.rdb,
+		[]string{stream, g.balanceKey(l.UserID), g.userLeases(l.UserID), g.keyLeases(l.KeyID), g.accountLeases(l.AccountID), g.releaseChannel()},
+		event, billedNano, l.RequestID, wake).Err()
 	if err != nil && !errors.Is(err, redis.Nil) {
 		return fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
 	return nil
 }
 
+// Renew extends a long request's leases; call it every LeaseTTL/3 while it runs.
+func (g *Gate) Renew(ctx context.Context, l Lease) error {
+	exp := time.Now().Add(g.opts.LeaseTTL).UnixMilli()
+	return renewScript.Run(ctx, g.rdb, []string{g.userLeases(l.UserID), g.keyLeases(l.KeyID), g.accountLeases(l.AccountID)}, exp, l.RequestID).Err()
+}
+
 // Credit moves a user's balance snapshot after a committed ledger credit (top-up,
 // refund, redeem) so admission sees it at once. Without a snapshot nothing is done: the
 // next admission loads the ledger balance.
 func (g *Gate) Credit(ctx context.Context, userID, amountNano int64) error {
-	key := g.BalanceKey(userID)
+	key := g.balanceKey(userID)
 	return g.rdb.Watch(ctx, func(tx *redis.Tx) error {
 		n, err := tx.Exists(ctx, key).Result()
 		if err != nil || n == 0 {
@@ -134,4 +305,78 @@ func (g *Gate) Credit(ctx context.Context, userID, amountNano int64) error {
 		})
 		return err
 	}, key)
+}
+
+// InFlight counts the live leases of an account (for the console and tests).
+func (g *Gate) InFlight(ctx context.Context, accountID int64) (int64, error) {
+	key := g.accountLeases(accountID)
+	return g.rdb.ZCount(ctx, key, "("+strconv.FormatInt(time.Now().UnixMilli(), 10), "+inf").Result()
+}
+
+// Block takes an account out of rotation until the given time, for every proxy at once.
+func (g *Gate) Block(ctx context.Context, accountID int64, until time.Time) error {
+	ttl := time.Until(until)
+	if ttl <= 0 {
+		return nil
+	}
+	return g.rdb.Set(ctx, g.AccountStateKey(accountID), until.UnixMilli(), ttl+time.Second).Err()
+}
+
+// Unblock puts an account back into rotation (an admin cleared its state).
+func (g *Gate) Unblock(ctx context.Context, accountID int64) error {
+	return g.rdb.Del(ctx, g.AccountStateKey(accountID)).Err()
+}
+
+// Strikes counts an account's recent transient failures (for escalating cooldowns); the
+// count decays after window.
+func (g *Gate) Strikes(ctx context.Context, accountID int64, window time.Duration) (int64, error) {
+	key := g.prefix + "strikes:" + strconv.FormatInt(accountID, 10)
+	pipe := g.rdb.TxPipeline()
+	incr := pipe.Incr(ctx, key)
+	pipe.Expire(ctx, key, window)
+	if _, err := pipe.Exec(ctx); err != nil {
+		return 0, err
+	}
+	return incr.Val(), nil
+}
+
+// FlushSessions drops the sticky bindings of one API key (all keys when keyID is 0).
+func (g *Gate) FlushSessions(ctx context.Context, keyID int64) (int, error) {
+	pattern := g.prefix + "sticky:*"
+	if keyID != 0 {
+		pattern = g.prefix + "sticky:" + strconv.FormatInt(keyID, 10) + ":*"
+	}
+	n := 0
+	iter := g.rdb.Scan(ctx, 0, pattern, 500).Iterator()
+	for iter.Next(ctx) {
+		if err := g.rdb.Del(ctx, iter.Val()).Err(); err != nil {
+			return n, err
+		}
+		n++
+	}
+	return n, iter.Err()
+}
+
+// DropSession removes one binding (the bound account degraded).
+func (g *Gate) DropSession(ctx context.Context, session string) error {
+	return g.rdb.Del(ctx, g.stickyKey(session)).Err()
+}
+
+// Run receives release notifications and wakes local waiters until ctx ends.
+func (g *Gate) Run(ctx context.Context) {
+	ps := g.rdb.Subscribe(ctx, g.releaseChannel())
+	defer ps.Close()
+	for {
+		msg, err := ps.Receive(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		if err != nil {
+			time.Sleep(200 * time.Millisecond)
+			continue
+		}
+		if m, ok := msg.(*redis.Message); ok {
+			g.waiters.wake(m.Payload)
+		}
+	}
 }

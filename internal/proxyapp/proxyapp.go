@@ -22,6 +22,7 @@ import (
 	"github.com/tollgate/tollgate/internal/config"
 	"github.com/tollgate/tollgate/internal/db"
 	"github.com/tollgate/tollgate/internal/db/sqlc"
+	"github.com/tollgate/tollgate/internal/invalidate"
 	"github.com/tollgate/tollgate/internal/limit"
 	"github.com/tollgate/tollgate/internal/logging"
 	"github.com/tollgate/tollgate/internal/relay"
@@ -91,7 +92,7 @@ func Build(ctx context.Context, cfg config.Proxy, log *slog.Logger) (*Deps, erro
 		Pricing:  pricing,
 		Gate: limit.NewGate(rdb, cfg.RedisPrefix, func(ctx context.Context, userID int64) (int64, error) {
 			return q.UserBalanceGet(ctx, pool, userID)
-		}),
+		}, cfg.Limits),
 		Redis:  rdb,
 		Prefix: cfg.RedisPrefix,
 		Fallback: func(ctx context.Context, ev usage.Event) error {
@@ -99,6 +100,12 @@ func Build(ctx context.Context, cfg config.Proxy, log *slog.Logger) (*Deps, erro
 			return err
 		},
 		Registry: reg,
+		SetAccountState: func(ctx context.Context, id int64, state, reason string, until *time.Time) error {
+			if err := q.AccountSetState(ctx, pool, sqlc.AccountSetStateParams{ID: id, State: state, StateReason: reason, StateUntil: until}); err != nil {
+				return err
+			}
+			return invalidate.Publish(ctx, rdb, cfg.RedisPrefix, invalidate.Event{Kind: invalidate.Accounts})
+		},
 		Ready: func(ctx context.Context) error {
 			if err := pool.Ping(ctx); err != nil {
 				return errors.New("database unreachable")

@@ -44,6 +44,9 @@ type Config struct {
 	StreamLimit  time.Duration // longest an upstream exchange may run; default 30 min
 	// Ready reports whether dependencies answer (PostgreSQL, Redis) for /readyz.
 	Ready func(ctx context.Context) error
+	// SetAccountState persists an account's state change (asynchronously, once per
+	// change) and announces it so every proxy reloads its snapshot.
+	SetAccountState func(ctx context.Context, id int64, state, reason string, until *time.Time) error
 }
 
 // Server serves the proxy routes.
@@ -52,6 +55,8 @@ type Server struct {
 	log      *slog.Logger
 	metrics  *metrics
 	draining atomic.Bool
+	states   chan stateChange
+	egress   egressPool
 }
 
 // New returns a server; call Run to keep its caches fresh.
@@ -68,13 +73,15 @@ func New(cfg Config) *Server {
 	if cfg.Registry == nil {
 		cfg.Registry = prometheus.NewRegistry()
 	}
-	return &Server{cfg: cfg, log: cfg.Log, metrics: newMetrics(cfg.Registry)}
+	return &Server{cfg: cfg, log: cfg.Log, metrics: newMetrics(cfg.Registry), states: make(chan stateChange, 1024)}
 }
 
 // Handler is the proxy's route table.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("POST /v1/messages", s.anthropicMessages)
+	mux.HandleFunc("POST /v1/messages", func(w http.ResponseWriter, r *http.Request) { s.serve(w, r, &anthropicMessages) })
+	mux.HandleFunc("POST /v1/messages/count_tokens", func(w http.ResponseWriter, r *http.Request) { s.serve(w, r, &anthropicCountTokens) })
+	mux.HandleFunc("GET /v1/models", s.models)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok\n")) }) //nolint:errcheck
 	mux.HandleFunc("GET /readyz", s.readyz)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.cfg.Registry, promhttp.HandlerOpts{}))
@@ -107,6 +114,8 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 // web app and reloads the account and price snapshots periodically as a safety net.
 func (s *Server) Run(ctx context.Context) {
 	go s.refreshLoop(ctx)
+	go s.stateWriter(ctx)
+	go s.cfg.Gate.Run(ctx)
 	s.invalidationLoop(ctx)
 }
 

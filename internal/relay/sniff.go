@@ -14,6 +14,8 @@ type sniffed struct {
 	modelStart int // span of the model value in the body (for model mapping)
 	modelEnd   int
 	Metadata   []byte // raw metadata object, if any (sticky-session hints)
+	System     []byte // raw system value, if any
+	FirstMsg   []byte // raw first element of messages, if any
 }
 
 // sniff validates body as JSON and reads model, stream and metadata from its top level.
@@ -59,6 +61,14 @@ func sniff(body []byte) (sniffed, error) {
 		case "metadata":
 			if val[0] == '{' {
 				s.Metadata = val
+			}
+		case "system":
+			s.System = val
+		case "messages", "input", "contents":
+			if val[0] == '[' {
+				if j := skipSpace(val, 1); j < len(val) && val[j] != ']' {
+					s.FirstMsg = val[j:skipValue(val, j)]
+				}
 			}
 		}
 	}

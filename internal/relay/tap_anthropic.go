@@ -158,3 +158,7 @@ func anthropicBodyUsage(body []byte) (billing.Usage, bool) {
 	m.Usage.apply(&u)
 	return u, true
 }
+
+func (t *anthropicTap) Usage() (billing.Usage, bool) { return t.usage, t.sawUsage }
+func (t *anthropicTap) Finished() bool               { return t.stopped }
+func (t *anthropicTap) ErrorType() string            { return t.errorType }

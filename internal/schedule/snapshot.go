@@ -6,10 +6,8 @@ package schedule
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"slices"
 	"sort"
 	"sync/atomic"
@@ -28,6 +26,7 @@ type Account struct {
 	Kind           string // api_key|oauth
 	BaseURL        string
 	Credential     account.Credential
+	EgressProxy    string // "" for direct
 	Priority       int32
 	Weight         int32
 	MaxConcurrency int32
@@ -106,6 +105,14 @@ func (s *Store) Reload(ctx context.Context) error {
 		a := &Account{ID: r.ID, Name: r.Name, Provider: r.Provider, Kind: r.Kind, BaseURL: r.BaseURL,
 			Credential: cred, Priority: r.Priority, Weight: r.Weight, MaxConcurrency: r.MaxConcurrency,
 			Models: r.Models, State: r.State, StateUntil: r.StateUntil}
+		if len(r.EgressProxyEnc) > 0 {
+			p, err := s.box.Open(r.EgressProxyEnc)
+			if err != nil {
+				s.log.Error("account egress proxy unreadable; account skipped", "account_id", r.ID, "err", err)
+				continue
+			}
+			a.EgressProxy = string(p)
+		}
 		if len(r.ModelMap) > 0 {
 			if err := json.Unmarshal(r.ModelMap, &a.ModelMap); err != nil {
 				s.log.Error("account model map unreadable; mapping ignored", "account_id", r.ID, "err", err)
@@ -134,43 +141,22 @@ func (s *Store) Reload(ctx context.Context) error {
 	return nil
 }
 
-// ErrNoAccount means no account of the group can serve the request now.
-var ErrNoAccount = errors.New("no upstream account available")
-
-// Pick chooses an account for the group, provider and model: the best (lowest) priority
-// tier that has a serving account, and within it a random one weighted by weight.
-// exclude lists accounts already tried for this request.
-func (s *Store) Pick(groupID int64, provider, model string, exclude []int64) (*Account, error) {
+// Candidates lists the accounts of the group that may serve the provider and model now,
+// by priority. Which one serves — sticky binding, load, concurrency — is decided
+// atomically at admission (internal/limit); transient cooldowns live in Redis.
+func (s *Store) Candidates(groupID int64, provider, model string) []*Account {
 	snap := s.cur.Load()
 	if snap == nil {
-		return nil, ErrNoAccount
+		return nil
 	}
 	now := time.Now()
-	var tier []*Account
+	var out []*Account
 	for _, a := range snap.byGroup[groupID] {
-		if a.Provider != provider || !a.Serves(model, now) || slices.Contains(exclude, a.ID) {
-			continue
+		if a.Provider == provider && a.Serves(model, now) {
+			out = append(out, a)
 		}
-		if len(tier) > 0 && a.Priority != tier[0].Priority {
-			break
-		}
-		tier = append(tier, a)
 	}
-	if len(tier) == 0 {
-		return nil, ErrNoAccount
-	}
-	total := int32(0)
-	for _, a := range tier {
-		total += a.Weight
-	}
-	n := rand.Int32N(total)
-	for _, a := range tier {
-		if n < a.Weight {
-			return a, nil
-		}
-		n -= a.Weight
-	}
-	return tier[len(tier)-1], nil
+	return out
 }
 
 // Models lists the distinct models the group's accounts of a provider allow; nil means

@@ -13,3 +13,8 @@ SELECT * FROM accounts ORDER BY id;
 
 -- name: AccountUpdateBaseURL :exec
 UPDATE accounts SET base_url = @base_url, updated_at = now() WHERE id = @id;
+
+-- name: AccountSetState :exec
+UPDATE accounts SET state = @state, state_reason = @state_reason, state_until = @state_until,
+    updated_at = now()
+WHERE id = @id AND state <> 'disabled';

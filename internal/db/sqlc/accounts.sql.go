@@ -7,6 +7,7 @@ package sqlc
 
 import (
 	"context"
+	"time"
 )
 
 const accountGetByName = `-- name: AccountGetByName :one
@@ -143,6 +144,29 @@ func (q *Queries) AccountList(ctx context.Context, db DBTX) ([]Account, error) {
 		return nil, err
 	}
 	return items, nil
+}
+
+const accountSetState = `-- name: AccountSetState :exec
+UPDATE accounts SET state = $1, state_reason = $2, state_until = $3,
+    updated_at = now()
+WHERE id = $4 AND state <> 'disabled'
+`
+
+type AccountSetStateParams struct {
+	State       string
+	StateReason string
+	StateUntil  *time.Time
+	ID          int64
+}
+
+func (q *Queries) AccountSetState(ctx context.Context, db DBTX, arg AccountSetStateParams) error {
+	_, err := db.Exec(ctx, accountSetState,
+		arg.State,
+		arg.StateReason,
+		arg.StateUntil,
+		arg.ID,
+	)
+	return err
 }
 
 const accountUpdateBaseURL = `-- name: AccountUpdateBaseURL :exec

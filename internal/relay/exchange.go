@@ -1,0 +1,493 @@
+package relay
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"hash/fnv"
+	"io"
+	"net/http"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/tollgate/tollgate/internal/apikey"
+	"github.com/tollgate/tollgate/internal/billing"
+	"github.com/tollgate/tollgate/internal/limit"
+	"github.com/tollgate/tollgate/internal/schedule"
+	"github.com/tollgate/tollgate/internal/usage"
+)
+
+// Failover bounds: at most maxAttempts accounts per request, and no new attempt once
+// failoverWindow has passed since the request arrived (a client waiting longer than
+// that is better served by the upstream's own error).
+const (
+	maxAttempts     = 3
+	failoverWindow  = 45 * time.Second
+	maxErrorBody    = 64 << 10
+	maxResponseBody = 64 << 20 // a non-streaming answer held in memory to read its usage
+)
+
+// serve runs one request through the shared pipeline.
+func (s *Server) serve(w http.ResponseWriter, r *http.Request, p *protocol) {
+	start := time.Now()
+	rid := newRequestID()
+	w.Header().Set("X-Tollgate-Request-Id", rid)
+	code := s.handle(w, r, p, rid, start)
+	s.metrics.requests.WithLabelValues(p.endpoint, strconv.Itoa(code)).Inc()
+	s.metrics.duration.WithLabelValues(p.endpoint).Observe(time.Since(start).Seconds())
+}
+
+// authenticate reads and checks the client's key, or writes the refusal.
+func (s *Server) authenticate(w http.ResponseWriter, r *http.Request, p *protocol, rid string, now time.Time) (apikey.Info, int) {
+	fail := func(status int, typ, msg string) (apikey.Info, int) {
+		p.writeError(w, status, typ, msg, rid)
+		return apikey.Info{}, status
+	}
+	if keyInQuery(r) {
+		return fail(http.StatusBadRequest, errInvalidRequest, "Tollgate: API keys are not accepted in the URL; send the x-api-key or Authorization: Bearer header")
+	}
+	plaintext := keyFrom(r)
+	if plaintext == "" {
+		return fail(http.StatusUnauthorized, errAuthentication, "Tollgate: missing API key; send it in the x-api-key or Authorization: Bearer header")
+	}
+	key, err := s.cfg.Keys.Get(r.Context(), plaintext)
+	if errors.Is(err, apikey.ErrUnknown) {
+		return fail(http.StatusUnauthorized, errAuthentication, "Tollgate: invalid API key")
+	}
+	if err != nil {
+		s.log.Error("look up API key", "request_id", rid, "err", err)
+		return fail(http.StatusServiceUnavailable, errUnavailable, "Tollgate: cannot verify API keys right now; retry shortly")
+	}
+	if why := key.Refusal(now, remoteIP(r)); why != "" {
+		status := http.StatusForbidden
+		if key.Status == "revoked" || (key.ExpiresAt != nil && !now.Before(*key.ExpiresAt)) {
+			status = http.StatusUnauthorized
+		}
+		return fail(status, errAuthentication, "Tollgate: "+why)
+	}
+	return key, 0
+}
+
+// handle authenticates, admits and relays; it returns the status the client got.
+func (s *Server) handle(w http.ResponseWriter, r *http.Request, p *protocol, rid string, start time.Time) int {
+	fail := func(status int, typ, msg string) int {
+		p.writeError(w, status, typ, msg, rid)
+		return status
+	}
+	key, status := s.authenticate(w, r, p, rid, start)
+	if status != 0 {
+		return status
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return fail(http.StatusRequestEntityTooLarge, errTooLarge,
+				"Tollgate: request body exceeds "+strconv.FormatInt(s.cfg.MaxBodyBytes>>20, 10)+" MiB")
+		}
+		return fail(http.StatusBadRequest, errInvalidRequest, "Tollgate: could not read the request body")
+	}
+	req, err := sniff(body)
+	if err != nil {
+		return fail(http.StatusBadRequest, errInvalidRequest, "Tollgate: "+err.Error())
+	}
+	if req.Model == "" {
+		return fail(http.StatusBadRequest, errInvalidRequest, "Tollgate: model is required")
+	}
+	if !key.AllowsModel(req.Model) {
+		return fail(http.StatusForbidden, errPermission, "Tollgate: this API key may not use model "+strconv.Quote(req.Model))
+	}
+	cands := s.cfg.Accounts.Candidates(key.GroupID, p.provider, req.Model)
+	if p.billable {
+		// An account whose (mapped) model has no price is never used: the request would
+		// be served for free.
+		cands = slices.DeleteFunc(cands, func(a *schedule.Account) bool {
+			return s.cfg.Pricing.Priced(p.provider, a.UpstreamModel(req.Model), start) != nil
+		})
+		if len(cands) == 0 && len(s.cfg.Accounts.Candidates(key.GroupID, p.provider, req.Model)) > 0 {
+			return fail(http.StatusBadRequest, errUnpricedModel,
+				"Tollgate: model "+strconv.Quote(req.Model)+" has no price configured, so it cannot be billed; ask the operator to add one")
+		}
+	}
+	if len(cands) == 0 {
+		return fail(http.StatusServiceUnavailable, errNoUpstream, "Tollgate has no upstream account available for model "+strconv.Quote(req.Model)+" right now")
+	}
+
+	areq := limit.Request{
+		RequestID: rid, UserID: key.UserID, KeyID: key.KeyID,
+		UserConcurrency: key.UserConcurrency, KeyConcurrency: key.Concurrency, KeyRPM: key.RPM,
+		Session: sessionOf(key.KeyID, r, &req), Candidates: toCandidates(cands),
+	}
+	lease, err := s.cfg.Gate.Admit(r.Context(), areq)
+	s.metrics.queueWait.Observe(lease.Waited.Seconds())
+	if err != nil {
+		var refusal *limit.Refusal
+		switch {
+		case errors.As(err, &refusal):
+			if refusal.RetryAfter > 0 {
+				w.Header().Set("Retry-After", strconv.Itoa(int((refusal.RetryAfter+time.Second-1)/time.Second)))
+			}
+			return fail(refusal.Status, refusal.Type, refusal.Message)
+		case errors.Is(err, limit.ErrNoAccount):
+			return fail(http.StatusServiceUnavailable, errNoUpstream, "Tollgate has no upstream account available for model "+strconv.Quote(req.Model)+" right now (all are cooling down or rate-limited)")
+		case r.Context().Err() != nil:
+			return 499 // the client gave up while waiting
+		}
+		s.log.Error("admission", "request_id", rid, "err", err)
+		return fail(http.StatusServiceUnavailable, errUnavailable, "Tollgate cannot check limits right now; retry shortly")
+	}
+	x := &exchange{s: s, p: p, w: w, r: r, rid: rid, start: start, key: key, model: req.Model, clientIP: remoteIP(r)}
+	return x.run(body, &req, cands, areq, lease)
+}
+
+func toCandidates(accs []*schedule.Account) []limit.Candidate {
+	out := make([]limit.Candidate, len(accs))
+	for i, a := range accs {
+		out[i] = limit.Candidate{ID: a.ID, Priority: a.Priority, Weight: a.Weight, MaxConcurrency: a.MaxConcurrency}
+	}
+	return out
+}
+
+// sessionOf derives the sticky-session key, namespaced by API key: Claude Code's session
+// header or metadata.user_id, else a hash of the system prompt and first message (the
+// stable head of a conversation). "" when the request carries no hint.
+func sessionOf(keyID int64, r *http.Request, req *sniffed) string {
+	h := fnv.New64a()
+	switch {
+	case r.Header.Get("X-Claude-Code-Session-Id") != "":
+		h.Write([]byte("s:" + r.Header.Get("X-Claude-Code-Session-Id")))
+	case r.Header.Get("Session_id") != "" || r.Header.Get("Session-Id") != "":
+		h.Write([]byte("s:" + r.Header.Get("Session_id") + r.Header.Get("Session-Id")))
+	case req.Metadata != nil && metadataSession(req.Metadata) != "":
+		h.Write([]byte("m:" + metadataSession(req.Metadata)))
+	case req.System != nil || req.FirstMsg != nil:
+		h.Write(req.System)
+		h.Write([]byte{0})
+		h.Write(req.FirstMsg)
+	default:
+		return ""
+	}
+	return strconv.FormatInt(keyID, 10) + ":" + strconv.FormatUint(h.Sum64(), 36)
+}
+
+// metadataSession reads metadata.user_id; Claude Code puts JSON with a session_id in it.
+func metadataSession(meta []byte) string {
+	var m struct {
+		UserID string `json:"user_id"`
+	}
+	if json.Unmarshal(meta, &m) != nil || m.UserID == "" {
+		return ""
+	}
+	if strings.HasPrefix(m.UserID, "{") {
+		var inner struct {
+			SessionID string `json:"session_id"`
+		}
+		if json.Unmarshal([]byte(m.UserID), &inner) == nil && inner.SessionID != "" {
+			return inner.SessionID
+		}
+	}
+	return m.UserID
+}
+
+// exchange is one client request and its upstream attempts.
+type exchange struct {
+	s        *Server
+	p        *protocol
+	w        http.ResponseWriter
+	r        *http.Request
+	rid      string
+	start    time.Time
+	key      apikey.Info
+	model    string
+	clientIP netip.Addr
+}
+
+// outcome is what one attempt produced.
+type outcome struct {
+	acc       *schedule.Account
+	committed bool // bytes (or at least headers) went to the client: never retry
+	status    int
+	class     string // failure class; "" for a clean answer
+	// For an uncommitted failure: the response to give the client if no other
+	// account can serve, and when the account may be used again.
+	header     http.Header
+	body       []byte
+	retryAt    time.Time
+	reason     string // human reason for an account state change
+	stream     bool
+	ttfb       time.Duration
+	usage      billing.Usage
+	sawUsage   bool
+	upstreamID string
+}
+
+func (x *exchange) run(body []byte, req *sniffed, cands []*schedule.Account, areq limit.Request, lease limit.Lease) int {
+	s := x.s
+	var last outcome
+	for attempt := 1; ; attempt++ {
+		acc := accountByID(cands, lease.AccountID)
+		attemptBody := body
+		upstreamModel := acc.UpstreamModel(x.model)
+		if upstreamModel != x.model {
+			attemptBody = req.withModel(body, upstreamModel)
+		}
+		stopRenew := x.renewWhileRunning(lease)
+		last = x.attempt(acc, attemptBody)
+		stopRenew()
+		if last.committed {
+			x.complete(lease, attempt, &last, upstreamModel)
+			return last.status
+		}
+		s.penalize(acc, &last)
+		areq.Candidates = slices.DeleteFunc(areq.Candidates, func(c limit.Candidate) bool { return c.ID == acc.ID })
+		if attempt >= maxAttempts || time.Since(x.start) > failoverWindow || len(areq.Candidates) == 0 {
+			break
+		}
+		if err := s.cfg.Gate.Failover(x.r.Context(), &lease, areq); err != nil {
+			break
+		}
+		s.log.Info("failover", "request_id", x.rid, "from_account", acc.ID, "to_account", lease.AccountID, "class", last.class)
+	}
+	// No account could serve: the client gets the last upstream answer as it was.
+	x.deliver(&last)
+	x.complete(lease, 0, &last, "")
+	return last.status
+}
+
+func accountByID(accs []*schedule.Account, id int64) *schedule.Account {
+	for _, a := range accs {
+		if a.ID == id {
+			return a
+		}
+	}
+	return accs[0] // unreachable: the gate only returns candidates it was given
+}
+
+// renewWhileRunning keeps the leases alive during long requests.
+func (x *exchange) renewWhileRunning(lease limit.Lease) (stop func()) {
+	every := x.s.cfg.Gate.Options().LeaseTTL / 3
+	done := make(chan struct{})
+	go func() {
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				if err := x.s.cfg.Gate.Renew(ctx, lease); err != nil {
+					x.s.log.Warn("renew leases", "request_id", x.rid, "err", err)
+				}
+				cancel()
+			}
+		}
+	}()
+	return func() { close(done) }
+}
+
+// attempt sends the request to one account. A response another account might improve
+// (connect error, 5xx, 529, 429, 401, 403) is held back uncommitted; anything else is
+// relayed to the client as it arrives.
+func (x *exchange) attempt(acc *schedule.Account, body []byte) outcome {
+	s := x.s
+	o := outcome{acc: acc}
+	// The upstream exchange outlives the client: if the client goes away mid-stream,
+	// Tollgate reads the upstream to its end so the bill matches what the provider
+	// charges (README, "Client disconnects"). StreamLimit bounds it.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(x.r.Context()), s.cfg.StreamLimit)
+	defer cancel()
+	up, err := http.NewRequestWithContext(ctx, http.MethodPost, joinURL(acc.BaseURL, x.r.URL.Path, x.r.URL.RawQuery), bytes.NewReader(body))
+	if err != nil {
+		return x.tollgateFailure(o, "bad_upstream_url", "the account's base URL is invalid")
+	}
+	up.Header = upstreamRequestHeader(x.r.Header)
+	x.p.setCredential(up.Header, acc)
+	up.ContentLength = int64(len(body))
+
+	s.metrics.activeStreams.Inc()
+	defer s.metrics.activeStreams.Dec()
+	resp, err := s.transportFor(acc).RoundTrip(up)
+	if err != nil {
+		s.metrics.upstream.WithLabelValues(acc.Name, "connect_error").Inc()
+		s.log.Warn("upstream unreachable", "request_id", x.rid, "account_id", acc.ID, "err", err)
+		return x.tollgateFailure(o, "connect_error", "connection failed")
+	}
+	defer resp.Body.Close()
+	o.ttfb = time.Since(x.start)
+	o.status = resp.StatusCode
+	o.upstreamID = resp.Header.Get("Request-Id")
+	s.metrics.ttfb.WithLabelValues(x.p.endpoint).Observe(o.ttfb.Seconds())
+	s.metrics.upstream.WithLabelValues(acc.Name, strconv.Itoa(resp.StatusCode)).Inc()
+
+	if class := failoverClass(resp.StatusCode); class != "" {
+		o.class = class
+		o.body, _ = io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
+		o.header = resp.Header.Clone()
+		classify(&o, resp.Header, time.Now())
+		return o
+	}
+
+	o.committed = true
+	copyResponseHeader(x.w.Header(), resp.Header)
+	if resp.StatusCode == http.StatusOK && strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
+		o.stream = true
+		x.w.Header().Set("Cache-Control", "no-cache")
+		x.w.WriteHeader(resp.StatusCode)
+		x.pipeStream(&o, resp.Body)
+		return o
+	}
+	b, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseBody))
+	if err != nil {
+		o.class = "upstream_cut"
+	}
+	x.w.Header().Set("Content-Length", strconv.Itoa(len(b)))
+	x.w.WriteHeader(resp.StatusCode)
+	x.w.Write(b) //nolint:errcheck // the client may be gone; billing goes on
+	if resp.StatusCode >= 400 {
+		o.class = "upstream_" + strconv.Itoa(resp.StatusCode)
+	} else {
+		o.usage, o.sawUsage = x.p.bodyUsage(b)
+	}
+	return o
+}
+
+// tollgateFailure is an attempt that got no upstream answer at all; if it is the last,
+// the client gets Tollgate's own 502.
+func (x *exchange) tollgateFailure(o outcome, class, reason string) outcome {
+	o.class, o.reason, o.status = class, reason, http.StatusBadGateway
+	return o
+}
+
+// pipeStream copies SSE lines to the client as they arrive, flushing at the end of each
+// event, and feeds each line to the usage tap.
+func (x *exchange) pipeStream(o *outcome, body io.Reader) {
+	flusher, _ := x.w.(http.Flusher)
+	t := x.p.newTap()
+	br := bufio.NewReaderSize(body, 32<<10)
+	clientGone := false
+	for {
+		line, err := br.ReadSlice('\n')
+		if len(line) > 0 {
+			t.Line(line, errors.Is(err, bufio.ErrBufferFull))
+			if !clientGone {
+				if _, werr := x.w.Write(line); werr != nil {
+					clientGone = true
+				} else if (len(line) == 1 || (len(line) == 2 && line[0] == '\r')) && flusher != nil {
+					flusher.Flush() // a blank line ends an event
+				}
+			}
+		}
+		if errors.Is(err, bufio.ErrBufferFull) {
+			continue
+		}
+		if err != nil {
+			if !errors.Is(err, io.EOF) {
+				o.class = "upstream_cut"
+			} else if !t.Finished() {
+				o.class = "upstream_incomplete"
+			}
+			break
+		}
+	}
+	if flusher != nil && !clientGone {
+		flusher.Flush()
+	}
+	if et := t.ErrorType(); et != "" {
+		o.class = "stream_error:" + et
+	}
+	if clientGone && o.class == "" {
+		o.class = "client_disconnected"
+	}
+	o.usage, o.sawUsage = t.Usage()
+}
+
+// deliver sends an uncommitted failure to the client unchanged (or Tollgate's 502 when
+// there was no upstream answer).
+func (x *exchange) deliver(o *outcome) {
+	if o.header == nil {
+		x.p.writeError(x.w, http.StatusBadGateway, errUpstreamFailed,
+			"Tollgate could not reach an upstream provider ("+o.reason+")", x.rid)
+		return
+	}
+	copyResponseHeader(x.w.Header(), o.header)
+	x.w.Header().Set("Content-Length", strconv.Itoa(len(o.body)))
+	x.w.WriteHeader(o.status)
+	x.w.Write(o.body) //nolint:errcheck
+}
+
+// complete releases the lease and bills what the attempt consumed, in one Redis call;
+// if Redis fails, the event goes straight to PostgreSQL so it is never lost.
+func (x *exchange) complete(lease limit.Lease, attempt int, o *outcome, upstreamModel string) {
+	s := x.s
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(x.r.Context()), 5*time.Second)
+	defer cancel()
+	var payload []byte
+	var ev usage.Event
+	billed := int64(0)
+	if x.p.billable && o.sawUsage && !o.usage.Zero() {
+		done := time.Now()
+		q, err := s.cfg.Pricing.Quote(x.key.GroupID, x.p.provider, upstreamModel, o.usage, x.start)
+		if err != nil {
+			// Checked before forwarding; only a catalogue edit in between gets here.
+			s.log.Error("price served request", "request_id", x.rid, "model", upstreamModel, "err", err)
+		} else {
+			ev = usage.Event{
+				RequestID: x.rid, Time: done, UserID: x.key.UserID, KeyID: x.key.KeyID, GroupID: x.key.GroupID,
+				AccountID: o.acc.ID, Provider: x.p.provider, Endpoint: x.p.endpoint,
+				ModelRequested: x.model, ModelUpstream: upstreamModel, Usage: o.usage,
+				OfficialNano: q.OfficialNano, BilledNano: q.BilledNano, FactorNum: q.Factor.Num, FactorDen: q.Factor.Den,
+				PriceID: q.PriceID, Status: o.status, Stream: o.stream,
+				TTFBMillis: int(o.ttfb.Milliseconds()), DurationMillis: int(done.Sub(x.start).Milliseconds()),
+				ClientIP: x.clientIP.String(), UserAgent: truncate(x.r.UserAgent(), 256), ErrorClass: o.class, Attempt: attempt,
+			}
+			payload, _ = json.Marshal(ev)
+			billed = q.BilledNano
+		}
+	}
+	err := s.cfg.Gate.Complete(ctx, lease, usage.StreamKey(s.cfg.Prefix), payload, billed)
+	if err == nil {
+		return
+	}
+	if payload == nil {
+		s.log.Warn("release leases (they expire by themselves)", "request_id", x.rid, "err", err)
+		return
+	}
+	s.metrics.recordFailed.Inc()
+	s.log.Warn("usage stream unavailable; recording directly", "request_id", x.rid, "err", err)
+	if s.cfg.Fallback != nil {
+		if err = s.cfg.Fallback(ctx, ev); err == nil {
+			return
+		}
+	}
+	// Last resort: the event in the log is enough to bill it by hand.
+	s.log.Error("usage event NOT recorded", "request_id", x.rid, "err", err, "event", string(payload))
+}
+
+func joinURL(base, path, rawQuery string) string {
+	u := strings.TrimRight(base, "/") + path
+	if rawQuery != "" {
+		u += "?" + rawQuery
+	}
+	return u
+}
+
+func remoteIP(r *http.Request) netip.Addr {
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		return netip.Addr{}
+	}
+	return ap.Addr().Unmap()
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n]
+}
