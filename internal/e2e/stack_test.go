@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"testing"
@@ -18,10 +19,14 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/tollgate/tollgate/internal/account"
 	"github.com/tollgate/tollgate/internal/config"
 	"github.com/tollgate/tollgate/internal/db"
+	"github.com/tollgate/tollgate/internal/db/sqlc"
 	"github.com/tollgate/tollgate/internal/fakellm"
+	"github.com/tollgate/tollgate/internal/limit"
 	"github.com/tollgate/tollgate/internal/proxyapp"
+	"github.com/tollgate/tollgate/internal/secret"
 	"github.com/tollgate/tollgate/internal/seed"
 	"github.com/tollgate/tollgate/internal/testenv"
 	"github.com/tollgate/tollgate/internal/usage"
@@ -49,8 +54,26 @@ func quietLog() *slog.Logger {
 	return slog.New(slog.NewTextHandler(io.Discard, nil))
 }
 
-func newStack(t *testing.T) *stack {
+// setup tunes a stack before its proxy starts.
+type setup struct {
+	accounts []accountSpec // extra accounts in the default pool (besides the demo one)
+	noDemo   bool          // take the seeded demo account out of the pool
+	limits   limit.Options
+	upstream func(http.Handler) http.Handler // wraps fakellm (to observe or break it)
+}
+
+type accountSpec struct {
+	name, baseURL, apiKey string // baseURL "" means fakellm
+	priority, weight      int32
+	maxConcurrency        int32
+}
+
+func newStack(t *testing.T, opts ...func(*setup)) *stack {
 	t.Helper()
+	var su setup
+	for _, o := range opts {
+		o(&su)
+	}
 	ctx := context.Background()
 	dbURL := testenv.NewDatabase(t)
 	rdb, prefix := testenv.Redis(t)
@@ -61,7 +84,11 @@ func newStack(t *testing.T) *stack {
 	t.Cleanup(pool.Close)
 
 	fake := fakellm.New(fakellm.Options{})
-	fakeSrv := httptest.NewServer(fake)
+	var upstream http.Handler = fake
+	if su.upstream != nil {
+		upstream = su.upstream(fake)
+	}
+	fakeSrv := httptest.NewServer(upstream)
 	t.Cleanup(fakeSrv.Close)
 
 	res, err := seed.Run(ctx, pool, seed.Options{
@@ -74,6 +101,8 @@ func newStack(t *testing.T) *stack {
 		t.Fatal(err)
 	}
 
+	addAccounts(t, pool, su, fakeSrv.URL, res)
+
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -81,7 +110,7 @@ func newStack(t *testing.T) *stack {
 	cfg := config.Proxy{Common: config.Common{
 		Env: "test", LogLevel: "info", LogFormat: "text", DatabaseURL: dbURL,
 		RedisURL: testenv.RedisURL(t), RedisPrefix: prefix, SecretKey: secretKey,
-	}}
+	}, Limits: su.limits}
 	proxyCtx, stopProxy := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- proxyapp.Serve(proxyCtx, cfg, quietLog(), ln) }()
@@ -96,6 +125,56 @@ func newStack(t *testing.T) *stack {
 		consumer: usage.NewConsumer(rdb, pool, prefix, "test", quietLog(), usage.WithBlock(50*time.Millisecond))}
 	s.waitReady()
 	return s
+}
+
+func addAccounts(t *testing.T, pool *pgxpool.Pool, su setup, fakeURL string, res seed.Result) {
+	t.Helper()
+	ctx := context.Background()
+	q := sqlc.New()
+	box, err := secret.NewBox([]byte("0123456789abcdef0123456789abcdef"), secret.PurposeAccount)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := q.PoolGetByName(ctx, pool, "default")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if su.noDemo {
+		if _, err := pool.Exec(ctx, "DELETE FROM pool_accounts WHERE account_id = $1", res.AccountID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, a := range su.accounts {
+		sealed, err := account.Seal(box, account.Credential{APIKey: a.apiKey})
+		if err != nil {
+			t.Fatal(err)
+		}
+		base := a.baseURL
+		if base == "" {
+			base = fakeURL
+		}
+		row, err := q.AccountInsert(ctx, pool, sqlc.AccountInsertParams{
+			Name: a.name, Provider: "anthropic", Kind: "api_key", BaseURL: base, SecretEnc: sealed,
+			Priority: a.priority, Weight: max(a.weight, 1), MaxConcurrency: a.maxConcurrency,
+			Models: []string{}, ModelMap: []byte("{}"),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := q.PoolAccountAttach(ctx, pool, sqlc.PoolAccountAttachParams{PoolID: p.ID, AccountID: row.ID}); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// accountID returns the id of the account with this name.
+func (s *stack) accountID(name string) int64 {
+	s.t.Helper()
+	a, err := sqlc.New().AccountGetByName(context.Background(), s.pool, name)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return a.ID
 }
 
 func (s *stack) waitReady() {
