@@ -1,0 +1,155 @@
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tollgate/tollgate/internal/fakellm"
+)
+
+// TestBillingMatchesWhatTheUpstreamServed sends 500 concurrent mixed requests — streams,
+// plain calls, streams the client abandons, streams the upstream cuts — and checks that
+// the ledger holds exactly the cost of what fakellm served, computed independently.
+func TestBillingMatchesWhatTheUpstreamServed(t *testing.T) {
+	s := newStack(t)
+	ctx := context.Background()
+	// "out=N" in the prompt sets the answer's length, so token counts vary per request.
+	s.fake.SetScript(func(r *fakellm.Request) fakellm.Behavior {
+		var b fakellm.Behavior
+		if i := strings.Index(r.LastUserText, "out="); i >= 0 {
+			n, _ := strconv.Atoi(strings.Fields(r.LastUserText[i+4:])[0])
+			b.OutputTokens = n
+		}
+		return b
+	})
+	startBalance := s.balance(s.seeded.DemoUserID)
+	seq := s.fake.LastSeq()
+
+	const total = 500
+	kinds := map[string]int{}
+	var mu sync.Mutex
+	jobs := make(chan int)
+	var wg sync.WaitGroup
+	for w := 0; w < 40; w++ {
+		wg.Go(func() {
+			for i := range jobs {
+				kind := s.mixedRequest(t, i)
+				mu.Lock()
+				kinds[kind]++
+				mu.Unlock()
+			}
+		})
+	}
+	for i := 0; i < total; i++ {
+		jobs <- i
+	}
+	close(jobs)
+	wg.Wait()
+	t.Logf("request mix: %v", kinds)
+
+	// Abandoned streams are logged by fakellm when the proxy finishes reading them.
+	var served []fakellm.Served
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		served = s.fake.ServedSince(seq)
+		if len(served) >= total || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if len(served) != total {
+		t.Fatalf("fakellm served %d requests, want %d", len(served), total)
+	}
+	var want, wantIn, wantOut int64
+	billable := 0
+	for _, e := range served {
+		u := e.Usage
+		if u.InputTokens+u.OutputTokens+u.CacheCreation5m+u.CacheCreation1h+u.CacheRead == 0 {
+			continue
+		}
+		billable++
+		want += s.expectedBilled(u)
+		wantIn += u.InputTokens
+		wantOut += u.OutputTokens
+	}
+	s.ingest(billable)
+
+	var n, distinct int
+	var billed, in, out int64
+	var unlinked int
+	err := s.pool.QueryRow(ctx, `SELECT count(*), count(DISTINCT request_id), sum(billed_cost_nano), sum(input_tokens),
+		sum(output_tokens), count(*) FILTER (WHERE wallet_tx_id IS NULL) FROM usage_events`).Scan(&n, &distinct, &billed, &in, &out, &unlinked)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != billable || distinct != n || unlinked != 0 {
+		t.Fatalf("%d usage events (%d distinct, %d without a debit), want %d", n, distinct, unlinked, billable)
+	}
+	if in != wantIn || out != wantOut {
+		t.Fatalf("tokens in %d out %d, fakellm served in %d out %d", in, out, wantIn, wantOut)
+	}
+	if billed != want {
+		t.Fatalf("usage events bill %d nano-USD, what fakellm served costs %d", billed, want)
+	}
+	if got := s.balance(s.seeded.DemoUserID); got != startBalance-want {
+		t.Fatalf("balance %d, want %d - %d", got, startBalance, want)
+	}
+	var debits int64
+	s.pool.QueryRow(ctx, "SELECT -sum(amount_nano) FROM wallet_tx WHERE kind = 'usage'").Scan(&debits)
+	if debits != want {
+		t.Fatalf("usage debits in the ledger %d, want %d", debits, want)
+	}
+}
+
+// mixedRequest sends request i of the mix and returns its kind.
+func (s *stack) mixedRequest(t *testing.T, i int) string {
+	rng := rand.New(rand.NewPCG(uint64(i), 7))
+	words := strings.Repeat("lorem ipsum ", 1+rng.IntN(200))
+	out := 1 + rng.IntN(120)
+	kind := [...]string{"stream", "stream", "stream", "plain", "plain", "abandoned", "cut"}[rng.IntN(7)]
+	prompt := fmt.Sprintf("%s out=%d", words, out)
+	if kind == "cut" {
+		prompt += fmt.Sprintf(" FAKE_CUT_%d", 1+rng.IntN(8))
+	}
+	stream := kind != "plain"
+	body := fmt.Sprintf(`{"model":%q,"max_tokens":1024,"stream":%v,"messages":[{"role":"user","content":%q}]}`, model, stream, prompt)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, s.proxyURL+"/v1/messages", strings.NewReader(body))
+	req.Header.Set("X-Api-Key", s.seeded.DemoKey)
+	req.Header.Set("Anthropic-Version", "2023-06-01")
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := httpClient.Do(req)
+	if err != nil {
+		t.Errorf("request %d: %v", i, err)
+		return kind
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		b, _ := io.ReadAll(resp.Body)
+		t.Errorf("request %d: %d %s", i, resp.StatusCode, b)
+		return kind
+	}
+	if kind == "abandoned" {
+		// Read into the answer, then hang up.
+		br := bufio.NewReader(resp.Body)
+		for range 3 + rng.IntN(10) {
+			if _, err := br.ReadString('\n'); err != nil {
+				break
+			}
+		}
+		cancel()
+		return kind
+	}
+	io.Copy(io.Discard, resp.Body) //nolint:errcheck // a cut stream ends in an error
+	return kind
+}
