@@ -43,6 +43,7 @@ type stack struct {
 	prefix   string
 	consumer *usage.Consumer
 	seeded   seed.Result
+	dbURL    string
 }
 
 var secretKey = hex.EncodeToString([]byte("0123456789abcdef0123456789abcdef"))
@@ -121,7 +122,7 @@ func newStack(t *testing.T, opts ...func(*setup)) *stack {
 		}
 	})
 	s := &stack{t: t, fake: fake, fakeURL: fakeSrv.URL, proxyURL: "http://" + ln.Addr().String(),
-		pool: pool, rdb: rdb, prefix: prefix, seeded: res,
+		pool: pool, rdb: rdb, prefix: prefix, seeded: res, dbURL: dbURL,
 		consumer: usage.NewConsumer(rdb, pool, prefix, "test", quietLog(), usage.WithBlock(50*time.Millisecond))}
 	s.waitReady()
 	return s

@@ -1,0 +1,159 @@
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/tollgate/tollgate/internal/fakellm"
+	"github.com/tollgate/tollgate/internal/limit"
+	"github.com/tollgate/tollgate/internal/testenv"
+)
+
+var binaries struct {
+	once sync.Once
+	dir  string
+	err  error
+}
+
+// binary builds cmd/<name> once per test run and returns its path.
+func binary(t *testing.T, name string) string {
+	t.Helper()
+	binaries.once.Do(func() {
+		binaries.dir, binaries.err = os.MkdirTemp("", "tollgate-e2e-bin")
+		if binaries.err != nil {
+			return
+		}
+		cmd := exec.Command("go", "build", "-o", binaries.dir+"/", "../../cmd/proxy", "../../cmd/worker", "../../cmd/fakellm")
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			binaries.err = &buildError{string(out)}
+		}
+	})
+	if binaries.err != nil {
+		t.Fatalf("build binaries: %v", binaries.err)
+	}
+	return filepath.Join(binaries.dir, name)
+}
+
+type buildError struct{ out string }
+
+func (e *buildError) Error() string { return e.out }
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// startProxy runs cmd/proxy as its own process on the stack's stores.
+func (s *stack) startProxy(t *testing.T, extraEnv ...string) (url string, cmd *exec.Cmd) {
+	t.Helper()
+	addr := freeAddr(t)
+	cmd = exec.Command(binary(t, "proxy"))
+	cmd.Env = append(os.Environ(), "DATABASE_URL="+s.dbURL, "REDIS_URL="+testenv.RedisURL(t), "REDIS_PREFIX="+s.prefix,
+		"SECRET_KEY="+secretKey, "PROXY_ADDR="+addr, "ENV=test", "LOG_LEVEL=warn")
+	cmd.Env = append(cmd.Env, extraEnv...)
+	if os.Getenv("TEST_LOG") != "" {
+		cmd.Stderr = os.Stderr
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+	})
+	url = "http://" + addr
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		resp, err := httpClient.Get(url + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return url, cmd
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("proxy process did not become ready")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestKilledProxyLeaksNoLease kills a proxy process mid-stream; its concurrency lease
+// expires within the lease TTL and the key's single slot becomes usable again.
+func TestKilledProxyLeaksNoLease(t *testing.T) {
+	const ttl = 2 * time.Second
+	s := newStack(t, func(su *setup) { su.limits = limit.Options{LeaseTTL: ttl} })
+	ctx := context.Background()
+	if _, err := s.pool.Exec(ctx, "UPDATE api_keys SET concurrency = 1"); err != nil {
+		t.Fatal(err)
+	}
+	url, cmd := s.startProxy(t, "LEASE_TTL="+ttl.String())
+	s.fake.SetScript(func(r *fakellm.Request) fakellm.Behavior {
+		if strings.Contains(r.LastUserText, "slow") {
+			return fakellm.Behavior{EventDelay: 300 * time.Millisecond}
+		}
+		return fakellm.Behavior{}
+	})
+
+	body := `{"model":"` + model + `","max_tokens":64,"stream":true,"messages":[{"role":"user","content":"a slow answer with many words in it"}]}`
+	req, _ := http.NewRequest(http.MethodPost, url+"/v1/messages", strings.NewReader(body))
+	req.Header.Set("X-Api-Key", s.seeded.DemoKey)
+	req.Header.Set("Anthropic-Version", "2023-06-01")
+	resp, err := httpClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if _, err := bufio.NewReader(resp.Body).ReadString('\n'); err != nil {
+		t.Fatal(err)
+	}
+	leases := s.prefix + "conc:k:" + strconv.FormatInt(s.keyID(), 10)
+	if n, _ := s.rdb.ZCard(ctx, leases).Result(); n != 1 {
+		t.Fatalf("%d leases held mid-stream, want 1", n)
+	}
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	killed := time.Now()
+	cmd.Wait()
+
+	// The in-process proxy shares the stores: its request waits for the dead lease to
+	// expire, then is admitted.
+	status, _ := s.post(t, s.seeded.DemoKey, smallBody)
+	waited := time.Since(killed)
+	if status != 200 {
+		t.Fatalf("after the kill: status %d", status)
+	}
+	if waited > ttl+3*time.Second {
+		t.Fatalf("the slot came back after %s, want within the lease TTL (%s) plus a wake-up", waited, ttl)
+	}
+	if n, _ := s.rdb.ZCard(ctx, leases).Result(); n != 0 {
+		t.Fatalf("%d leases left after the request finished", n)
+	}
+}
+
+func (s *stack) keyID() int64 {
+	s.t.Helper()
+	var id int64
+	if err := s.pool.QueryRow(context.Background(), "SELECT id FROM api_keys WHERE user_id = $1 ORDER BY id LIMIT 1", s.seeded.DemoUserID).Scan(&id); err != nil {
+		s.t.Fatal(err)
+	}
+	return id
+}
