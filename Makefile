@@ -8,7 +8,7 @@ SHELL := /bin/bash
 
 BIN := $(CURDIR)/.dev/bin
 
-.PHONY: help dev test generate generate-check lint build tools services services-stop clean
+.PHONY: help dev test generate generate-check lint build tools clients services services-stop clean
 
 help: ## Show the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 18
@@ -16,11 +16,14 @@ help: ## Show the targets.
 dev: ## Run everything locally: PostgreSQL, Redis, migrations, demo data, web, proxy, worker, fakellm.
 	@MAKE="$(MAKE)" .ci/dev.sh
 
-test: tools generate-check lint ## Every check and every test, against real PostgreSQL and Redis.
+test: tools clients generate-check lint ## Every check and every test, against real PostgreSQL and Redis.
 	@.ci/test.sh
 
 tools: ## Install the pinned templ and sqlc into .dev/bin (when missing or at another version).
 	@.ci/tools.sh
+
+clients: ## Install the real claude and codex CLIs (npm, pinned) into .dev/clients for the e2e tests.
+	@.ci/clients.sh
 
 generate: tools ## Regenerate *_templ.go (templ) and internal/db/sqlc (sqlc).
 	@.ci/generate.sh

@@ -387,6 +387,7 @@ func (x *exchange) pipeStream(o *outcome, body io.Reader) {
 			continue
 		}
 		if err != nil {
+			t.Line(nil, false) // end of stream: complete a pending line
 			if !errors.Is(err, io.EOF) {
 				o.class = "upstream_cut"
 			} else if !t.Finished() {

@@ -24,7 +24,8 @@ type protocol struct {
 
 // tap reads a response stream once, line by line, as it passes to the client.
 type tap interface {
-	// Line consumes one line including its newline; partial means it continues.
+	// Line consumes one line including its newline; partial means it continues in the
+	// next call. Line(nil, false) at the end of the stream completes a pending line.
 	Line(line []byte, partial bool)
 	// Usage is what the stream reported so far; ok is false if it reported nothing.
 	Usage() (u billing.Usage, ok bool)
