@@ -88,6 +88,17 @@ type Proxy struct {
 	Addr                 string `env:"PROXY_ADDR" envDefault:":8081"`
 	UpstreamAllowPrivate bool   `env:"UPSTREAM_ALLOW_PRIVATE" envDefault:"false"`
 	Limits               limit.Options
+	OAuth                OAuth
+}
+
+// OAuth names the token endpoints and client ids that redeem OAuth accounts' refresh
+// tokens. Tollgate ships no client id of its own or anyone else's: an operator who adds
+// OAuth accounts sets the values their tokens were issued for.
+type OAuth struct {
+	AnthropicTokenURL string `env:"ANTHROPIC_OAUTH_TOKEN_URL" envDefault:"https://console.anthropic.com/v1/oauth/token"`
+	AnthropicClientID string `env:"ANTHROPIC_OAUTH_CLIENT_ID"`
+	OpenAITokenURL    string `env:"OPENAI_OAUTH_TOKEN_URL" envDefault:"https://auth.openai.com/oauth/token"`
+	OpenAIClientID    string `env:"OPENAI_OAUTH_CLIENT_ID"`
 }
 
 // Worker is cmd/worker's configuration.

@@ -3,6 +3,7 @@ package e2e
 import (
 	"bufio"
 	"context"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -156,4 +157,52 @@ func (s *stack) keyID() int64 {
 		s.t.Fatal(err)
 	}
 	return id
+}
+
+// TestSigtermDrainsInFlightStreams: on SIGTERM a proxy stops accepting connections but
+// lets the streams it is serving finish, then exits cleanly.
+func TestSigtermDrainsInFlightStreams(t *testing.T) {
+	s := newStack(t)
+	url, cmd := s.startProxy(t)
+	s.fake.SetScript(func(r *fakellm.Request) fakellm.Behavior {
+		return fakellm.Behavior{EventDelay: 100 * time.Millisecond}
+	})
+	body := `{"model":"` + model + `","max_tokens":64,"stream":true,"messages":[{"role":"user","content":"one two three four five six"}]}`
+	req, _ := http.NewRequest(http.MethodPost, url+"/v1/messages", strings.NewReader(body))
+	req.Header.Set("X-Api-Key", s.seeded.DemoKey)
+	req.Header.Set("Anthropic-Version", "2023-06-01")
+	resp, err := httpClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	br := bufio.NewReader(resp.Body)
+	if _, err := br.ReadString('\n'); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	rest, err := io.ReadAll(br)
+	if err != nil {
+		t.Fatalf("stream broken by SIGTERM: %v", err)
+	}
+	if !strings.Contains(string(rest), "event: message_stop") {
+		t.Fatalf("stream did not finish:\n%s", rest)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	select {
+	case err := <-exited:
+		if err != nil {
+			t.Fatalf("proxy exited with %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("proxy did not exit after draining")
+	}
+	if _, err := httpClient.Get(url + "/healthz"); err == nil {
+		t.Fatal("the stopped proxy still accepts connections")
+	}
+	// The drained stream was billed like any other.
+	s.ingest(1)
 }

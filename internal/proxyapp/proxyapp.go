@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/tollgate/tollgate/internal/account"
 	"github.com/tollgate/tollgate/internal/apikey"
 	"github.com/tollgate/tollgate/internal/billing"
 	"github.com/tollgate/tollgate/internal/config"
@@ -83,6 +84,10 @@ func Build(ctx context.Context, cfg config.Proxy, log *slog.Logger) (*Deps, erro
 		pool.Close()
 		return nil, err
 	}
+	refresher := account.NewRefresher(pool, rdb, cfg.RedisPrefix, box, map[string]account.OAuthClient{
+		"anthropic": {TokenURL: cfg.OAuth.AnthropicTokenURL, ClientID: cfg.OAuth.AnthropicClientID},
+		"openai":    {TokenURL: cfg.OAuth.OpenAITokenURL, ClientID: cfg.OAuth.OpenAIClientID},
+	}, log)
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	srv := relay.New(relay.Config{
@@ -100,6 +105,7 @@ func Build(ctx context.Context, cfg config.Proxy, log *slog.Logger) (*Deps, erro
 			return err
 		},
 		Registry: reg,
+		Refresh:  refresher.Refresh,
 		SetAccountState: func(ctx context.Context, id int64, state, reason string, until *time.Time) error {
 			if err := q.AccountSetState(ctx, pool, sqlc.AccountSetStateParams{ID: id, State: state, StateReason: reason, StateUntil: until}); err != nil {
 				return err

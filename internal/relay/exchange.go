@@ -229,8 +229,12 @@ type outcome struct {
 func (x *exchange) run(body []byte, req *sniffed, cands []*schedule.Account, areq limit.Request, lease limit.Lease) int {
 	s := x.s
 	var last outcome
+	var refreshed *schedule.Account // an OAuth account with the credential refreshed in this request
 	for attempt := 1; ; attempt++ {
 		acc := accountByID(cands, lease.AccountID)
+		if refreshed != nil && refreshed.ID == acc.ID {
+			acc = refreshed
+		}
 		attemptBody := body
 		upstreamModel := acc.UpstreamModel(x.model)
 		if upstreamModel != x.model {
@@ -242,6 +246,20 @@ func (x *exchange) run(body []byte, req *sniffed, cands []*schedule.Account, are
 		if last.committed {
 			x.complete(lease, attempt, &last, upstreamModel)
 			return last.status
+		}
+		if last.class == "auth_failed" && acc.Kind == "oauth" && refreshed == nil && s.cfg.Refresh != nil {
+			// The access token was refused: refresh it once (cluster-wide single use of the
+			// refresh token) and retry the same account.
+			cred, err := s.cfg.Refresh(x.r.Context(), acc.ID, acc.Credential.AccessToken)
+			if err == nil {
+				c := *acc
+				c.Credential = cred
+				refreshed = &c
+				continue
+			}
+			s.log.Warn("refresh OAuth token", "request_id", x.rid, "account_id", acc.ID, "err", err)
+			last.reason = "the provider rejected the access token and refreshing it failed: " + err.Error()
+			refreshed = acc
 		}
 		s.penalize(acc, &last)
 		areq.Candidates = slices.DeleteFunc(areq.Candidates, func(c limit.Candidate) bool { return c.ID == acc.ID })

@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/tollgate/tollgate/internal/account"
 	"github.com/tollgate/tollgate/internal/apikey"
 	"github.com/tollgate/tollgate/internal/billing"
 	"github.com/tollgate/tollgate/internal/invalidate"
@@ -47,6 +48,9 @@ type Config struct {
 	// SetAccountState persists an account's state change (asynchronously, once per
 	// change) and announces it so every proxy reloads its snapshot.
 	SetAccountState func(ctx context.Context, id int64, state, reason string, until *time.Time) error
+	// Refresh redeems an OAuth account's refresh token after its access token was
+	// refused (account.Refresher.Refresh); nil disables refreshing.
+	Refresh func(ctx context.Context, accountID int64, rejectedAccessToken string) (account.Credential, error)
 }
 
 // Server serves the proxy routes.

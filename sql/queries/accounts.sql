@@ -18,3 +18,14 @@ UPDATE accounts SET base_url = @base_url, updated_at = now() WHERE id = @id;
 UPDATE accounts SET state = @state, state_reason = @state_reason, state_until = @state_until,
     updated_at = now()
 WHERE id = @id AND state <> 'disabled';
+
+-- name: AccountGetByID :one
+SELECT * FROM accounts WHERE id = @id;
+
+-- name: AccountSetCredential :exec
+-- A refreshed OAuth credential; clears an error state the old token caused.
+UPDATE accounts SET secret_enc = @secret_enc, token_expires_at = @token_expires_at,
+    state = CASE WHEN state = 'error' THEN 'active' ELSE state END,
+    state_reason = CASE WHEN state = 'error' THEN '' ELSE state_reason END,
+    updated_at = now()
+WHERE id = @id;

@@ -10,6 +10,37 @@ import (
 	"time"
 )
 
+const accountGetByID = `-- name: AccountGetByID :one
+SELECT id, name, provider, kind, base_url, secret_enc, egress_proxy_enc, priority, weight, max_concurrency, models, model_map, state, state_reason, state_until, ratelimit, token_expires_at, created_at, updated_at FROM accounts WHERE id = $1
+`
+
+func (q *Queries) AccountGetByID(ctx context.Context, db DBTX, id int64) (Account, error) {
+	row := db.QueryRow(ctx, accountGetByID, id)
+	var i Account
+	err := row.Scan(
+		&i.ID,
+		&i.Name,
+		&i.Provider,
+		&i.Kind,
+		&i.BaseURL,
+		&i.SecretEnc,
+		&i.EgressProxyEnc,
+		&i.Priority,
+		&i.Weight,
+		&i.MaxConcurrency,
+		&i.Models,
+		&i.ModelMap,
+		&i.State,
+		&i.StateReason,
+		&i.StateUntil,
+		&i.Ratelimit,
+		&i.TokenExpiresAt,
+		&i.CreatedAt,
+		&i.UpdatedAt,
+	)
+	return i, err
+}
+
 const accountGetByName = `-- name: AccountGetByName :one
 SELECT id, name, provider, kind, base_url, secret_enc, egress_proxy_enc, priority, weight, max_concurrency, models, model_map, state, state_reason, state_until, ratelimit, token_expires_at, created_at, updated_at FROM accounts WHERE name = $1 ORDER BY id LIMIT 1
 `
@@ -144,6 +175,26 @@ func (q *Queries) AccountList(ctx context.Context, db DBTX) ([]Account, error) {
 		return nil, err
 	}
 	return items, nil
+}
+
+const accountSetCredential = `-- name: AccountSetCredential :exec
+UPDATE accounts SET secret_enc = $1, token_expires_at = $2,
+    state = CASE WHEN state = 'error' THEN 'active' ELSE state END,
+    state_reason = CASE WHEN state = 'error' THEN '' ELSE state_reason END,
+    updated_at = now()
+WHERE id = $3
+`
+
+type AccountSetCredentialParams struct {
+	SecretEnc      []byte
+	TokenExpiresAt *time.Time
+	ID             int64
+}
+
+// A refreshed OAuth credential; clears an error state the old token caused.
+func (q *Queries) AccountSetCredential(ctx context.Context, db DBTX, arg AccountSetCredentialParams) error {
+	_, err := db.Exec(ctx, accountSetCredential, arg.SecretEnc, arg.TokenExpiresAt, arg.ID)
+	return err
 }
 
 const accountSetState = `-- name: AccountSetState :exec
