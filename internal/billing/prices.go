@@ -142,7 +142,9 @@ var defaultPricesJSON []byte
 
 // defaultPrice is one entry of default_prices.json: public list prices in pico-USD per
 // token, converted from the MIT-licensed snapshot in shared/reference/model-prices
-// (synced 2026-07-24). Anthropic 1-hour cache writes are 2× input, as Anthropic lists.
+// (synced 2026-07-24). Anthropic 1-hour cache writes are 2× input, as Anthropic lists;
+// OpenAI and Gemini charge no premium for cache writes (priced as input). Gemini models
+// the snapshot lists only under Vertex AI are taken at those (public, identical) prices.
 type defaultPrice struct {
 	Provider          string `json:"provider"`
 	Model             string `json:"model"`

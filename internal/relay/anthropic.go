@@ -58,6 +58,18 @@ func mergeBeta(have []string, want string) string {
 	return strings.Join(append(parts, want), ",")
 }
 
+// modelsFor is what a key may use: its allow-list, else its group's accounts'
+// allow-lists, else every priced model of the provider.
+func (s *Server) modelsFor(keyModels []string, groupID int64, provider string) []string {
+	if len(keyModels) > 0 {
+		return keyModels
+	}
+	if ids := s.cfg.Accounts.Models(groupID, provider); ids != nil {
+		return ids
+	}
+	return s.cfg.Pricing.Models(provider)
+}
+
 // models answers GET /v1/models with the models the key may use, without asking any
 // upstream: the key's allow-list, else its group's accounts' allow-lists, else every
 // priced model. The shape follows the caller: Anthropic's when it sent
@@ -78,13 +90,7 @@ func (s *Server) models(w http.ResponseWriter, r *http.Request) {
 	if !anthropicStyle {
 		provider = "openai"
 	}
-	ids := key.Models
-	if len(ids) == 0 {
-		ids = s.cfg.Accounts.Models(key.GroupID, provider)
-	}
-	if ids == nil {
-		ids = s.cfg.Pricing.Models(provider)
-	}
+	ids := s.modelsFor(key.Models, key.GroupID, provider)
 	w.Header().Set("Content-Type", "application/json")
 	if anthropicStyle {
 		type model struct {

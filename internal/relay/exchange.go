@@ -96,6 +96,11 @@ func (s *Server) handle(w http.ResponseWriter, r *http.Request, p *protocol, rid
 	if err != nil {
 		return fail(http.StatusBadRequest, errInvalidRequest, "Tollgate: "+err.Error())
 	}
+	if p.request != nil {
+		if err := p.request(r, &req); err != nil {
+			return fail(http.StatusBadRequest, errInvalidRequest, "Tollgate: "+err.Error())
+		}
+	}
 	if req.Model == "" {
 		return fail(http.StatusBadRequest, errInvalidRequest, "Tollgate: model is required")
 	}
@@ -103,13 +108,16 @@ func (s *Server) handle(w http.ResponseWriter, r *http.Request, p *protocol, rid
 		return fail(http.StatusForbidden, errPermission, "Tollgate: this API key may not use model "+strconv.Quote(req.Model))
 	}
 	cands := s.cfg.Accounts.Candidates(key.GroupID, p.provider, req.Model)
-	if p.billable {
+	if p.accepts != nil {
+		cands = slices.DeleteFunc(cands, func(a *schedule.Account) bool { return !p.accepts(a) })
+	}
+	if p.billable && len(cands) > 0 {
 		// An account whose (mapped) model has no price is never used: the request would
 		// be served for free.
 		cands = slices.DeleteFunc(cands, func(a *schedule.Account) bool {
 			return s.cfg.Pricing.Priced(p.provider, a.UpstreamModel(req.Model), start) != nil
 		})
-		if len(cands) == 0 && len(s.cfg.Accounts.Candidates(key.GroupID, p.provider, req.Model)) > 0 {
+		if len(cands) == 0 {
 			return fail(http.StatusBadRequest, errUnpricedModel,
 				"Tollgate: model "+strconv.Quote(req.Model)+" has no price configured, so it cannot be billed; ask the operator to add one")
 		}
@@ -141,7 +149,11 @@ func (s *Server) handle(w http.ResponseWriter, r *http.Request, p *protocol, rid
 		s.log.Error("admission", "request_id", rid, "err", err)
 		return fail(http.StatusServiceUnavailable, errUnavailable, "Tollgate cannot check limits right now; retry shortly")
 	}
-	x := &exchange{s: s, p: p, w: w, r: r, rid: rid, start: start, key: key, model: req.Model, clientIP: remoteIP(r)}
+	x := &exchange{s: s, p: p, w: w, r: r, rid: rid, start: start, key: key, model: req.Model,
+		clientStream: req.Stream, clientIP: remoteIP(r)}
+	if p.prepare != nil {
+		body, x.filter = p.prepare(&req, body)
+	}
 	return x.run(body, &req, cands, areq, lease)
 }
 
@@ -205,6 +217,9 @@ type exchange struct {
 	key      apikey.Info
 	model    string
 	clientIP netip.Addr
+	// clientStream: the client asked for a stream; filter edits what it receives.
+	clientStream bool
+	filter       lineFilter
 }
 
 // outcome is what one attempt produced.
@@ -237,11 +252,11 @@ func (x *exchange) run(body []byte, req *sniffed, cands []*schedule.Account, are
 		}
 		attemptBody := body
 		upstreamModel := acc.UpstreamModel(x.model)
-		if upstreamModel != x.model {
+		if upstreamModel != x.model && req.modelEnd > 0 {
 			attemptBody = req.withModel(body, upstreamModel)
 		}
 		stopRenew := x.renewWhileRunning(lease)
-		last = x.attempt(acc, attemptBody)
+		last = x.attempt(acc, attemptBody, upstreamModel)
 		stopRenew()
 		if last.committed {
 			x.complete(lease, attempt, &last, upstreamModel)
@@ -312,7 +327,7 @@ func (x *exchange) renewWhileRunning(lease limit.Lease) (stop func()) {
 // attempt sends the request to one account. A response another account might improve
 // (connect error, 5xx, 529, 429, 401, 403) is held back uncommitted; anything else is
 // relayed to the client as it arrives.
-func (x *exchange) attempt(acc *schedule.Account, body []byte) outcome {
+func (x *exchange) attempt(acc *schedule.Account, body []byte, upstreamModel string) outcome {
 	s := x.s
 	o := outcome{acc: acc}
 	// The upstream exchange outlives the client: if the client goes away mid-stream,
@@ -320,7 +335,11 @@ func (x *exchange) attempt(acc *schedule.Account, body []byte) outcome {
 	// charges (README, "Client disconnects"). StreamLimit bounds it.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(x.r.Context()), s.cfg.StreamLimit)
 	defer cancel()
-	up, err := http.NewRequestWithContext(ctx, http.MethodPost, joinURL(acc.BaseURL, x.r.URL.Path, x.r.URL.RawQuery), bytes.NewReader(body))
+	target := joinURL(acc.BaseURL, x.r.URL.Path, x.r.URL.RawQuery)
+	if x.p.upstreamURL != nil {
+		target = x.p.upstreamURL(acc, x.r, upstreamModel)
+	}
+	up, err := http.NewRequestWithContext(ctx, http.MethodPost, target, bytes.NewReader(body))
 	if err != nil {
 		return x.tollgateFailure(o, "bad_upstream_url", "the account's base URL is invalid")
 	}
@@ -353,11 +372,12 @@ func (x *exchange) attempt(acc *schedule.Account, body []byte) outcome {
 
 	o.committed = true
 	copyResponseHeader(x.w.Header(), resp.Header)
-	if resp.StatusCode == http.StatusOK && strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
+	sse := strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream")
+	if resp.StatusCode == http.StatusOK && (sse || x.clientStream && x.p.jsonStream) {
 		o.stream = true
 		x.w.Header().Set("Cache-Control", "no-cache")
 		x.w.WriteHeader(resp.StatusCode)
-		x.pipeStream(&o, resp.Body)
+		x.pipeStream(&o, resp.Body, !sse)
 		return o
 	}
 	b, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseBody))
@@ -382,25 +402,32 @@ func (x *exchange) tollgateFailure(o outcome, class, reason string) outcome {
 	return o
 }
 
-// pipeStream copies SSE lines to the client as they arrive, flushing at the end of each
-// event, and feeds each line to the usage tap.
-func (x *exchange) pipeStream(o *outcome, body io.Reader) {
+// pipeStream copies lines to the client as they arrive, flushing at the end of each SSE
+// event (or every line of a streamed JSON body), and feeds each line to the usage tap.
+func (x *exchange) pipeStream(o *outcome, body io.Reader, flushLines bool) {
 	flusher, _ := x.w.(http.Flusher)
 	t := x.p.newTap()
 	br := bufio.NewReaderSize(body, 32<<10)
 	clientGone := false
+	partialBefore := false
 	for {
 		line, err := br.ReadSlice('\n')
+		partial := errors.Is(err, bufio.ErrBufferFull)
 		if len(line) > 0 {
-			t.Line(line, errors.Is(err, bufio.ErrBufferFull))
-			if !clientGone {
-				if _, werr := x.w.Write(line); werr != nil {
+			t.Line(line, partial)
+			out := line
+			if x.filter != nil && !partial && !partialBefore {
+				out = x.filter(line) // filters see whole lines only
+			}
+			if !clientGone && out != nil {
+				if _, werr := x.w.Write(out); werr != nil {
 					clientGone = true
-				} else if (len(line) == 1 || (len(line) == 2 && line[0] == '\r')) && flusher != nil {
+				} else if flusher != nil && (flushLines || len(out) == 1 || (len(out) == 2 && out[0] == '\r')) {
 					flusher.Flush() // a blank line ends an event
 				}
 			}
 		}
+		partialBefore = partial
 		if errors.Is(err, bufio.ErrBufferFull) {
 			continue
 		}

@@ -20,7 +20,26 @@ type protocol struct {
 	// setCredential puts the account's credential (and headers the provider requires
 	// for it) on the upstream request.
 	setCredential func(h http.Header, acc *schedule.Account)
+
+	// Optional hooks; nil means the default.
+
+	// request reads the model and the stream flag from the URL (Gemini) instead of the body.
+	request func(r *http.Request, req *sniffed) error
+	// upstreamURL builds the upstream URL (default: base URL + the client's path and query).
+	upstreamURL func(acc *schedule.Account, r *http.Request, upstreamModel string) string
+	// prepare makes the protocol's documented body edits and may filter the lines the
+	// client receives (e.g. the usage chunk Tollgate asked for on its own behalf).
+	prepare func(req *sniffed, body []byte) ([]byte, lineFilter)
+	// accepts narrows the candidate accounts (e.g. ChatGPT OAuth accounts serve only
+	// the Responses API).
+	accepts func(acc *schedule.Account) bool
+	// jsonStream: a streaming answer may come as a plain JSON body written piece by
+	// piece (Gemini without alt=sse); relay it incrementally, flushing every line.
+	jsonStream bool
 }
+
+// lineFilter edits one complete line on its way to the client; nil drops it.
+type lineFilter func(line []byte) []byte
 
 // tap reads a response stream once, line by line, as it passes to the client.
 type tap interface {

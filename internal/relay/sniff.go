@@ -15,7 +15,12 @@ type sniffed struct {
 	modelEnd   int
 	Metadata   []byte // raw metadata object, if any (sticky-session hints)
 	System     []byte // raw system value, if any
-	FirstMsg   []byte // raw first element of messages, if any
+	FirstMsg   []byte // raw first element of messages (input, contents), if any
+	Hints      []byte // raw prompt_cache_key / previous_response_id (OpenAI session hints)
+	// stream_options (OpenAI chat) and where it is, for asking upstream for usage.
+	streamOptions  []byte
+	soStart, soEnd int
+	objEnd         int // index of the top-level closing brace
 }
 
 // sniff validates body as JSON and reads model, stream and metadata from its top level.
@@ -34,6 +39,7 @@ func sniff(body []byte) (sniffed, error) {
 	for {
 		i = skipSpace(body, i)
 		if body[i] == '}' {
+			s.objEnd = i
 			return s, nil
 		}
 		if body[i] == ',' {
@@ -62,8 +68,12 @@ func sniff(body []byte) (sniffed, error) {
 			if val[0] == '{' {
 				s.Metadata = val
 			}
-		case "system":
+		case "system", "instructions", "systemInstruction":
 			s.System = val
+		case "prompt_cache_key", "previous_response_id":
+			s.Hints = append(s.Hints, val...)
+		case "stream_options":
+			s.streamOptions, s.soStart, s.soEnd = val, valStart, i
 		case "messages", "input", "contents":
 			if val[0] == '[' {
 				if j := skipSpace(val, 1); j < len(val) && val[j] != ']' {
@@ -81,6 +91,43 @@ func (s *sniffed) withModel(body []byte, model string) []byte {
 	out = append(out, body[:s.modelStart]...)
 	out = append(out, q...)
 	return append(out, body[s.modelEnd:]...)
+}
+
+// withStreamUsage asks a Chat Completions stream for its usage chunk: it sets
+// stream_options.include_usage, adding stream_options when absent. The second result is
+// false when the client had asked for usage itself (nothing to edit, nothing to strip).
+func (s *sniffed) withStreamUsage(body []byte) ([]byte, bool) {
+	if s.streamOptions == nil {
+		out := make([]byte, 0, len(body)+40)
+		out = append(out, body[:s.objEnd]...)
+		sep := []byte(",")
+		if j := skipSpaceBack(body, s.objEnd-1); j >= 0 && body[j] == '{' {
+			sep = nil // an empty object
+		}
+		out = append(out, sep...)
+		out = append(out, `"stream_options":{"include_usage":true}`...)
+		return append(out, body[s.objEnd:]...), true
+	}
+	var opts map[string]json.RawMessage
+	if json.Unmarshal(s.streamOptions, &opts) != nil || opts == nil {
+		opts = map[string]json.RawMessage{}
+	}
+	if string(opts["include_usage"]) == "true" {
+		return body, false
+	}
+	opts["include_usage"] = json.RawMessage("true")
+	merged, _ := json.Marshal(opts)
+	out := make([]byte, 0, len(body)+24)
+	out = append(out, body[:s.soStart]...)
+	out = append(out, merged...)
+	return append(out, body[s.soEnd:]...), true
+}
+
+func skipSpaceBack(b []byte, i int) int {
+	for i >= 0 && (b[i] == ' ' || b[i] == '\n' || b[i] == '\r' || b[i] == '\t') {
+		i--
+	}
+	return i
 }
 
 // The skip functions assume valid JSON (checked first with json.Valid).

@@ -170,34 +170,53 @@ func seedDemo(ctx context.Context, tx pgx.Tx, opts Options, groupID, poolID int6
 	}
 	res.DemoKey = key.Plaintext
 
-	acc, err := q.AccountGetByName(ctx, tx, DemoAccountName)
-	switch {
-	case errors.Is(err, pgx.ErrNoRows):
-		box, err := secret.NewBox(opts.Secret, secret.PurposeAccount)
-		if err != nil {
-			return err
-		}
-		sealed, err := account.Seal(box, account.Credential{APIKey: "sk-ant-fakellm-demo"})
-		if err != nil {
-			return err
-		}
-		acc, err = q.AccountInsert(ctx, tx, sqlc.AccountInsertParams{
-			Name: DemoAccountName, Provider: "anthropic", Kind: "api_key", BaseURL: opts.FakeLLMURL,
-			SecretEnc: sealed, Priority: 100, Weight: 1,
-			Models: []string{}, ModelMap: []byte("{}"),
-		})
-		if err != nil {
-			return fmt.Errorf("demo account: %w", err)
-		}
-	case err != nil:
+	box, err := secret.NewBox(opts.Secret, secret.PurposeAccount)
+	if err != nil {
 		return err
-	case acc.BaseURL != opts.FakeLLMURL:
-		if err := q.AccountUpdateBaseURL(ctx, tx, sqlc.AccountUpdateBaseURLParams{ID: acc.ID, BaseURL: opts.FakeLLMURL}); err != nil {
+	}
+	for _, d := range demoAccounts {
+		id, err := ensureAccount(ctx, tx, box, d, opts.FakeLLMURL)
+		if err != nil {
+			return fmt.Errorf("demo account %s: %w", d.name, err)
+		}
+		if d.provider == "anthropic" {
+			res.AccountID = id
+		}
+		if err := q.PoolAccountAttach(ctx, tx, sqlc.PoolAccountAttachParams{PoolID: poolID, AccountID: id}); err != nil {
 			return err
 		}
 	}
-	res.AccountID = acc.ID
-	return q.PoolAccountAttach(ctx, tx, sqlc.PoolAccountAttachParams{PoolID: poolID, AccountID: acc.ID})
+	return nil
+}
+
+// demoAccounts are one upstream account per provider, all served by fakellm, so the
+// demo key works with claude, codex, the SDKs and Gemini clients at once.
+var demoAccounts = []struct{ name, provider, key string }{
+	{DemoAccountName, "anthropic", "sk-ant-fakellm-demo"},
+	{"fakellm-openai", "openai", "sk-openai-fakellm-demo"},
+	{"fakellm-gemini", "gemini", "gemini-fakellm-demo"},
+}
+
+func ensureAccount(ctx context.Context, tx pgx.Tx, box *secret.Box, d struct{ name, provider, key string }, baseURL string) (int64, error) {
+	q := sqlc.New()
+	acc, err := q.AccountGetByName(ctx, tx, d.name)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		sealed, err := account.Seal(box, account.Credential{APIKey: d.key})
+		if err != nil {
+			return 0, err
+		}
+		acc, err = q.AccountInsert(ctx, tx, sqlc.AccountInsertParams{
+			Name: d.name, Provider: d.provider, Kind: "api_key", BaseURL: baseURL,
+			SecretEnc: sealed, Priority: 100, Weight: 1, Models: []string{}, ModelMap: []byte("{}"),
+		})
+		return acc.ID, err
+	case err != nil:
+		return 0, err
+	case acc.BaseURL != baseURL:
+		return acc.ID, q.AccountUpdateBaseURL(ctx, tx, sqlc.AccountUpdateBaseURLParams{ID: acc.ID, BaseURL: baseURL})
+	}
+	return acc.ID, nil
 }
 
 // readEnv reads KEY=VALUE lines; a missing file is empty.
