@@ -1,4 +1,5 @@
-// Command fakellm runs the fake Anthropic upstream of internal/fakellm on its own, for
+// Command fakellm runs the fake upstream of internal/fakellm (Anthropic, OpenAI Chat
+// Completions and Responses, Gemini, and an OAuth token endpoint) on its own, for
 // development (make dev points the demo upstream account at it) and benchmarks.
 package main
 
@@ -35,13 +36,15 @@ func main() {
 
 // config is everything fakellm reads from its flags and environment.
 type config struct {
-	addr     string
-	apiKeys  []string
-	logLevel slog.Level
+	addr          string
+	apiKeys       []string
+	refreshTokens []string
+	logLevel      slog.Level
 }
 
-// loadConfig reads -addr (or FAKELLM_ADDR), FAKELLM_API_KEYS (comma separated) and
-// FAKELLM_LOG_LEVEL (debug logs every served request).
+// loadConfig reads -addr (or FAKELLM_ADDR), FAKELLM_API_KEYS and
+// FAKELLM_REFRESH_TOKENS (comma separated; the refresh tokens the token endpoint
+// accepts at start, each once) and FAKELLM_LOG_LEVEL (debug logs every served request).
 func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (config, error) {
 	cfg := config{addr: "127.0.0.1:8090"}
 	if v := getenv("FAKELLM_ADDR"); v != "" {
@@ -56,17 +59,25 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (co
 	if _, _, err := net.SplitHostPort(cfg.addr); err != nil {
 		return config{}, fmt.Errorf("-addr or FAKELLM_ADDR %q is not host:port: %w", cfg.addr, err)
 	}
-	for k := range strings.SplitSeq(getenv("FAKELLM_API_KEYS"), ",") {
-		if k = strings.TrimSpace(k); k != "" {
-			cfg.apiKeys = append(cfg.apiKeys, k)
-		}
-	}
+	cfg.apiKeys = splitList(getenv("FAKELLM_API_KEYS"))
+	cfg.refreshTokens = splitList(getenv("FAKELLM_REFRESH_TOKENS"))
 	if v := getenv("FAKELLM_LOG_LEVEL"); v != "" {
 		if err := cfg.logLevel.UnmarshalText([]byte(v)); err != nil {
 			return config{}, fmt.Errorf("FAKELLM_LOG_LEVEL %q is not debug, info, warn or error", v)
 		}
 	}
 	return cfg, nil
+}
+
+// splitList splits a comma-separated list, dropping blanks.
+func splitList(s string) []string {
+	var out []string
+	for v := range strings.SplitSeq(s, ",") {
+		if v = strings.TrimSpace(v); v != "" {
+			out = append(out, v)
+		}
+	}
+	return out
 }
 
 // run serves until ctx is done, then shuts down gracefully.
@@ -81,14 +92,18 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.addr, err)
 	}
+	fake := fakellm.New(fakellm.Options{APIKeys: cfg.apiKeys, Logger: logger})
+	for _, tok := range cfg.refreshTokens {
+		fake.SetRefreshToken(tok)
+	}
 	srv := &http.Server{
-		Handler:           fakellm.New(fakellm.Options{APIKeys: cfg.apiKeys, Logger: logger}),
+		Handler:           fake,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 		// No WriteTimeout: scripted streams may be slow on purpose.
 	}
-	logger.Info("fakellm listening", "addr", ln.Addr().String(), "api_keys", len(cfg.apiKeys))
+	logger.Info("fakellm listening", "addr", ln.Addr().String(), "api_keys", len(cfg.apiKeys), "refresh_tokens", len(cfg.refreshTokens))
 
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()

@@ -23,8 +23,9 @@ func TestLoadConfig(t *testing.T) {
 		{name: "defaults", want: config{addr: "127.0.0.1:8090"}},
 		{
 			name: "env",
-			env:  map[string]string{"FAKELLM_ADDR": ":9000", "FAKELLM_API_KEYS": " sk-a, ,sk-b ", "FAKELLM_LOG_LEVEL": "debug"},
-			want: config{addr: ":9000", apiKeys: []string{"sk-a", "sk-b"}, logLevel: slog.LevelDebug},
+			env: map[string]string{"FAKELLM_ADDR": ":9000", "FAKELLM_API_KEYS": " sk-a, ,sk-b ", "FAKELLM_LOG_LEVEL": "debug",
+				"FAKELLM_REFRESH_TOKENS": "rt-1,rt-2"},
+			want: config{addr: ":9000", apiKeys: []string{"sk-a", "sk-b"}, refreshTokens: []string{"rt-1", "rt-2"}, logLevel: slog.LevelDebug},
 		},
 		{name: "flag wins", args: []string{"-addr", "0.0.0.0:1"}, env: map[string]string{"FAKELLM_ADDR": ":9000"}, want: config{addr: "0.0.0.0:1"}},
 		{name: "bad addr", env: map[string]string{"FAKELLM_ADDR": "nope"}, wantErr: "FAKELLM_ADDR"},
@@ -42,7 +43,8 @@ func TestLoadConfig(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got.addr != tt.want.addr || !slices.Equal(got.apiKeys, tt.want.apiKeys) || got.logLevel != tt.want.logLevel {
+			if got.addr != tt.want.addr || !slices.Equal(got.apiKeys, tt.want.apiKeys) ||
+				!slices.Equal(got.refreshTokens, tt.want.refreshTokens) || got.logLevel != tt.want.logLevel {
 				t.Errorf("config = %+v, want %+v", got, tt.want)
 			}
 		})

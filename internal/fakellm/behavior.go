@@ -10,23 +10,36 @@ import (
 // that is zero leaves that part of the answer as the formulas make it.
 type Behavior struct {
 	// Status, when neither 0 nor 200, answers with an error of that status in the
-	// Anthropic shape. ErrorType and ErrorMessage override the type from the status
-	// table and the default message.
+	// dialect's shape. ErrorType overrides the Anthropic error type, the OpenAI error
+	// type or the Gemini status (RESOURCE_EXHAUSTED, …) that the status implies;
+	// ErrorMessage the default message. ErrorCode is the OpenAI error code (a 429 has
+	// rate_limit_exceeded by default; insufficient_quota, usage_limit_reached, …); a
+	// usage_limit_reached error also gets type usage_limit_reached, plan_type,
+	// resets_in_seconds and resets_at, as Codex's ChatGPT backend sends them. The three
+	// also shape the error a MidStreamError sends.
 	Status       int
 	ErrorType    string
 	ErrorMessage string
+	ErrorCode    string
 	// Headers are added to the response, errors included (retry-after,
-	// anthropic-ratelimit-unified-reset, …).
+	// anthropic-ratelimit-unified-reset, x-ratelimit-remaining-tokens, …). They win
+	// over the headers the fake sets itself.
 	Headers map[string]string
 	// Text replaces the reply text.
 	Text string
-	// Usage overrides, used when > 0. OutputTokens also pads or truncates the reply
-	// text to that many word deltas.
+	// Usage overrides, used when > 0, with the meaning of the Usage fields: InputTokens
+	// excludes cached tokens in every dialect, and OutputTokens includes reasoning
+	// tokens in OpenAI and Gemini answers. OutputTokens also pads or truncates the reply
+	// text to that many word deltas. CacheRead is what OpenAI and Gemini report as
+	// cached (they have no cache writes, so they ignore CacheCreation5m and 1h).
 	InputTokens     int
 	OutputTokens    int
 	CacheCreation5m int
 	CacheCreation1h int
 	CacheRead       int
+	// ReasoningTokens, when > 0, is the reasoning count of an OpenAI or Gemini answer,
+	// Thinking or not. Anthropic ignores it: its thinking is counted from the deltas.
+	ReasoningTokens int
 	// Delay waits before the response headers; EventDelay between stream events.
 	Delay      time.Duration
 	EventDelay time.Duration
@@ -34,20 +47,29 @@ type Behavior struct {
 	// (no cut if the stream has no more events than that); < 0 cuts right after the
 	// headers. Non-streaming answers ignore it.
 	CutAfterEvents int
-	// MidStreamError sends event: error (overloaded_error) after message_start and the
-	// first delta, and ends the stream. Non-streaming answers ignore it, which lets a
+	// MidStreamError ends a stream with an error right after its first delta:
+	// Anthropic's event: error (overloaded_error), a Chat Completions data line with an
+	// "error" object (server_error), Responses' response.failed (server_error), a
+	// Gemini error object (UNAVAILABLE). Non-streaming answers ignore it, which lets a
 	// client's non-streaming fallback succeed, as it does against the real API.
 	MidStreamError bool
-	// ToolUse adds a tool_use block for the first tool of the request, after the text
-	// block, with stop_reason tool_use. Without tools in the request it is ignored.
+	// ToolUse adds a call of the first tool of the request (the first function tool in
+	// OpenAI and Gemini requests) after the text, with stop_reason tool_use,
+	// finish_reason tool_calls, a function_call item or a functionCall part. Without
+	// tools in the request it is ignored.
 	ToolUse bool
-	// Thinking adds a thinking block, with a signature, before the text block.
+	// Thinking adds a thinking block, with a signature, before the text block. OpenAI
+	// and Gemini answers report its words as reasoning tokens; Responses adds a
+	// reasoning item (with the text as its summary when the request asks for one) and
+	// Gemini adds thought parts when includeThoughts is set.
 	Thinking bool
 }
 
-// SetScript makes f choose the behaviour of every following request to /v1/messages and
-// /v1/messages/count_tokens; nil goes back to the default. f runs concurrently for
-// concurrent requests. Fields f leaves zero can still be set by prompt markers.
+// SetScript makes f choose the behaviour of every following request to a model endpoint
+// of any dialect, and of the OAuth token endpoint (Status, Error*, Headers and Delay
+// apply there); nil goes back to the default. Request.Endpoint tells them apart. f runs
+// concurrently for concurrent requests. Fields f leaves zero can still be set by prompt
+// markers.
 func (s *Server) SetScript(f func(r *Request) Behavior) {
 	if f == nil {
 		s.script.Store(nil)
@@ -56,13 +78,28 @@ func (s *Server) SetScript(f func(r *Request) Behavior) {
 	s.script.Store(&f)
 }
 
-// behavior combines the script, if any, with the markers of the request.
-func (s *Server) behavior(r *Request, p *parsed) Behavior {
+// userTexts gives the texts of a request's last user turn, where markers are looked
+// for: userText(i) is the i-th, and false past the last. (An indexed getter, not a
+// callback, so that the Behavior being built stays on the stack.)
+type userTexts interface {
+	userText(i int) (string, bool)
+}
+
+// behavior combines the script, if any, with the markers in texts (nil: none).
+func (s *Server) behavior(r *Request, texts userTexts) Behavior {
 	var b Behavior
 	if f := s.script.Load(); f != nil {
 		b = (*f)(r)
 	}
-	p.eachUserText(func(text string) { applyMarkers(&b, text) })
+	if texts != nil {
+		for i := 0; ; i++ {
+			text, ok := texts.userText(i)
+			if !ok {
+				break
+			}
+			applyMarkers(&b, text)
+		}
+	}
 	return b
 }
 

@@ -157,6 +157,15 @@ func TestMidStreamError(t *testing.T) {
 	if msg["stop_reason"] != "end_turn" {
 		t.Errorf("non-streaming = %v", msg)
 	}
+
+	// The error event can be another one.
+	tb.fake.SetScript(func(*Request) Behavior {
+		return Behavior{MidStreamError: true, ErrorType: "api_error", ErrorMessage: "Internal server error"}
+	})
+	events, _, _ = tb.stream(t, body(true, "hi"))
+	if last := events[len(events)-1].raw; last != `{"type":"error","error":{"type":"api_error","message":"Internal server error"}}` {
+		t.Errorf("error event = %s", last)
+	}
 }
 
 const bashTool = `{"name":"Bash","description":"Run a command","input_schema":{"type":"object",

@@ -44,6 +44,11 @@ func errorMessage(status int) string {
 	case http.StatusUnauthorized:
 		return "invalid x-api-key"
 	}
+	return statusMessage(status)
+}
+
+// statusMessage is the default message of an error status no dialect words its own way.
+func statusMessage(status int) string {
 	if text := http.StatusText(status); text != "" {
 		return text + " (fakellm)"
 	}
@@ -68,13 +73,44 @@ func appendErrorBody(b []byte, requestID string, status int, errType, message st
 	return append(b, '}')
 }
 
-// writeError answers with an Anthropic error. The request-id header is set here too, so
-// every error path carries it.
+var anthropicDialect = dialect{
+	provider:   ProviderAnthropic,
+	credential: anthropicCredential,
+	authError:  anthropicAuthError,
+	writeError: writeAnthropicError,
+}
+
+func anthropicAuthError(res authResult) apiError {
+	ae := apiError{status: http.StatusUnauthorized}
+	switch res {
+	case authMissing:
+		ae.message = "x-api-key header is required"
+	case authBadToken:
+		ae.message = "Invalid bearer token"
+	case authExpiredToken:
+		ae.message = "OAuth token has expired. Please obtain a new token or refresh your existing token."
+	default:
+		ae.message = "invalid x-api-key"
+	}
+	return ae
+}
+
+// writeAnthropicError answers with an Anthropic error. The request-id header is set
+// here too, so every error path carries it.
+func writeAnthropicError(w http.ResponseWriter, requestID string, ae *apiError) error {
+	w.Header().Set("Request-Id", requestID)
+	return writeErrorBody(w, ae.status, appendErrorBody(make([]byte, 0, 160), requestID, ae.status, ae.typ, ae.message))
+}
+
+// writeError answers with an Anthropic error, for the routes outside an exchange.
 func (s *Server) writeError(w http.ResponseWriter, requestID string, status int, errType, message string) error {
+	return writeAnthropicError(w, requestID, &apiError{status: status, typ: errType, message: message})
+}
+
+// writeErrorBody writes a JSON error body with its status.
+func writeErrorBody(w http.ResponseWriter, status int, body []byte) error {
 	h := w.Header()
-	h.Set("Request-Id", requestID)
 	h.Set("Content-Type", "application/json")
-	body := appendErrorBody(make([]byte, 0, 160), requestID, status, errType, message)
 	h.Set("Content-Length", strconv.Itoa(len(body)))
 	w.WriteHeader(status)
 	_, err := w.Write(body)

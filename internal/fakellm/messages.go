@@ -5,8 +5,6 @@ import (
 	"io"
 	"net/http"
 	"strconv"
-	"strings"
-	"time"
 )
 
 // maxBody is the largest request body read. The real API's limit is 32 MB too.
@@ -16,94 +14,50 @@ const maxBody = 32 << 20
 // is recorded in the served log once the handler is done, including when the stream
 // was cut (the record runs while the abort panic unwinds).
 func (s *Server) handleMessages(w http.ResponseWriter, r *http.Request, countOnly bool) {
-	requestID := s.newRequestID()
-	e := &Served{
-		Time:      time.Now(),
-		Path:      r.URL.Path,
-		Method:    r.Method,
-		RequestID: requestID,
-		Header:    r.Header.Clone(),
+	endpoint := EndpointMessages
+	if countOnly {
+		endpoint = EndpointCountTokens
 	}
-	defer s.record(e)
-
-	fail := func(status int, errType, message string) {
-		e.Status = status
-		e.Complete = s.writeError(w, requestID, status, errType, message) == nil
-	}
-	if r.Method != http.MethodPost {
-		w.Header().Set("Allow", http.MethodPost)
-		fail(http.StatusMethodNotAllowed, "", "")
-		return
-	}
-	if ok, msg := s.authorized(r); !ok {
-		fail(http.StatusUnauthorized, "", msg)
-		return
-	}
-	body, err := readBody(r)
-	if err != nil {
-		var tooLarge *http.MaxBytesError
-		if errors.As(err, &tooLarge) {
-			fail(http.StatusRequestEntityTooLarge, "", "Request exceeds the maximum allowed number of bytes.")
-			return
-		}
-		fail(http.StatusBadRequest, "", "could not read the request body: "+err.Error())
+	x := s.begin(w, r, &anthropicDialect, endpoint)
+	defer s.record(x.e)
+	body, ok := x.readPost()
+	if !ok {
 		return
 	}
 	p, err := parseRequest(body)
 	if err != nil {
 		if errors.Is(err, errNoModel) || errors.Is(err, errNoMessages) {
-			fail(http.StatusBadRequest, "", err.Error())
+			x.fail(apiError{status: http.StatusBadRequest, message: err.Error()})
 			return
 		}
-		fail(http.StatusBadRequest, "", "There was an error parsing the body of your request: "+err.Error())
+		x.fail(apiError{status: http.StatusBadRequest, message: "There was an error parsing the body of your request: " + err.Error()})
 		return
 	}
+	e := x.e
 	e.Model = p.body.Model
 	stream := p.body.Stream && !countOnly
 	e.Stream = stream
 
-	req := &Request{
-		Method:       r.Method,
-		Path:         r.URL.Path,
-		RawQuery:     r.URL.RawQuery,
-		Header:       e.Header,
-		Body:         body,
-		Model:        p.body.Model,
-		Stream:       stream,
-		LastUserText: p.lastUserText(),
-	}
-	b := s.behavior(req, p)
-	h := w.Header()
-	for k, v := range b.Headers {
-		h.Set(k, v)
-	}
-	if !sleep(r.Context(), b.Delay) {
+	b, ok := x.behave(x.request(body, p.body.Model, stream, p.lastUserText()), p)
+	if !ok {
 		return
 	}
-	if b.Status != 0 && b.Status != http.StatusOK {
-		if b.Status < 100 || b.Status > 999 { // net/http panics on these
-			fail(http.StatusInternalServerError, "", "fakellm: script asked for invalid status "+strconv.Itoa(b.Status))
-			return
-		}
-		fail(b.Status, b.ErrorType, b.ErrorMessage)
-		return
-	}
-
-	h.Set("Request-Id", requestID)
+	w.Header().Set("Request-Id", e.RequestID)
 	if countOnly {
 		n := p.totalTokens()
 		override(&n, b.InputTokens)
 		out := strconv.AppendInt(append(make([]byte, 0, 32), `{"input_tokens":`...), n, 10)
 		out = append(out, '}')
 		e.Usage.InputTokens = n
+		e.Generated = e.Usage
 		e.Status = http.StatusOK
 		e.Complete = writeJSON(w, out) == nil
 		return
 	}
 
-	n := strings.TrimPrefix(requestID, "req_fake_")
-	e.MessageID = "msg_fake_" + n
-	rp := buildReply(p, &b, n)
+	e.MessageID = "msg_fake_" + x.n
+	rp := buildReply(p, &b, x.n)
+	e.Generated = rp.final
 	if stream {
 		s.writeStream(w, r, e, &rp, &b)
 		return

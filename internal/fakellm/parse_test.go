@@ -112,3 +112,50 @@ func FuzzParseRequest(f *testing.F) {
 		fake.Reset()
 	})
 }
+
+func FuzzDialects(f *testing.F) {
+	f.Add([]byte(chatBodyOf(true, true, "FAKE_TOOL_CALL FAKE_THINKING")))
+	f.Add([]byte(`{"model":"m","stream":true,"tools":` + chatTools + `,"messages":[{"role":"user","content":[{"type":"text","text":"FAKE_TOOL_CALL"}]}]}`))
+	f.Add([]byte(strings.Replace(codexBody(true, "FAKE_TOOL_CALL FAKE_THINKING"), `"store":false`, `"reasoning":{"summary":"auto"}`, 1)))
+	f.Add([]byte(codexBody(true, "FAKE_MIDSTREAM_ERROR")))
+	f.Add([]byte(`{"model":"m","input":"FAKE_ERROR_429","stream":true}`))
+	f.Add([]byte(`{"contents":[{"parts":[{"text":"FAKE_TOOL_CALL FAKE_THINKING \u0000 \ud800"}]}],"tools":[{"functionDeclarations":[{"name":"f","parametersJsonSchema":{"required":["a"]}}]}],` +
+		`"generation_config":{"thinking_config":{"include_thoughts":true}}}`))
+	f.Add([]byte(`{"contents":[{"parts":[{"text":"FAKE_MIDSTREAM_ERROR"}]}]}`))
+	f.Add([]byte(`{"model":"m","input":5,"messages":{}}`))
+	f.Add([]byte(`[`))
+
+	fake := New(Options{})
+	fake.SetScript(func(*Request) Behavior { return Behavior{EventDelay: time.Nanosecond, CutAfterEvents: 1 << 30} })
+	paths := []string{
+		"/v1/chat/completions",
+		"/v1/responses",
+		"/v1beta/models/m:generateContent",
+		"/v1beta/models/m:streamGenerateContent",
+		"/v1beta/models/m:streamGenerateContent?alt=sse",
+		"/v1beta/models/m:countTokens",
+	}
+
+	f.Fuzz(func(t *testing.T, in []byte) {
+		for _, path := range paths {
+			req := httptest.NewRequest(http.MethodPost, path, bytes.NewReader(in))
+			req.Header.Set("Authorization", "Bearer k")
+			rec := httptest.NewRecorder()
+			fake.ServeHTTP(rec, req)
+			out := rec.Body.String()
+			if !strings.HasPrefix(rec.Header().Get("Content-Type"), "text/event-stream") {
+				if !json.Valid([]byte(out)) {
+					t.Fatalf("%s: invalid JSON: %s", path, out)
+				}
+				continue
+			}
+			for line := range strings.Lines(out) {
+				data, ok := strings.CutPrefix(line, "data: ")
+				if ok && data != "[DONE]\n" && !json.Valid([]byte(data)) {
+					t.Fatalf("%s: invalid data line: %s", path, data)
+				}
+			}
+		}
+		fake.Reset()
+	})
+}

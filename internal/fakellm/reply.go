@@ -29,8 +29,9 @@ type replyBlock struct {
 type reply struct {
 	blocks     []replyBlock
 	stopReason string
-	// start is the usage reported by message_start, final the cumulative one of
-	// message_delta and of a non-streaming message.
+	// start is the usage reported by Anthropic's message_start; final is the usage of
+	// the whole answer (message_delta, a non-streaming message, or another dialect's
+	// final usage).
 	start Usage
 	final Usage
 }
@@ -43,37 +44,20 @@ const (
 	toolFragmentBytes = 8
 )
 
-// buildReply plans the answer to p under b. n numbers the message (for the tool_use id).
+// buildReply plans the Anthropic answer to p under b. n numbers the message (for the
+// tool_use id).
 func buildReply(p *parsed, b *Behavior, n string) reply {
 	var rp reply
-	rp.stopReason = "end_turn"
-	deltas := 0
-
-	if b.Thinking {
-		blk := replyBlock{kind: thinkingBlock, full: thinkingText, signature: thinkingSignature}
-		blk.deltas = splitWords(blk.full)
-		deltas += len(blk.deltas) + 1 // + signature_delta
-		rp.blocks = append(rp.blocks, blk)
-	}
-
-	text := b.Text
-	if text == "" {
-		text = defaultText(p.lastUserText())
-	}
-	if b.OutputTokens > 0 {
-		text = fitWords(text, b.OutputTokens)
-	}
-	txt := replyBlock{kind: textBlock, full: text, deltas: splitWords(text)}
-	deltas += len(txt.deltas)
-	rp.blocks = append(rp.blocks, txt)
-
+	var tool *toolSpec
 	if b.ToolUse {
-		if name, input, ok := toolCall(p.body.Tools); ok {
-			blk := replyBlock{kind: toolUseBlock, full: input, toolID: "toolu_fake_" + n, toolName: name}
-			blk.deltas = splitFragments(input, toolFragmentBytes)
-			deltas += len(blk.deltas)
-			rp.blocks = append(rp.blocks, blk)
-			rp.stopReason = "tool_use"
+		tool = anthropicTool(p.body.Tools)
+	}
+	planContent(&rp, p.lastUserText(), b, tool, "toolu_fake_"+n)
+	deltas := 0
+	for i := range rp.blocks {
+		deltas += len(rp.blocks[i].deltas)
+		if rp.blocks[i].kind == thinkingBlock {
+			deltas++ // signature_delta
 		}
 	}
 
@@ -99,6 +83,44 @@ func buildReply(p *parsed, b *Behavior, n string) reply {
 	rp.final.OutputTokens = max(int64(deltas), 1)
 	override(&rp.final.OutputTokens, b.OutputTokens)
 	return rp
+}
+
+// planContent plans the blocks of an answer, the same in every dialect: a thinking block
+// when b asks for one, the text, and a call of tool (nil: none) with the id toolID.
+func planContent(rp *reply, lastUser string, b *Behavior, tool *toolSpec, toolID string) {
+	rp.stopReason = "end_turn"
+	if b.Thinking {
+		blk := replyBlock{kind: thinkingBlock, full: thinkingText, signature: thinkingSignature}
+		blk.deltas = splitWords(blk.full)
+		rp.blocks = append(rp.blocks, blk)
+	}
+
+	text := b.Text
+	if text == "" {
+		text = defaultText(lastUser)
+	}
+	if b.OutputTokens > 0 {
+		text = fitWords(text, b.OutputTokens)
+	}
+	rp.blocks = append(rp.blocks, replyBlock{kind: textBlock, full: text, deltas: splitWords(text)})
+
+	if tool != nil {
+		input := tool.input()
+		blk := replyBlock{kind: toolUseBlock, full: input, toolID: toolID, toolName: tool.name}
+		blk.deltas = splitFragments(input, toolFragmentBytes)
+		rp.blocks = append(rp.blocks, blk)
+		rp.stopReason = "tool_use"
+	}
+}
+
+// block returns the block of kind k, or nil.
+func (rp *reply) block(k blockKind) *replyBlock {
+	for i := range rp.blocks {
+		if rp.blocks[i].kind == k {
+			return &rp.blocks[i]
+		}
+	}
+	return nil
 }
 
 func override(dst *int64, v int) {
@@ -207,40 +229,64 @@ func splitFragments(s string, size int) []string {
 	return out
 }
 
-// wireTool is the part of a tool definition a tool call needs.
-type wireTool struct {
-	Name        string `json:"name"`
-	InputSchema struct {
-		Properties map[string]struct {
-			Type json.RawMessage `json:"type"`
-		} `json:"properties"`
-		Required []string `json:"required"`
-	} `json:"input_schema"`
+// toolSpec is what a tool call needs of a tool definition, in any dialect.
+type toolSpec struct {
+	name   string
+	schema toolSchema
 }
 
-// toolCall picks the first tool of the request and makes up an input for it: a value
-// for each required property, by type. A string property named command or cmd gets a
-// harmless shell command, so real agent CLIs can run the round trip.
-func toolCall(raw json.RawMessage) (name, input string, ok bool) {
+// toolSchema is the part of a JSON Schema (or Gemini Schema) the made-up input follows.
+type toolSchema struct {
+	Properties map[string]struct {
+		Type json.RawMessage `json:"type"`
+	} `json:"properties"`
+	Required []string `json:"required"`
+}
+
+// anthropicTool returns the first tool of an Anthropic request, or nil.
+func anthropicTool(raw json.RawMessage) *toolSpec {
+	var t struct {
+		Name        string     `json:"name"`
+		InputSchema toolSchema `json:"input_schema"`
+	}
+	if !firstTool(raw, func(one json.RawMessage) bool {
+		return json.Unmarshal(one, &t) == nil && t.Name != ""
+	}) {
+		return nil
+	}
+	return &toolSpec{name: t.Name, schema: t.InputSchema}
+}
+
+// firstTool calls ok with each element of the tools array raw until it returns true,
+// and reports whether one did. A malformed array has no tools.
+func firstTool(raw json.RawMessage, ok func(json.RawMessage) bool) bool {
 	if len(raw) == 0 {
-		return "", "", false
+		return false
 	}
 	var tools []json.RawMessage
-	if err := json.Unmarshal(raw, &tools); err != nil || len(tools) == 0 {
-		return "", "", false
+	if err := json.Unmarshal(raw, &tools); err != nil {
+		return false
 	}
-	var t wireTool
-	if err := json.Unmarshal(tools[0], &t); err != nil || t.Name == "" {
-		return "", "", false
+	for _, t := range tools {
+		if ok(t) {
+			return true
+		}
 	}
+	return false
+}
+
+// input makes up the arguments of a call: a value for each required property, by type.
+// A string property named command or cmd gets a harmless shell command, so real agent
+// CLIs can run the round trip.
+func (t *toolSpec) input() string {
 	b := []byte{'{'}
-	for i, prop := range t.InputSchema.Required {
+	for i, prop := range t.schema.Required {
 		if i > 0 {
 			b = append(b, ',')
 		}
 		b = appendString(b, prop)
 		b = append(b, ':')
-		switch schemaType(t.InputSchema.Properties[prop].Type) {
+		switch schemaType(t.schema.Properties[prop].Type) {
 		case "integer", "number":
 			b = append(b, '1')
 		case "boolean":
@@ -260,20 +306,21 @@ func toolCall(raw json.RawMessage) (name, input string, ok bool) {
 		}
 	}
 	b = append(b, '}')
-	return t.Name, string(b), true
+	return string(b)
 }
 
-// schemaType reads a JSON Schema "type", a string or an array of them.
+// schemaType reads a JSON Schema "type", a string or an array of them, in lower case
+// (Gemini writes STRING, INTEGER, …).
 func schemaType(raw json.RawMessage) string {
 	var one string
 	if json.Unmarshal(raw, &one) == nil {
-		return one
+		return strings.ToLower(one)
 	}
 	var many []string
 	if json.Unmarshal(raw, &many) == nil {
 		for _, t := range many {
 			if t != "null" {
-				return t
+				return strings.ToLower(t)
 			}
 		}
 	}

@@ -6,8 +6,12 @@ import (
 	"net/http"
 )
 
-// Request is what a script sees of one call to /v1/messages or /v1/messages/count_tokens.
+// Request is what a script sees of one call to a model endpoint or the token endpoint.
 type Request struct {
+	// Provider and Endpoint are those of the served entry (ProviderOpenAI,
+	// EndpointChat, …).
+	Provider string
+	Endpoint string
 	Method   string
 	Path     string
 	RawQuery string
@@ -16,7 +20,7 @@ type Request struct {
 	Body   []byte
 	Model  string
 	Stream bool
-	// LastUserText is the last text of the last user message (see the package doc).
+	// LastUserText is the last text of the last user turn (see the package doc).
 	LastUserText string
 }
 
@@ -152,21 +156,24 @@ func (p *parsed) lastUserText() string {
 	return ""
 }
 
-// eachUserText calls f with every text of the last user message, the places where
-// markers are looked for. tool_result content is left out so a tool's output can't
-// trigger a marker.
-func (p *parsed) eachUserText(f func(string)) {
+// userText returns the i-th text of the last user message, the places where markers
+// are looked for. tool_result content is left out so a tool's output can't trigger a
+// marker.
+func (p *parsed) userText(i int) (string, bool) {
 	if p.lastUser == nil {
-		return
+		return "", false
 	}
 	c := &p.lastUser.Content
 	if c.blocks == nil {
-		f(c.text)
-		return
+		return c.text, i == 0
 	}
-	for i := range c.blocks {
-		if c.blocks[i].Type == "text" {
-			f(c.blocks[i].Text)
+	for j := range c.blocks {
+		if c.blocks[j].Type == "text" {
+			if i == 0 {
+				return c.blocks[j].Text, true
+			}
+			i--
 		}
 	}
+	return "", false
 }

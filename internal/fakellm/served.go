@@ -11,33 +11,66 @@ import (
 	"time"
 )
 
-// Usage is the usage a response reported, in tokens.
+// Usage is a response's usage in tokens, in Anthropic's buckets. OpenAI and Gemini
+// usage maps onto them as those providers bill it: InputTokens is the prompt tokens
+// without the cached ones, CacheRead the cached ones, OutputTokens the completion,
+// output or candidates+thoughts tokens (reasoning included), and Reasoning repeats the
+// reasoning or thoughts tokens for information. Anthropic reports no Reasoning.
 type Usage struct {
 	InputTokens     int64 `json:"input_tokens"`
 	OutputTokens    int64 `json:"output_tokens"`
 	CacheCreation5m int64 `json:"cache_creation_5m"`
 	CacheCreation1h int64 `json:"cache_creation_1h"`
 	CacheRead       int64 `json:"cache_read"`
+	Reasoning       int64 `json:"reasoning"`
 }
 
-// Served is one entry of the served log: a call to /v1/messages or count_tokens.
+// Providers and endpoints of the served log.
+const (
+	ProviderAnthropic = "anthropic"
+	ProviderOpenAI    = "openai"
+	ProviderGemini    = "gemini"
+
+	EndpointMessages       = "messages"        // POST /v1/messages
+	EndpointCountTokens    = "count_tokens"    // POST /v1/messages/count_tokens
+	EndpointChat           = "chat"            // POST /v1/chat/completions
+	EndpointResponses      = "responses"       // /v1/responses, /backend-api/codex/responses
+	EndpointGeminiGenerate = "gemini_generate" // :generateContent, :streamGenerateContent
+	EndpointGeminiCount    = "gemini_count"    // :countTokens
+	EndpointOAuthToken     = "oauth_token"     // POST /v1/oauth/token
+)
+
+// Served is one entry of the served log: a call to a model endpoint of any dialect or
+// to the OAuth token endpoint.
 type Served struct {
 	// Seq numbers entries in the order they were recorded, from 1. Reset keeps counting.
-	Seq       int64     `json:"seq"`
-	Time      time.Time `json:"time"`
-	Path      string    `json:"path"`
-	Method    string    `json:"method"`
-	Model     string    `json:"model"`
-	Stream    bool      `json:"stream"`
-	Status    int       `json:"status"` // 0 if no status line was written
-	MessageID string    `json:"message_id"`
-	RequestID string    `json:"request_id"`
+	Seq      int64     `json:"seq"`
+	Time     time.Time `json:"time"`
+	Provider string    `json:"provider"` // ProviderAnthropic, …
+	Endpoint string    `json:"endpoint"` // EndpointMessages, …
+	Path     string    `json:"path"`
+	Method   string    `json:"method"`
+	Model    string    `json:"model"`
+	Stream   bool      `json:"stream"`
+	Status   int       `json:"status"` // 0 if no status line was written
+	// MessageID is the id of the answer: msg_fake_N, chatcmpl-fake-N, resp_fake_N or
+	// the Gemini responseId fake-N, where req_fake_N is RequestID.
+	MessageID string `json:"message_id"`
+	RequestID string `json:"request_id"`
 	// Header holds the request headers as received.
 	Header http.Header `json:"header"`
-	// Usage is the final cumulative usage the client could observe: for a stream that
-	// stopped early, message_start's usage, plus message_delta's only if that event was
-	// written. Zero for errors. For count_tokens, InputTokens is the count returned.
+	// Usage is the final cumulative usage the client could observe on the wire: for an
+	// Anthropic stream that stopped early, message_start's usage, plus message_delta's
+	// only if that event was written; for Chat Completions the usage chunk's (zero if
+	// include_usage was off or the chunk was not written); for Responses
+	// response.completed's; for Gemini the last chunk's usageMetadata. Zero for errors.
+	// For count_tokens and countTokens, InputTokens is the count returned.
 	Usage Usage `json:"usage"`
+	// Generated is the usage of the whole answer the fake planned, whether or not the
+	// client saw it: what a provider would bill for a stream without include_usage, cut
+	// or failed midway. Equal to Usage for complete answers that report usage, zero
+	// for errors.
+	Generated Usage `json:"generated"`
 	// Complete is false if the response was cut, the client went away, or the stream
 	// carried an error event.
 	Complete      bool `json:"complete"`
@@ -73,6 +106,8 @@ func (s *Server) record(e *Served) {
 		s.logger.LogAttrs(context.Background(), slog.LevelDebug, "fakellm served",
 			slog.Int64("seq", e.Seq),
 			slog.String("request_id", e.RequestID),
+			slog.String("provider", e.Provider),
+			slog.String("endpoint", e.Endpoint),
 			slog.String("path", e.Path),
 			slog.String("model", e.Model),
 			slog.Bool("stream", e.Stream),

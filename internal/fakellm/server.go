@@ -12,9 +12,17 @@ import (
 
 // Options configures a Server.
 type Options struct {
-	// APIKeys, when not empty, are the only keys accepted (x-api-key or
-	// Authorization: Bearer). When empty any non-empty key is.
+	// APIKeys, when not empty, are the only keys accepted (x-api-key, x-goog-api-key,
+	// ?key= or Authorization: Bearer). When empty any non-empty key is.
 	APIKeys []string
+	// CheckAccessTokens makes Bearer tokens valid only if the token endpoint issued
+	// them (and they have not expired) or AddAccessToken added them; others get a 401
+	// (authentication_error, invalid_api_key, UNAUTHENTICATED). APIKeys still decides
+	// for keys sent another way. SetCheckAccessTokens changes it later.
+	CheckAccessTokens bool
+	// AccessTokenTTL is the lifetime of issued access tokens, reported as expires_in
+	// and enforced when access tokens are checked. Default one hour.
+	AccessTokenTTL time.Duration
 	// Logger gets one debug line per served request. Nil discards.
 	Logger *slog.Logger
 	// MaxLog caps the served-log entries kept, oldest dropped first. Default 100000.
@@ -30,11 +38,16 @@ type Server struct {
 	ids    atomic.Int64
 	log    servedLog
 	models modelCatalog
+	tokens *tokenStore
 }
 
 // New returns a Server ready to serve.
 func New(opts Options) *Server {
-	s := &Server{logger: opts.Logger, models: newModelCatalog()}
+	s := &Server{
+		logger: opts.Logger,
+		models: newModelCatalog(),
+		tokens: newTokenStore(opts.AccessTokenTTL, opts.CheckAccessTokens),
+	}
 	if s.logger == nil {
 		s.logger = slog.New(slog.DiscardHandler)
 	}
@@ -62,6 +75,16 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.handleModelList(w, r)
 	case strings.HasPrefix(path, "/v1/models/"):
 		s.handleModelGet(w, r, strings.TrimPrefix(path, "/v1/models/"))
+	case path == "/v1/chat/completions":
+		s.handleChat(w, r)
+	case path == "/v1/responses", path == "/backend-api/codex/responses":
+		s.handleResponses(w, r)
+	case path == "/v1beta/models":
+		s.handleGeminiModelList(w, r)
+	case strings.HasPrefix(path, "/v1beta/models/"):
+		s.handleGemini(w, r, strings.TrimPrefix(path, "/v1beta/models/"))
+	case path == "/v1/oauth/token":
+		s.handleOAuthToken(w, r)
 	case path == "/healthz":
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_, _ = w.Write([]byte("ok\n"))
@@ -69,34 +92,16 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.handleServedList(w, r)
 	case path == "/_fakellm/reset":
 		s.handleServedReset(w, r)
+	case strings.HasPrefix(path, "/v1beta/"):
+		_ = writeGeminiError(w, "", &apiError{status: http.StatusNotFound})
 	default:
 		s.writeError(w, s.newRequestID(), http.StatusNotFound, "", "Not found")
 	}
 }
 
-// newRequestID numbers a response. The number is also used for the message id, so
-// req_fake_7 answers with msg_fake_7.
+// newRequestID numbers a response that is not an exchange.
 func (s *Server) newRequestID() string {
 	return "req_fake_" + strconv.FormatInt(s.ids.Add(1), 10)
-}
-
-// authorized checks the key the way Anthropic does: x-api-key, or a Bearer token.
-func (s *Server) authorized(r *http.Request) (ok bool, message string) {
-	key := r.Header.Get("X-Api-Key")
-	if key == "" {
-		if auth := r.Header.Get("Authorization"); len(auth) > 7 && strings.EqualFold(auth[:7], "bearer ") {
-			key = strings.TrimSpace(auth[7:])
-		}
-	}
-	if key == "" {
-		return false, "x-api-key header is required"
-	}
-	if s.keys != nil {
-		if _, found := s.keys[key]; !found {
-			return false, "invalid x-api-key"
-		}
-	}
-	return true, ""
 }
 
 // sleep waits d, or less if ctx ends first; it reports whether the whole wait happened.

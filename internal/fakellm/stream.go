@@ -7,9 +7,18 @@ import (
 	"time"
 )
 
-// eventWriter writes SSE events one at a time, each flushed on its own as the real API
-// does, and keeps the served entry up to date so that whatever stops the stream (a cut,
-// the client leaving) leaves an entry that says what the client could have seen.
+// framing is how a stream separates its events.
+type framing uint8
+
+const (
+	namedEvents framing = iota // event: <name>\ndata: <json>\n\n (Anthropic, Responses)
+	dataLines                  // data: <json>\n\n (Chat Completions, Gemini alt=sse)
+	jsonArray                  // [<json>,\n<json>] (Gemini without alt=sse)
+)
+
+// eventWriter writes stream events one at a time, each flushed on its own as the real
+// APIs do, and keeps the served entry up to date so that whatever stops the stream (a
+// cut, the client leaving) leaves an entry that says what the client could have seen.
 type eventWriter struct {
 	w        http.ResponseWriter
 	rc       *http.ResponseController
@@ -18,11 +27,34 @@ type eventWriter struct {
 	buf      []byte
 	delay    time.Duration
 	cutAfter int
+	framing  framing
 	failed   bool
 }
 
+// open writes the headers of a 200 stream and readies ew to write its events. It
+// reports false if the client is already gone.
+func (ew *eventWriter) open(w http.ResponseWriter, r *http.Request, e *Served, b *Behavior, contentType string, f framing) bool {
+	h := w.Header()
+	h.Set("Content-Type", contentType)
+	h.Set("Cache-Control", "no-cache")
+	w.WriteHeader(http.StatusOK)
+	e.Status = http.StatusOK
+	*ew = eventWriter{
+		w:        w,
+		rc:       http.NewResponseController(w),
+		ctx:      r.Context(),
+		e:        e,
+		buf:      make([]byte, 0, 512),
+		delay:    b.EventDelay,
+		cutAfter: b.CutAfterEvents,
+		framing:  f,
+	}
+	return ew.rc.Flush() == nil
+}
+
 // next waits the event delay, cuts the connection if the script says so, and returns
-// the buffer with the event line written, or nil if the stream must stop.
+// the buffer with the event's framing written (event is the name of a named event), or
+// nil if the stream must stop.
 func (ew *eventWriter) next(event string) []byte {
 	if ew.failed {
 		return nil
@@ -41,16 +73,32 @@ func (ew *eventWriter) next(event string) []byte {
 		ew.failed = true
 		return nil
 	}
-	b := append(ew.buf[:0], "event: "...)
-	b = append(b, event...)
-	return append(b, "\ndata: "...)
+	b := ew.buf[:0]
+	switch ew.framing {
+	case namedEvents:
+		b = append(b, "event: "...)
+		b = append(b, event...)
+		b = append(b, "\ndata: "...)
+	case dataLines:
+		b = append(b, "data: "...)
+	case jsonArray:
+		if ew.e.EventsWritten == 0 {
+			b = append(b, '[')
+		} else {
+			b = append(b, ",\n"...)
+		}
+	}
+	return b
 }
 
 // send writes the event in b. Every event but the last is flushed; the last one goes out
 // when the handler returns, after the served entry is recorded, so a client that has
-// seen the end of a response always finds it in the log.
+// seen the end of a response always finds it in the log. In a JSON array the caller
+// closes the array in the last event.
 func (ew *eventWriter) send(b []byte, last bool) bool {
-	b = append(b, '\n', '\n')
+	if ew.framing != jsonArray {
+		b = append(b, '\n', '\n')
+	}
 	ew.buf = b
 	if _, err := ew.w.Write(b); err != nil {
 		ew.failed = true
@@ -69,21 +117,8 @@ func (ew *eventWriter) send(b []byte, last bool) bool {
 // writeStream sends rp as message_start, the content blocks (with a ping after the first
 // block start), message_delta and message_stop.
 func (s *Server) writeStream(w http.ResponseWriter, r *http.Request, e *Served, rp *reply, b *Behavior) {
-	h := w.Header()
-	h.Set("Content-Type", "text/event-stream; charset=utf-8")
-	h.Set("Cache-Control", "no-cache")
-	w.WriteHeader(http.StatusOK)
-	e.Status = http.StatusOK
-	ew := &eventWriter{
-		w:        w,
-		rc:       http.NewResponseController(w),
-		ctx:      r.Context(),
-		e:        e,
-		buf:      make([]byte, 0, 512),
-		delay:    b.EventDelay,
-		cutAfter: b.CutAfterEvents,
-	}
-	if err := ew.rc.Flush(); err != nil {
+	var ew eventWriter
+	if !ew.open(w, r, e, b, "text/event-stream; charset=utf-8", namedEvents) {
 		return
 	}
 
@@ -155,7 +190,7 @@ func (s *Server) writeStream(w http.ResponseWriter, r *http.Request, e *Served, 
 				if out = ew.next("error"); out == nil {
 					return
 				}
-				ew.send(append(out, `{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}`...), true)
+				ew.send(appendStreamError(out, b), true)
 				return
 			}
 		}
@@ -205,4 +240,24 @@ func appendDeltaHead(b []byte, index int) []byte {
 	b = append(b, `{"type":"content_block_delta","index":`...)
 	b = strconv.AppendInt(b, int64(index), 10)
 	return append(b, `,"delta":`...)
+}
+
+// appendStreamError appends the error event of a MidStreamError: overloaded_error
+// unless b names another type or message.
+func appendStreamError(b []byte, bh *Behavior) []byte {
+	errType, message := bh.ErrorType, bh.ErrorMessage
+	if errType == "" {
+		errType = "overloaded_error"
+	}
+	if message == "" {
+		message = errorMessage(529)
+		if errType != "overloaded_error" {
+			message = "Internal server error (fakellm)"
+		}
+	}
+	b = append(b, `{"type":"error","error":{"type":`...)
+	b = appendString(b, errType)
+	b = append(b, `,"message":`...)
+	b = appendString(b, message)
+	return append(b, "}}"...)
 }
