@@ -28,11 +28,15 @@ func (s *stack) sdk(key string) anthropic.Client {
 // expectedBilled prices a served request independently of internal/billing: list prices
 // read straight from the prices table, summed with math/big, rounded half up once.
 func (s *stack) expectedBilled(u fakellm.Usage) int64 {
+	return s.expectedBilledFor("anthropic", model, u)
+}
+
+func (s *stack) expectedBilledFor(provider, model string, u fakellm.Usage) int64 {
 	s.t.Helper()
 	var in, out, w5, w1, rd int64
 	err := s.pool.QueryRow(context.Background(), `SELECT input_pico, output_pico, cache_write_5m_pico,
-		cache_write_1h_pico, cache_read_pico FROM prices WHERE pattern = $1 AND match = 'exact'
-		ORDER BY effective_from DESC LIMIT 1`, model).Scan(&in, &out, &w5, &w1, &rd)
+		cache_write_1h_pico, cache_read_pico FROM prices WHERE provider = $1 AND pattern = $2 AND match = 'exact'
+		ORDER BY effective_from DESC LIMIT 1`, provider, model).Scan(&in, &out, &w5, &w1, &rd)
 	if err != nil {
 		s.t.Fatal(err)
 	}

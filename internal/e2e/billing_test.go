@@ -153,3 +153,94 @@ func (s *stack) mixedRequest(t *testing.T, i int) string {
 	io.Copy(io.Discard, resp.Body) //nolint:errcheck // a cut stream ends in an error
 	return kind
 }
+
+// TestMixedProviderBilling runs Anthropic, OpenAI (chat and Responses) and Gemini
+// traffic concurrently, streamed and not, and checks the ledger against fakellm's log.
+func TestMixedProviderBilling(t *testing.T) {
+	s := newStack(t)
+	ctx := context.Background()
+	startBalance := s.balance(s.seeded.DemoUserID)
+	seq := s.fake.LastSeq()
+	type call struct{ path, body, auth string }
+	calls := []call{
+		{"/v1/messages", `{"model":"` + model + `","max_tokens":64,"stream":true,"messages":[{"role":"user","content":"anthropic stream %d"}]}`, "x-api-key"},
+		{"/v1/messages", `{"model":"` + model + `","max_tokens":64,"messages":[{"role":"user","content":"anthropic plain %d"}]}`, "x-api-key"},
+		{"/v1/chat/completions", `{"model":"` + gptModel + `","stream":true,"messages":[{"role":"user","content":"chat stream %d"}]}`, "bearer"},
+		{"/v1/chat/completions", `{"model":"` + gptModel + `","messages":[{"role":"user","content":"chat plain %d"}]}`, "bearer"},
+		{"/v1/responses", `{"model":"` + gptModel + `","stream":true,"input":"responses stream %d"}`, "bearer"},
+		{"/v1/responses", `{"model":"` + gptModel + `","input":"responses plain %d"}`, "bearer"},
+		{"/v1beta/models/" + geminiModel + ":streamGenerateContent?alt=sse", `{"contents":[{"role":"user","parts":[{"text":"gemini sse %d"}]}]}`, "goog"},
+		{"/v1beta/models/" + geminiModel + ":streamGenerateContent", `{"contents":[{"role":"user","parts":[{"text":"gemini array %d"}]}]}`, "goog"},
+		{"/v1beta/models/" + geminiModel + ":generateContent", `{"contents":[{"role":"user","parts":[{"text":"gemini plain %d"}]}]}`, "goog"},
+	}
+	const total = 270
+	var wg sync.WaitGroup
+	jobs := make(chan int)
+	for w := 0; w < 30; w++ {
+		wg.Go(func() {
+			for i := range jobs {
+				c := calls[i%len(calls)]
+				body := fmt.Sprintf(c.body, i) + strings.Repeat(" ", i%7)
+				req, _ := http.NewRequest(http.MethodPost, s.proxyURL+c.path, strings.NewReader(body))
+				req.Header.Set("Content-Type", "application/json")
+				switch c.auth {
+				case "x-api-key":
+					req.Header.Set("X-Api-Key", s.seeded.DemoKey)
+					req.Header.Set("Anthropic-Version", "2023-06-01")
+				case "bearer":
+					req.Header.Set("Authorization", "Bearer "+s.seeded.DemoKey)
+				case "goog":
+					req.Header.Set("X-Goog-Api-Key", s.seeded.DemoKey)
+				}
+				resp, err := httpClient.Do(req)
+				if err != nil {
+					t.Errorf("%s: %v", c.path, err)
+					continue
+				}
+				b, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != 200 {
+					t.Errorf("%s: %d %s", c.path, resp.StatusCode, b)
+				}
+			}
+		})
+	}
+	for i := 0; i < total; i++ {
+		jobs <- i
+	}
+	close(jobs)
+	wg.Wait()
+
+	served := s.fake.ServedSince(seq)
+	if len(served) != total {
+		t.Fatalf("fakellm served %d, want %d", len(served), total)
+	}
+	var want int64
+	byProvider := map[string]int64{}
+	for _, e := range served {
+		m := map[string]string{"anthropic": model, "openai": gptModel, "gemini": geminiModel}[e.Provider]
+		c := s.expectedBilledFor(e.Provider, m, e.Usage)
+		want += c
+		byProvider[e.Provider] += c
+	}
+	s.ingest(total)
+	rows, err := s.pool.Query(ctx, "SELECT provider, sum(billed_cost_nano) FROM usage_events GROUP BY provider")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]int64{}
+	for rows.Next() {
+		var p string
+		var v int64
+		rows.Scan(&p, &v)
+		got[p] = v
+	}
+	for p, v := range byProvider {
+		if got[p] != v {
+			t.Errorf("%s: billed %d, fakellm served %d worth", p, got[p], v)
+		}
+	}
+	if bal := s.balance(s.seeded.DemoUserID); bal != startBalance-want {
+		t.Fatalf("balance %d, want %d", bal, startBalance-want)
+	}
+}

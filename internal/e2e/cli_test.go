@@ -84,3 +84,68 @@ func TestClaudeCodeCLI(t *testing.T) {
 		t.Fatalf("%d usage rows from claude-cli, fakellm served %d messages", n, messages)
 	}
 }
+
+// TestCodexCLI runs the real `codex exec` against the proxy (custom model provider,
+// wire_api = "responses") with a Tollgate key.
+func TestCodexCLI(t *testing.T) {
+	bin := cliBin(t, "codex")
+	s := newStack(t)
+	root := t.TempDir()
+	home, codexHome, work := filepath.Join(root, "home"), filepath.Join(root, "codex"), filepath.Join(root, "work")
+	for _, d := range []string{home, codexHome, work} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	config := `model = "gpt-5-codex"
+model_provider = "tollgate"
+[model_providers.tollgate]
+name = "Tollgate"
+base_url = "` + s.proxyURL + `/v1"
+wire_api = "responses"
+env_key = "TOLLGATE_API_KEY"
+request_max_retries = 1
+stream_max_retries = 1
+`
+	if err := os.WriteFile(filepath.Join(codexHome, "config.toml"), []byte(config), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	seq := s.fake.LastSeq()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, "exec", "--json", "--skip-git-repo-check", "say hi to Tollgate")
+	cmd.Dir = work
+	cmd.Stdin = nil
+	cmd.Env = append(os.Environ(), "HOME="+home, "CODEX_HOME="+codexHome, "TOLLGATE_API_KEY="+s.seeded.DemoKey,
+		"HTTPS_PROXY=http://127.0.0.1:9", "HTTP_PROXY=http://127.0.0.1:9", "NO_PROXY=127.0.0.1,localhost")
+	out, err := cmd.Output()
+	if err != nil {
+		stderr := ""
+		if ee, ok := err.(*exec.ExitError); ok {
+			stderr = string(ee.Stderr)
+		}
+		t.Fatalf("codex: %v\nstdout: %s\nstderr: %s", err, out, stderr)
+	}
+	if !strings.Contains(string(out), "Hello from fakellm") || !strings.Contains(string(out), `"turn.completed"`) {
+		t.Fatalf("codex printed:\n%s", out)
+	}
+	var turns int
+	for _, e := range s.fake.ServedSince(seq) {
+		if e.Endpoint == "responses" && e.Status == 200 {
+			turns++
+			if e.Header.Get("Authorization") != "Bearer sk-openai-fakellm-demo" {
+				t.Fatalf("upstream Authorization %q", e.Header.Get("Authorization"))
+			}
+		}
+	}
+	if turns == 0 {
+		t.Fatal("fakellm served no Responses request for codex")
+	}
+	s.ingest(turns)
+	var n int
+	s.pool.QueryRow(context.Background(), "SELECT count(*) FROM usage_events WHERE provider = 'openai' AND endpoint = 'responses' AND user_agent LIKE 'codex_exec/%'").Scan(&n)
+	if n != turns {
+		t.Fatalf("%d usage rows from codex, fakellm served %d turns", n, turns)
+	}
+	s.checkLastEvent("openai", "gpt-5-codex", s.lastServed("responses"))
+}

@@ -67,6 +67,7 @@ type accountSpec struct {
 	name, baseURL, apiKey string // baseURL "" means fakellm
 	priority, weight      int32
 	maxConcurrency        int32
+	oauth                 *account.Credential // an OAuth account instead of an API key
 }
 
 func newStack(t *testing.T, opts ...func(*setup)) *stack {
@@ -111,7 +112,7 @@ func newStack(t *testing.T, opts ...func(*setup)) *stack {
 	cfg := config.Proxy{Common: config.Common{
 		Env: "test", LogLevel: "info", LogFormat: "text", DatabaseURL: dbURL,
 		RedisURL: testenv.RedisURL(t), RedisPrefix: prefix, SecretKey: secretKey,
-	}, Limits: su.limits}
+	}, Limits: su.limits, OAuth: config.OAuth{AnthropicTokenURL: fakeSrv.URL + "/v1/oauth/token", AnthropicClientID: "tollgate-test-client"}}
 	proxyCtx, stopProxy := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- proxyapp.Serve(proxyCtx, cfg, quietLog(), ln) }()
@@ -146,7 +147,11 @@ func addAccounts(t *testing.T, pool *pgxpool.Pool, su setup, fakeURL string, res
 		}
 	}
 	for _, a := range su.accounts {
-		sealed, err := account.Seal(box, account.Credential{APIKey: a.apiKey})
+		cred, kind := account.Credential{APIKey: a.apiKey}, "api_key"
+		if a.oauth != nil {
+			cred, kind = *a.oauth, "oauth"
+		}
+		sealed, err := account.Seal(box, cred)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -155,7 +160,7 @@ func addAccounts(t *testing.T, pool *pgxpool.Pool, su setup, fakeURL string, res
 			base = fakeURL
 		}
 		row, err := q.AccountInsert(ctx, pool, sqlc.AccountInsertParams{
-			Name: a.name, Provider: "anthropic", Kind: "api_key", BaseURL: base, SecretEnc: sealed,
+			Name: a.name, Provider: "anthropic", Kind: kind, BaseURL: base, SecretEnc: sealed,
 			Priority: a.priority, Weight: max(a.weight, 1), MaxConcurrency: a.maxConcurrency,
 			Models: []string{}, ModelMap: []byte("{}"),
 		})
