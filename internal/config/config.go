@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/url"
 	"strings"
+	"time"
 
 	"github.com/caarlos0/env/v11"
 
@@ -89,6 +90,8 @@ type Proxy struct {
 	UpstreamAllowPrivate bool   `env:"UPSTREAM_ALLOW_PRIVATE" envDefault:"false"`
 	Limits               limit.Options
 	OAuth                OAuth
+	// QuotaFlushEvery: how often the proxy writes the quota headers it saw per account.
+	QuotaFlushEvery time.Duration `env:"QUOTA_FLUSH_INTERVAL" envDefault:"15s"`
 }
 
 // OAuth names the token endpoints and client ids that redeem OAuth accounts' refresh

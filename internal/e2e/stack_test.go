@@ -68,6 +68,7 @@ type accountSpec struct {
 	priority, weight      int32
 	maxConcurrency        int32
 	oauth                 *account.Credential // an OAuth account instead of an API key
+	provider              string              // default anthropic
 }
 
 func newStack(t *testing.T, opts ...func(*setup)) *stack {
@@ -112,7 +113,7 @@ func newStack(t *testing.T, opts ...func(*setup)) *stack {
 	cfg := config.Proxy{Common: config.Common{
 		Env: "test", LogLevel: "info", LogFormat: "text", DatabaseURL: dbURL,
 		RedisURL: testenv.RedisURL(t), RedisPrefix: prefix, SecretKey: secretKey,
-	}, Limits: su.limits, OAuth: config.OAuth{AnthropicTokenURL: fakeSrv.URL + "/v1/oauth/token", AnthropicClientID: "tollgate-test-client"}}
+	}, Limits: su.limits, QuotaFlushEvery: 200 * time.Millisecond, OAuth: config.OAuth{AnthropicTokenURL: fakeSrv.URL + "/v1/oauth/token", AnthropicClientID: "tollgate-test-client"}}
 	proxyCtx, stopProxy := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- proxyapp.Serve(proxyCtx, cfg, quietLog(), ln) }()
@@ -159,8 +160,12 @@ func addAccounts(t *testing.T, pool *pgxpool.Pool, su setup, fakeURL string, res
 		if base == "" {
 			base = fakeURL
 		}
+		provider := a.provider
+		if provider == "" {
+			provider = "anthropic"
+		}
 		row, err := q.AccountInsert(ctx, pool, sqlc.AccountInsertParams{
-			Name: a.name, Provider: "anthropic", Kind: kind, BaseURL: base, SecretEnc: sealed,
+			Name: a.name, Provider: provider, Kind: kind, BaseURL: base, SecretEnc: sealed,
 			Priority: a.priority, Weight: max(a.weight, 1), MaxConcurrency: a.maxConcurrency,
 			Models: []string{}, ModelMap: []byte("{}"),
 		})

@@ -104,8 +104,12 @@ func Build(ctx context.Context, cfg config.Proxy, log *slog.Logger) (*Deps, erro
 			_, err := usage.Ingest(ctx, pool, []usage.Event{ev})
 			return err
 		},
-		Registry: reg,
-		Refresh:  refresher.Refresh,
+		Registry:        reg,
+		Refresh:         refresher.Refresh,
+		QuotaFlushEvery: cfg.QuotaFlushEvery,
+		SetAccountQuota: func(ctx context.Context, id int64, snapshot []byte) error {
+			return q.AccountSetRatelimit(ctx, pool, sqlc.AccountSetRatelimitParams{ID: id, Ratelimit: snapshot})
+		},
 		SetAccountState: func(ctx context.Context, id int64, state, reason string, until *time.Time) error {
 			if err := q.AccountSetState(ctx, pool, sqlc.AccountSetStateParams{ID: id, State: state, StateReason: reason, StateUntil: until}); err != nil {
 				return err

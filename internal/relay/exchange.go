@@ -361,6 +361,7 @@ func (x *exchange) attempt(acc *schedule.Account, body []byte, upstreamModel str
 	o.upstreamID = resp.Header.Get("Request-Id")
 	s.metrics.ttfb.WithLabelValues(x.p.endpoint).Observe(o.ttfb.Seconds())
 	s.metrics.upstream.WithLabelValues(acc.Name, strconv.Itoa(resp.StatusCode)).Inc()
+	s.quotas.observe(acc.ID, resp.Header)
 
 	if class := failoverClass(resp.StatusCode); class != "" {
 		o.class = class

@@ -3,6 +3,7 @@ package relay
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"net/http"
 	"strconv"
 	"strings"
@@ -45,6 +46,18 @@ func classify(o *outcome, h http.Header, now time.Time) {
 	case "rate_limited":
 		o.retryAt = rateLimitReset(h, now)
 		o.reason = "rate limited by the provider"
+		code, resetAt := usageLimit(o.body, now)
+		switch code {
+		case "usage_limit_reached":
+			// A ChatGPT plan's usage window is used up: out until it resets.
+			o.reason = "the plan's usage limit is reached"
+			if !resetAt.IsZero() {
+				o.retryAt = resetAt
+			}
+		case "insufficient_quota":
+			// No credit left on the upstream account: only the operator can fix that.
+			o.class, o.reason = "quota_exhausted", "the provider account has no quota left"
+		}
 	case "auth_failed":
 		o.reason = "the provider rejected the credential (401)"
 	case "forbidden":
@@ -89,6 +102,33 @@ func rateLimitReset(h http.Header, now time.Time) time.Time {
 	return latest
 }
 
+// usageLimit reads an OpenAI-style 429 body: the error code (or type) and, for Codex's
+// usage_limit_reached, when the window resets (resets_at, else resets_in_seconds).
+func usageLimit(body []byte, now time.Time) (code string, resetAt time.Time) {
+	var m struct {
+		Error struct {
+			Type            string `json:"type"`
+			Code            string `json:"code"`
+			ResetsAt        int64  `json:"resets_at"`
+			ResetsInSeconds int64  `json:"resets_in_seconds"`
+		} `json:"error"`
+	}
+	if json.Unmarshal(body, &m) != nil {
+		return "", time.Time{}
+	}
+	code = m.Error.Code
+	if code == "" {
+		code = m.Error.Type
+	}
+	switch {
+	case m.Error.ResetsAt > now.Unix():
+		resetAt = time.Unix(m.Error.ResetsAt, 0)
+	case m.Error.ResetsInSeconds > 0:
+		resetAt = now.Add(time.Duration(m.Error.ResetsInSeconds) * time.Second)
+	}
+	return code, resetAt
+}
+
 func errorMessage(body []byte) string {
 	i := bytes.Index(body, []byte(`"message"`))
 	if i < 0 {
@@ -115,7 +155,7 @@ func (s *Server) penalize(acc *schedule.Account, o *outcome) {
 	now := time.Now()
 	state, until := "cooling", o.retryAt
 	switch o.class {
-	case "auth_failed", "forbidden":
+	case "auth_failed", "forbidden", "quota_exhausted":
 		state, until = "error", now.Add(errorStateFor)
 	case "rate_limited":
 		state = "limited"

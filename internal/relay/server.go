@@ -48,6 +48,10 @@ type Config struct {
 	// SetAccountState persists an account's state change (asynchronously, once per
 	// change) and announces it so every proxy reloads its snapshot.
 	SetAccountState func(ctx context.Context, id int64, state, reason string, until *time.Time) error
+	// QuotaFlushEvery is how often observed quota headers are written; default 15 s.
+	QuotaFlushEvery time.Duration
+	// SetAccountQuota stores an account's latest quota headers (JSON) for the console.
+	SetAccountQuota func(ctx context.Context, id int64, snapshot []byte) error
 	// Refresh redeems an OAuth account's refresh token after its access token was
 	// refused (account.Refresher.Refresh); nil disables refreshing.
 	Refresh func(ctx context.Context, accountID int64, rejectedAccessToken string) (account.Credential, error)
@@ -61,6 +65,7 @@ type Server struct {
 	draining atomic.Bool
 	states   chan stateChange
 	egress   egressPool
+	quotas   quotas
 }
 
 // New returns a server; call Run to keep its caches fresh.
@@ -70,6 +75,9 @@ func New(cfg Config) *Server {
 	}
 	if cfg.StreamLimit == 0 {
 		cfg.StreamLimit = 30 * time.Minute
+	}
+	if cfg.QuotaFlushEvery == 0 {
+		cfg.QuotaFlushEvery = 15 * time.Second
 	}
 	if cfg.Transport == nil {
 		cfg.Transport = NewTransport()
@@ -125,6 +133,7 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 func (s *Server) Run(ctx context.Context) {
 	go s.refreshLoop(ctx)
 	go s.stateWriter(ctx)
+	go s.quotaWriter(ctx)
 	go s.cfg.Gate.Run(ctx)
 	s.invalidationLoop(ctx)
 }

@@ -29,3 +29,7 @@ UPDATE accounts SET secret_enc = @secret_enc, token_expires_at = @token_expires_
     state_reason = CASE WHEN state = 'error' THEN '' ELSE state_reason END,
     updated_at = now()
 WHERE id = @id;
+
+-- name: AccountSetRatelimit :exec
+-- The provider's latest quota headers for the console (written in batches, not per request).
+UPDATE accounts SET ratelimit = @ratelimit WHERE id = @id;

@@ -197,6 +197,21 @@ func (q *Queries) AccountSetCredential(ctx context.Context, db DBTX, arg Account
 	return err
 }
 
+const accountSetRatelimit = `-- name: AccountSetRatelimit :exec
+UPDATE accounts SET ratelimit = $1 WHERE id = $2
+`
+
+type AccountSetRatelimitParams struct {
+	Ratelimit []byte
+	ID        int64
+}
+
+// The provider's latest quota headers for the console (written in batches, not per request).
+func (q *Queries) AccountSetRatelimit(ctx context.Context, db DBTX, arg AccountSetRatelimitParams) error {
+	_, err := db.Exec(ctx, accountSetRatelimit, arg.Ratelimit, arg.ID)
+	return err
+}
+
 const accountSetState = `-- name: AccountSetState :exec
 UPDATE accounts SET state = $1, state_reason = $2, state_until = $3,
     updated_at = now()
