@@ -4,6 +4,7 @@
 package e2e
 
 import (
+	"cmp"
 	"context"
 	"encoding/hex"
 	"errors"
@@ -57,10 +58,11 @@ func quietLog() *slog.Logger {
 
 // setup tunes a stack before its proxy starts.
 type setup struct {
-	accounts []accountSpec // extra accounts in the default pool (besides the demo one)
-	noDemo   bool          // take the seeded demo account out of the pool
-	limits   limit.Options
-	upstream func(http.Handler) http.Handler // wraps fakellm (to observe or break it)
+	accounts   []accountSpec // extra accounts in the default pool (besides the demo one)
+	noDemo     bool          // take the seeded demo account out of the pool
+	limits     limit.Options
+	upstream   func(http.Handler) http.Handler // wraps fakellm (to observe or break it)
+	quotaFlush time.Duration                   // default 200 ms
 }
 
 type accountSpec struct {
@@ -113,7 +115,7 @@ func newStack(t *testing.T, opts ...func(*setup)) *stack {
 	cfg := config.Proxy{Common: config.Common{
 		Env: "test", LogLevel: "info", LogFormat: "text", DatabaseURL: dbURL,
 		RedisURL: testenv.RedisURL(t), RedisPrefix: prefix, SecretKey: secretKey,
-	}, Limits: su.limits, QuotaFlushEvery: 200 * time.Millisecond, OAuth: config.OAuth{AnthropicTokenURL: fakeSrv.URL + "/v1/oauth/token", AnthropicClientID: "tollgate-test-client"}}
+	}, Limits: su.limits, QuotaFlushEvery: cmp.Or(su.quotaFlush, 200*time.Millisecond), OAuth: config.OAuth{AnthropicTokenURL: fakeSrv.URL + "/v1/oauth/token", AnthropicClientID: "tollgate-test-client"}}
 	proxyCtx, stopProxy := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- proxyapp.Serve(proxyCtx, cfg, quietLog(), ln) }()

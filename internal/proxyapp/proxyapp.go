@@ -90,6 +90,7 @@ func Build(ctx context.Context, cfg config.Proxy, log *slog.Logger) (*Deps, erro
 	}, log)
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	instrument(reg, pool, rdb)
 	srv := relay.New(relay.Config{
 		Log:      log,
 		Keys:     apikey.NewCache(apikey.DBLoader(pool), 5*time.Minute),

@@ -63,9 +63,11 @@ type Server struct {
 	log      *slog.Logger
 	metrics  *metrics
 	draining atomic.Bool
-	states   chan stateChange
-	egress   egressPool
-	quotas   quotas
+	// subscribed: the invalidation channel is live, so caches hear about changes.
+	subscribed atomic.Bool
+	states     chan stateChange
+	egress     egressPool
+	quotas     quotas
 }
 
 // New returns a server; call Run to keep its caches fresh.
@@ -115,6 +117,10 @@ func (s *Server) Drain() { s.draining.Store(true) }
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	if s.draining.Load() {
 		http.Error(w, "draining", http.StatusServiceUnavailable)
+		return
+	}
+	if !s.subscribed.Load() {
+		http.Error(w, "not ready: not yet subscribed to cache invalidations", http.StatusServiceUnavailable)
 		return
 	}
 	if s.cfg.Ready != nil {
@@ -175,8 +181,10 @@ func (s *Server) invalidationLoop(ctx context.Context) {
 		switch m := msg.(type) {
 		case *redis.Subscription:
 			// (Re)subscribed: messages may have been missed while disconnected.
-			s.cfg.Keys.Flush()
-			s.reloadSnapshots(ctx)
+			if s.subscribed.Swap(true) {
+				s.cfg.Keys.Flush()
+				s.reloadSnapshots(ctx)
+			}
 		case *redis.Message:
 			ev, ok := invalidate.Parse(m.Payload)
 			if !ok {

@@ -1,0 +1,41 @@
+package proxyapp
+
+import (
+	"context"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+)
+
+// instrument exposes the proxy's I/O budget as metrics: every PostgreSQL connection
+// acquisition and every Redis round trip (a command or a pipeline). In steady state a
+// request should move the first by zero and the second by two (admission, completion).
+func instrument(reg prometheus.Registerer, pool *pgxpool.Pool, rdb *redis.Client) {
+	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "tollgate_db_acquires_total", Help: "PostgreSQL connections acquired from the proxy's pool.",
+	}, func() float64 { return float64(pool.Stat().AcquireCount()) }))
+	trips := prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "tollgate_redis_roundtrips_total", Help: "Redis round trips (commands and pipelines) made by the proxy.",
+	})
+	reg.MustRegister(trips)
+	rdb.AddHook(roundTrips{trips})
+}
+
+type roundTrips struct{ c prometheus.Counter }
+
+func (r roundTrips) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (r roundTrips) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		r.c.Inc()
+		return next(ctx, cmd)
+	}
+}
+
+func (r roundTrips) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		r.c.Inc()
+		return next(ctx, cmds)
+	}
+}
