@@ -18,7 +18,6 @@ import (
 
 	"github.com/tollgate/tollgate/internal/fakellm"
 	"github.com/tollgate/tollgate/internal/limit"
-	"github.com/tollgate/tollgate/internal/testenv"
 )
 
 var binaries struct {
@@ -66,7 +65,7 @@ func (s *stack) startProxy(t *testing.T, extraEnv ...string) (url string, cmd *e
 	t.Helper()
 	addr := freeAddr(t)
 	cmd = exec.Command(binary(t, "proxy"))
-	cmd.Env = append(os.Environ(), "DATABASE_URL="+s.dbURL, "REDIS_URL="+testenv.RedisURL(t), "REDIS_PREFIX="+s.prefix,
+	cmd.Env = append(os.Environ(), "DATABASE_URL="+s.dbURL, "REDIS_URL="+s.redisURL, "REDIS_PREFIX="+s.prefix,
 		"SECRET_KEY="+secretKey, "PROXY_ADDR="+addr, "ENV=test", "LOG_LEVEL=warn")
 	cmd.Env = append(cmd.Env, extraEnv...)
 	if os.Getenv("TEST_LOG") != "" {

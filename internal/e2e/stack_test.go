@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"testing"
 	"time"
@@ -45,6 +46,7 @@ type stack struct {
 	consumer *usage.Consumer
 	seeded   seed.Result
 	dbURL    string
+	redisURL string
 }
 
 var secretKey = hex.EncodeToString([]byte("0123456789abcdef0123456789abcdef"))
@@ -63,6 +65,7 @@ type setup struct {
 	limits     limit.Options
 	upstream   func(http.Handler) http.Handler // wraps fakellm (to observe or break it)
 	quotaFlush time.Duration                   // default 200 ms
+	pg, redis  *testenv.Server                 // servers of the test's own (fault tests)
 }
 
 type accountSpec struct {
@@ -80,8 +83,23 @@ func newStack(t *testing.T, opts ...func(*setup)) *stack {
 		o(&su)
 	}
 	ctx := context.Background()
-	dbURL := testenv.NewDatabase(t)
-	rdb, prefix := testenv.Redis(t)
+	var dbURL, redisURL string
+	if su.pg != nil {
+		dbURL = migratedDatabase(t, su.pg.URL)
+	} else {
+		dbURL = testenv.NewDatabase(t)
+	}
+	var rdb *redis.Client
+	var prefix string
+	if su.redis != nil {
+		redisURL, prefix = su.redis.URL, "t:"
+		opts, _ := redis.ParseURL(redisURL)
+		rdb = redis.NewClient(opts)
+		t.Cleanup(func() { rdb.Close() })
+	} else {
+		rdb, prefix = testenv.Redis(t)
+		redisURL = testenv.RedisURL(t)
+	}
 	pool, err := db.Open(ctx, dbURL, 10)
 	if err != nil {
 		t.Fatal(err)
@@ -114,7 +132,7 @@ func newStack(t *testing.T, opts ...func(*setup)) *stack {
 	}
 	cfg := config.Proxy{Common: config.Common{
 		Env: "test", LogLevel: "info", LogFormat: "text", DatabaseURL: dbURL,
-		RedisURL: testenv.RedisURL(t), RedisPrefix: prefix, SecretKey: secretKey,
+		RedisURL: redisURL, RedisPrefix: prefix, SecretKey: secretKey,
 	}, Limits: su.limits, QuotaFlushEvery: cmp.Or(su.quotaFlush, 200*time.Millisecond), OAuth: config.OAuth{AnthropicTokenURL: fakeSrv.URL + "/v1/oauth/token", AnthropicClientID: "tollgate-test-client"}}
 	proxyCtx, stopProxy := context.WithCancel(ctx)
 	done := make(chan error, 1)
@@ -126,10 +144,35 @@ func newStack(t *testing.T, opts ...func(*setup)) *stack {
 		}
 	})
 	s := &stack{t: t, fake: fake, fakeURL: fakeSrv.URL, proxyURL: "http://" + ln.Addr().String(),
-		pool: pool, rdb: rdb, prefix: prefix, seeded: res, dbURL: dbURL,
+		pool: pool, rdb: rdb, prefix: prefix, seeded: res, dbURL: dbURL, redisURL: redisURL,
 		consumer: usage.NewConsumer(rdb, pool, prefix, "test", quietLog(), usage.WithBlock(50*time.Millisecond))}
 	s.waitReady()
 	return s
+}
+
+// migratedDatabase creates and migrates a database on a server of the test's own.
+func migratedDatabase(t *testing.T, serverURL string) string {
+	t.Helper()
+	ctx := context.Background()
+	admin, err := db.Open(ctx, serverURL, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	if _, err := admin.Exec(ctx, "CREATE DATABASE tollgate"); err != nil {
+		t.Fatal(err)
+	}
+	u, _ := url.Parse(serverURL)
+	u.Path = "/tollgate"
+	pool, err := db.Open(ctx, u.String(), 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	if err := db.Migrate(ctx, pool, quietLog()); err != nil {
+		t.Fatal(err)
+	}
+	return u.String()
 }
 
 func addAccounts(t *testing.T, pool *pgxpool.Pool, su setup, fakeURL string, res seed.Result) {
@@ -212,12 +255,11 @@ func (s *stack) ingest(n int) {
 	ctx := context.Background()
 	deadline := time.Now().Add(15 * time.Second)
 	for {
-		if _, err := s.consumer.ProcessOnce(ctx); err != nil && !errors.Is(err, context.Canceled) {
-			s.t.Fatalf("ingest: %v", err)
-		}
+		// Errors (a database coming back) are retried until the deadline, as the worker does.
+		_, ingestErr := s.consumer.ProcessOnce(ctx)
 		var got int
 		if err := s.pool.QueryRow(ctx, "SELECT count(*) FROM usage_events").Scan(&got); err != nil {
-			s.t.Fatal(err)
+			ingestErr = errors.Join(ingestErr, err)
 		}
 		if got >= n {
 			if got > n {
@@ -226,7 +268,7 @@ func (s *stack) ingest(n int) {
 			return
 		}
 		if time.Now().After(deadline) {
-			s.t.Fatalf("usage_events has %d rows after 15 s, want %d", got, n)
+			s.t.Fatalf("usage_events has %d rows after 15 s, want %d (last error: %v)", got, n, ingestErr)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

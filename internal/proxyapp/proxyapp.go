@@ -70,6 +70,10 @@ func Build(ctx context.Context, cfg config.Proxy, log *slog.Logger) (*Deps, erro
 	}
 	ropts.PoolSize = 256
 	ropts.MinIdleConns = 16
+	// Fail fast when Redis is away: the request gets a clear 503 in a second or two
+	// instead of hanging through go-redis's default retries.
+	ropts.DialTimeout, ropts.ReadTimeout, ropts.WriteTimeout = time.Second, 2*time.Second, 2*time.Second
+	ropts.MaxRetries = 1
 	box, err := secret.NewBox(cfg.Secret(), secret.PurposeAccount)
 	if err != nil {
 		pool.Close()

@@ -1,0 +1,113 @@
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tollgate/tollgate/internal/fakellm"
+	"github.com/tollgate/tollgate/internal/testenv"
+)
+
+// TestRedisOutage: without Redis the proxy refuses with a clear 503 in the protocol's
+// shape (no unlimited mode), a stream that was already running is still billed (straight
+// to PostgreSQL), and service comes back by itself when Redis does.
+func TestRedisOutage(t *testing.T) {
+	rs := testenv.RedisServer(t)
+	s := newStack(t, func(su *setup) { su.redis = rs })
+	if status, _ := s.post(t, s.seeded.DemoKey, smallBody); status != 200 {
+		t.Fatalf("before the outage: %d", status)
+	}
+	s.ingest(1)
+
+	// A stream admitted before Redis goes away completes, and is billed through the fallback.
+	s.fake.SetScript(func(r *fakellm.Request) fakellm.Behavior { return fakellm.Behavior{EventDelay: 60 * time.Millisecond} })
+	body := `{"model":"` + model + `","max_tokens":64,"stream":true,"messages":[{"role":"user","content":"one two three four five six seven"}]}`
+	req, _ := http.NewRequest(http.MethodPost, s.proxyURL+"/v1/messages", strings.NewReader(body))
+	req.Header.Set("X-Api-Key", s.seeded.DemoKey)
+	resp, err := httpClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(resp.Body)
+	br.ReadString('\n')
+	rs.Stop()
+	rest, _ := io.ReadAll(br)
+	resp.Body.Close()
+	if !strings.Contains(string(rest), "message_stop") {
+		t.Fatalf("the running stream broke when Redis stopped:\n%s", rest)
+	}
+	s.fake.SetScript(nil)
+	var n int
+	if err := s.pool.QueryRow(context.Background(), "SELECT count(*) FROM usage_events").Scan(&n); err != nil || n != 2 {
+		t.Fatalf("usage events %d (%v): the stream finished during the outage must be recorded directly", n, err)
+	}
+
+	start := time.Now()
+	status, e := s.post(t, s.seeded.DemoKey, smallBody)
+	if status != 503 || e.Error.Type != "tollgate_unavailable" || !strings.HasPrefix(e.Error.Message, "Tollgate") {
+		t.Fatalf("during the outage: %d %+v", status, e)
+	}
+	if took := time.Since(start); took > 5*time.Second {
+		t.Fatalf("the refusal took %s", took)
+	}
+
+	rs.Start()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		status, _ := s.post(t, s.seeded.DemoKey, smallBody)
+		if status == 200 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no recovery after Redis returned: %d", status)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// TestPostgresOutage: with PostgreSQL down, known keys keep being served (caches and
+// Redis carry the hot path), nothing is lost, and the ledger catches up when it returns.
+func TestPostgresOutage(t *testing.T) {
+	pg := testenv.Postgres(t)
+	s := newStack(t, func(su *setup) { su.pg = pg })
+	ctx := context.Background()
+	before := s.balance(s.seeded.DemoUserID)
+	seq := s.fake.LastSeq()
+	if status, _ := s.post(t, s.seeded.DemoKey, smallBody); status != 200 {
+		t.Fatalf("before the outage: %d", status)
+	}
+
+	pg.Stop()
+	down := time.Now()
+	const during = 12
+	for i := 0; i < during; i++ {
+		if status, e := s.post(t, s.seeded.DemoKey, smallBody); status != 200 {
+			t.Fatalf("request %d during the outage: %d %+v", i, status, e)
+		}
+	}
+	// The worker cannot ingest; the events wait in the stream.
+	if _, err := s.consumer.ProcessOnce(ctx); err == nil {
+		t.Log("ingestion reported no error with PostgreSQL down (events stay pending either way)")
+	}
+	// A key the proxy has never seen cannot be checked: a clear 503, not a 401.
+	status, e := s.post(t, "tg-BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB", smallBody)
+	if status != 503 || e.Error.Type != "tollgate_unavailable" {
+		t.Fatalf("unknown key during the outage: %d %+v", status, e)
+	}
+	time.Sleep(time.Until(down.Add(10 * time.Second)))
+	pg.Start()
+
+	s.ingest(during + 1)
+	var want int64
+	for _, e := range s.fake.ServedSince(seq) {
+		want += s.expectedBilled(e.Usage)
+	}
+	if got := s.balance(s.seeded.DemoUserID); got != before-want {
+		t.Fatalf("balance %d, want %d", got, before-want)
+	}
+}

@@ -1,0 +1,145 @@
+package testenv
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+)
+
+// Server is a PostgreSQL or Redis server of the test's own, for tests that stop and
+// restart a dependency (fault tests). It is stopped when the test ends.
+type Server struct {
+	URL   string
+	t     testing.TB
+	start func() error
+	stop  func() error
+}
+
+// Start (re)starts the server on the same port with the same data.
+func (s *Server) Start() {
+	s.t.Helper()
+	if err := s.start(); err != nil {
+		s.t.Fatalf("start server: %v", err)
+	}
+}
+
+// Stop stops it (fast shutdown for PostgreSQL, SHUTDOWN NOSAVE semantics for Redis).
+func (s *Server) Stop() {
+	s.t.Helper()
+	if err := s.stop(); err != nil {
+		s.t.Fatalf("stop server: %v", err)
+	}
+}
+
+func freePort(t testing.TB) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+const pgBin = "/usr/lib/postgresql/15/bin"
+
+// asPostgres runs a PostgreSQL tool; as root it must run as the postgres user.
+func asPostgres(name string, args ...string) *exec.Cmd {
+	bin := filepath.Join(pgBin, name)
+	if os.Geteuid() == 0 {
+		cmd := exec.Command("runuser", append([]string{"-u", "postgres", "--", bin}, args...)...)
+		cmd.Dir = "/"
+		return cmd
+	}
+	return exec.Command(bin, args...)
+}
+
+// Postgres starts a PostgreSQL server in a temporary directory. URL is a superuser URL
+// to its "postgres" database.
+func Postgres(t testing.TB) *Server {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "tollgate-pg-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if os.Geteuid() == 0 {
+		u, err := user.Lookup("postgres")
+		if err != nil {
+			t.Fatalf("no postgres user to run PostgreSQL as: %v", err)
+		}
+		uid, _ := strconv.Atoi(u.Uid)
+		gid, _ := strconv.Atoi(u.Gid)
+		os.Chmod(dir, 0o700)
+		if err := os.Chown(dir, uid, gid); err != nil {
+			t.Fatal(err)
+		}
+	}
+	data := filepath.Join(dir, "data")
+	if out, err := asPostgres("initdb", "-D", data, "--auth=trust", "-U", "postgres", "--no-locale", "-E", "UTF8").CombinedOutput(); err != nil {
+		t.Fatalf("initdb: %v\n%s", err, out)
+	}
+	port := freePort(t)
+	logFile := filepath.Join(dir, "postgres.log")
+	s := &Server{t: t, URL: fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable", port)}
+	s.start = func() error {
+		out, err := asPostgres("pg_ctl", "-D", data, "-l", logFile, "-w", "-t", "60", "-o",
+			fmt.Sprintf("-p %d -k %s -c listen_addresses=127.0.0.1 -c fsync=off", port, dir), "start").CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("%v: %s", err, out)
+		}
+		return nil
+	}
+	s.stop = func() error {
+		out, err := asPostgres("pg_ctl", "-D", data, "-m", "fast", "-w", "-t", "60", "stop").CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("%v: %s", err, out)
+		}
+		return nil
+	}
+	s.Start()
+	t.Cleanup(func() {
+		asPostgres("pg_ctl", "-D", data, "-m", "immediate", "-w", "stop").Run() //nolint:errcheck
+		os.RemoveAll(dir)
+	})
+	return s
+}
+
+// RedisServer starts a Redis server (no persistence) on a free port.
+func RedisServer(t testing.TB) *Server {
+	t.Helper()
+	port := freePort(t)
+	var cmd *exec.Cmd
+	s := &Server{t: t, URL: fmt.Sprintf("redis://127.0.0.1:%d/0", port)}
+	s.start = func() error {
+		cmd = exec.Command("redis-server", "--port", strconv.Itoa(port), "--bind", "127.0.0.1",
+			"--save", "", "--appendonly", "no")
+		if err := cmd.Start(); err != nil {
+			return err
+		}
+		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+			if c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port)); err == nil {
+				c.Close()
+				return nil
+			}
+		}
+		return fmt.Errorf("redis-server did not listen on port %d", port)
+	}
+	s.stop = func() error {
+		if cmd == nil || cmd.Process == nil {
+			return nil
+		}
+		cmd.Process.Kill()
+		cmd.Wait()
+		cmd = nil
+		return nil
+	}
+	s.Start()
+	t.Cleanup(func() { s.stop() })
+	return s
+}
