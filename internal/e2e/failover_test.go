@@ -114,13 +114,14 @@ func TestFailoverMatrix(t *testing.T) {
 		state     string
 		reason    string
 		untilNear time.Time // zero: any future time (escalating cooldown) or none (error)
+		relative  time.Duration
 	}{
 		{name: "connect error", badURL: "http://127.0.0.1:9", state: "cooling", reason: "connection failed"},
 		{name: "500", behavior: fakellm.Behavior{Status: 500}, state: "cooling", reason: "(500)"},
 		{name: "503", behavior: fakellm.Behavior{Status: 503}, state: "cooling", reason: "(503)"},
 		{name: "529 overloaded", behavior: fakellm.Behavior{Status: 529}, state: "cooling", reason: "overloaded"},
 		{name: "429 retry-after", behavior: fakellm.Behavior{Status: 429, Headers: map[string]string{"retry-after": "90"}},
-			state: "limited", reason: "rate limited", untilNear: soon},
+			state: "limited", reason: "rate limited", relative: 90 * time.Second},
 		{name: "429 unified reset", behavior: fakellm.Behavior{Status: 429, Headers: map[string]string{
 			"anthropic-ratelimit-unified-5h-reset": strconv.FormatInt(soon.Unix(), 10)}}, state: "limited", reason: "rate limited", untilNear: soon},
 		{name: "401 api key", behavior: fakellm.Behavior{Status: 401}, state: "error", reason: "rejected the credential"},
@@ -144,9 +145,13 @@ func TestFailoverMatrix(t *testing.T) {
 				return fakellm.Behavior{}
 			})
 			seq := s.fake.LastSeq()
+			sent := time.Now()
 			resp, b := rawPost(t, s.proxyURL, s.seeded.DemoKey, smallBody, nil)
 			if resp.StatusCode != 200 || !strings.Contains(string(b), "Hello from fakellm") {
 				t.Fatalf("client got %d %s, want one clean answer", resp.StatusCode, b)
+			}
+			if c.relative > 0 {
+				c.untilNear = sent.Add(c.relative)
 			}
 			if got := s.servedBy(seq); got[len(got)-1] != "sk-good" {
 				t.Fatalf("served by %v", got)
@@ -161,7 +166,7 @@ func TestFailoverMatrix(t *testing.T) {
 					t.Fatalf("error state has an until time %v", until)
 				}
 			case !c.untilNear.IsZero():
-				if until == nil || until.Sub(c.untilNear).Abs() > 2*time.Second {
+				if until == nil || until.Sub(c.untilNear).Abs() > 3*time.Second {
 					t.Fatalf("until %v, want about %v", until, c.untilNear)
 				}
 			default:
