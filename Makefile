@@ -8,7 +8,7 @@ SHELL := /bin/bash
 
 BIN := $(CURDIR)/.dev/bin
 
-.PHONY: help dev test generate generate-check lint build tools clients services services-stop clean
+.PHONY: help dev test generate generate-check lint build tools clients services services-stop clean bench
 
 help: ## Show the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 18
@@ -46,3 +46,7 @@ services-stop: ## Stop them.
 # To start over completely: make services-stop && rm -rf .dev
 clean: ## Remove built binaries and test logs (keeps tools, databases and secrets in .dev/).
 	rm -f $(addprefix $(BIN)/,web proxy worker fakellm testsum) .dev/logs/go-test.json
+
+bench: build ## Benchmarks, direct to fakellm vs through the proxy (BENCH_SHORT=1: under 2 min); writes bench/results.json.
+	CGO_ENABLED=0 go build -o $(BIN)/bench ./bench
+	@$(BIN)/bench
