@@ -4,13 +4,15 @@
 -- KEYS[3] user lease set        KEYS[4] key lease set
 -- KEYS[5] sticky binding (or an unused key when there is no session)
 -- KEYS[6] lease set of the account to release (failover) or an unused key
--- KEYS[7..] per candidate account: its lease set, then its state key
+-- KEYS[7] key's spend today  KEYS[8] key's spend this month  KEYS[9] user's spend today
+-- KEYS[10..] per candidate account: its lease set, then its state key
 --
 -- ARGV[1] now (ms)              ARGV[2] lease expiry (ms)   ARGV[3] lease member (request id)
 -- ARGV[4] user concurrency      ARGV[5] key concurrency     ARGV[6] key RPM (0: none)
 -- ARGV[7] sticky TTL (s; 0: no session)                     ARGV[8] failover attempt (1/0)
 -- ARGV[9] random rotation for tie-breaks                    ARGV[10] candidate count
--- ARGV[11..] per candidate: id, priority, weight, max concurrency
+-- ARGV[11..13] caps (nano-USD; 0: none) for KEYS[7..9]
+-- ARGV[14..] per candidate: id, priority, weight, max concurrency
 --
 -- Leases are sorted-set members scored by expiry: expired ones are purged before
 -- counting, so a process that dies without releasing leaks nothing past the TTL.
@@ -21,6 +23,8 @@
 --   4 RPM reached, value = ms until the window ends
 --   5 every usable account is at its concurrency limit
 --   6 no candidate account is usable now (cooling, limited, error)
+--   7 a spending cap is reached, value = which (1 key daily, 2 key monthly, 3 user daily)
+--  -2 a capped spend counter is missing, value = which (the caller loads it)
 local now = tonumber(ARGV[1])
 local expiry = tonumber(ARGV[2])
 local member = ARGV[3]
@@ -37,6 +41,14 @@ else
     local used = tonumber(redis.call('GET', KEYS[2]) or '0')
     if used >= rpm then
       return {4, 60000 - (now % 60000)}
+    end
+  end
+  for c = 1, 3 do
+    local cap = tonumber(ARGV[10 + c])
+    if cap > 0 then
+      local spent = redis.call('GET', KEYS[6 + c])
+      if not spent then return {-2, c} end
+      if tonumber(spent) >= cap then return {7, c} end
     end
   end
   local ulimit = tonumber(ARGV[4])
@@ -62,9 +74,9 @@ local anyUsable = false
 local rot = tonumber(ARGV[9])
 for j = 0, n - 1 do
   local i = ((j + rot) % n) + 1
-  local base = 10 + (i - 1) * 4
+  local base = 13 + (i - 1) * 4
   local id, prio, weight, maxc = ARGV[base + 1], tonumber(ARGV[base + 2]), tonumber(ARGV[base + 3]), tonumber(ARGV[base + 4])
-  local leases, state = KEYS[6 + (i - 1) * 2 + 1], KEYS[6 + (i - 1) * 2 + 2]
+  local leases, state = KEYS[9 + (i - 1) * 2 + 1], KEYS[9 + (i - 1) * 2 + 2]
   local blockedUntil = tonumber(redis.call('GET', state) or '0')
   if blockedUntil <= now then
     anyUsable = true
@@ -85,8 +97,8 @@ if best == nil then
   return {6, 0}
 end
 
-local accountId = ARGV[10 + (best - 1) * 4 + 1]
-redis.call('ZADD', KEYS[6 + (best - 1) * 2 + 1], expiry, member)
+local accountId = ARGV[13 + (best - 1) * 4 + 1]
+redis.call('ZADD', KEYS[9 + (best - 1) * 2 + 1], expiry, member)
 if not failover then
   if tonumber(ARGV[4]) > 0 then redis.call('ZADD', KEYS[3], expiry, member) end
   if tonumber(ARGV[5]) > 0 then redis.call('ZADD', KEYS[4], expiry, member) end

@@ -4,6 +4,7 @@
 -- KEYS[1] usage stream   KEYS[2] balance snapshot
 -- KEYS[3] user lease set KEYS[4] key lease set KEYS[5] account lease set
 -- KEYS[6] release channel
+-- KEYS[7..9] spend counters (key today, key this month, user today)
 -- ARGV[1] usage event JSON ('' when the attempt consumed nothing)
 -- ARGV[2] billed nano-USD  ARGV[3] lease member  ARGV[4] wake message
 redis.call('ZREM', KEYS[3], ARGV[3])
@@ -15,6 +16,15 @@ if ARGV[1] ~= '' then
   -- A missing snapshot stays missing: the next admission loads the ledger balance.
   if billed > 0 and redis.call('EXISTS', KEYS[2]) == 1 then
     redis.call('DECRBY', KEYS[2], billed)
+  end
+  -- Spend counters, like the snapshot, only move when present: a missing one is loaded
+  -- from the ledger's usage events at the next admission that needs it.
+  if billed > 0 then
+    for c = 7, 9 do
+      if redis.call('EXISTS', KEYS[c]) == 1 then
+        redis.call('INCRBY', KEYS[c], billed)
+      end
+    end
   end
 end
 redis.call('PUBLISH', KEYS[6], ARGV[4])

@@ -35,6 +35,10 @@ var (
 // BalanceLoader reads a user's balance from the ledger (PostgreSQL) on a snapshot miss.
 type BalanceLoader func(ctx context.Context, userID int64) (int64, error)
 
+// SpendLoader sums what a key (or a user, when keyID is 0) was billed since a time, from
+// the recorded usage events, to load a missing spend counter.
+type SpendLoader func(ctx context.Context, userID, keyID int64, since time.Time) (int64, error)
+
 // Options tune a Gate.
 type Options struct {
 	LeaseTTL    time.Duration `env:"LEASE_TTL" envDefault:"60s"`            // a lease not renewed expires after this
@@ -48,13 +52,14 @@ type Gate struct {
 	rdb         redis.UniversalClient
 	prefix      string
 	loadBalance BalanceLoader
+	loadSpend   SpendLoader
 	opts        Options
 	sf          singleflight.Group
 	waiters     *waiters
 }
 
 // NewGate returns a gate on rdb with keys under prefix. Call Run to receive wake-ups.
-func NewGate(rdb redis.UniversalClient, prefix string, loadBalance BalanceLoader, opts Options) *Gate {
+func NewGate(rdb redis.UniversalClient, prefix string, loadBalance BalanceLoader, loadSpend SpendLoader, opts Options) *Gate {
 	if opts.LeaseTTL == 0 {
 		opts.LeaseTTL = 60 * time.Second
 	}
@@ -67,7 +72,7 @@ func NewGate(rdb redis.UniversalClient, prefix string, loadBalance BalanceLoader
 	if opts.SnapshotTTL == 0 {
 		opts.SnapshotTTL = 15 * time.Minute
 	}
-	return &Gate{rdb: rdb, prefix: prefix, loadBalance: loadBalance, opts: opts, waiters: newWaiters()}
+	return &Gate{rdb: rdb, prefix: prefix, loadBalance: loadBalance, loadSpend: loadSpend, opts: opts, waiters: newWaiters()}
 }
 
 // Options returns the effective options.
@@ -90,6 +95,8 @@ type Request struct {
 	KeyRPM          int32
 	Session         string // sticky-session key, already namespaced by API key; "" for none
 	Candidates      []Candidate
+	// Spending caps in nano-USD; 0: none. Days and months are UTC.
+	KeyDailyCap, KeyMonthlyCap, UserDailyCap int64
 }
 
 // Lease is an admitted request's hold on its slots; Complete releases it.
@@ -138,6 +145,15 @@ func (g *Gate) rpmKey(key int64, now time.Time) string {
 }
 func (g *Gate) releaseChannel() string { return g.prefix + "released" }
 
+// spendKeys are the spend counters of a request at time now: the key's today and this
+// month, the user's today (UTC).
+func (g *Gate) spendKeys(userID, keyID int64, now time.Time) [3]string {
+	now = now.UTC()
+	day, month := now.Format("20060102"), now.Format("200601")
+	k, u := strconv.FormatInt(keyID, 10), strconv.FormatInt(userID, 10)
+	return [3]string{g.prefix + "spend:k:" + k + ":d:" + day, g.prefix + "spend:k:" + k + ":m:" + month, g.prefix + "spend:u:" + u + ":d:" + day}
+}
+
 // BalanceKey is the Redis key of a user's balance snapshot in nano-USD.
 func (g *Gate) BalanceKey(userID int64) string { return g.balanceKey(userID) }
 
@@ -173,6 +189,13 @@ func (g *Gate) Admit(ctx context.Context, req Request) (Lease, error) {
 				Message: fmt.Sprintf("Tollgate: this API key's limit of %d requests per minute is reached", req.KeyRPM)}
 		case 6:
 			return Lease{}, ErrNoAccount
+		case -2:
+			if err := g.primeSpend(ctx, req, int(val)); err != nil {
+				return Lease{}, err
+			}
+			continue
+		case 7:
+			return Lease{}, capRefusal(int(val), req, time.Now())
 		case 2:
 			scopes = []string{"u:" + strconv.FormatInt(req.UserID, 10)}
 		case 3:
@@ -189,6 +212,53 @@ func (g *Gate) Admit(ctx context.Context, req Request) (Lease, error) {
 			return Lease{}, err
 		}
 	}
+}
+
+func capRefusal(which int, req Request, now time.Time) *Refusal {
+	now = now.UTC()
+	tomorrow := time.Date(now.Year(), now.Month(), now.Day()+1, 0, 0, 0, 0, time.UTC)
+	what, cap, resets := "this API key's daily spending cap", req.KeyDailyCap, tomorrow
+	switch which {
+	case 2:
+		what, cap = "this API key's monthly spending cap", req.KeyMonthlyCap
+		resets = time.Date(now.Year(), now.Month()+1, 1, 0, 0, 0, 0, time.UTC)
+	case 3:
+		what, cap = "your account's daily spending cap", req.UserDailyCap
+	}
+	return &Refusal{Status: 429, Type: "tollgate_spend_cap", RetryAfter: resets.Sub(now),
+		Message: fmt.Sprintf("Tollgate: %s of %s is reached; it resets at %s", what, formatUSD(cap), resets.Format("2006-01-02 15:04 UTC"))}
+}
+
+func formatUSD(nano int64) string {
+	return fmt.Sprintf("$%d.%02d", nano/1_000_000_000, (nano%1_000_000_000)/10_000_000)
+}
+
+// primeSpend loads a missing spend counter from the usage events (single-flight).
+func (g *Gate) primeSpend(ctx context.Context, req Request, which int) error {
+	now := time.Now().UTC()
+	keys := g.spendKeys(req.UserID, req.KeyID, now)
+	key := keys[which-1]
+	_, err, _ := g.sf.Do(key, func() (any, error) {
+		since := time.Date(now.Year(), now.Month(), now.Day(), 0, 0, 0, 0, time.UTC)
+		ttl := 48 * time.Hour
+		keyID := req.KeyID
+		switch which {
+		case 2:
+			since = time.Date(now.Year(), now.Month(), 1, 0, 0, 0, 0, time.UTC)
+			ttl = 32 * 24 * time.Hour
+		case 3:
+			keyID = 0
+		}
+		spent, err := g.loadSpend(ctx, req.UserID, keyID, since)
+		if err != nil {
+			return nil, fmt.Errorf("load spend: %w", err)
+		}
+		if err := g.rdb.SetNX(ctx, key, spent, ttl).Err(); err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
+		}
+		return nil, nil
+	})
+	return err
 }
 
 func (g *Gate) fullRefusal(code int64, req Request) *Refusal {
@@ -235,15 +305,17 @@ func (g *Gate) run(ctx context.Context, req Request, releaseAccount int64, failo
 	if releaseAccount != 0 {
 		release = g.accountLeases(releaseAccount)
 	}
+	spend := g.spendKeys(req.UserID, req.KeyID, now)
 	keys = append(keys, g.balanceKey(req.UserID), g.rpmKey(req.KeyID, now), g.userLeases(req.UserID),
-		g.keyLeases(req.KeyID), stickyKey, release)
-	args := make([]any, 0, 10+4*len(req.Candidates))
+		g.keyLeases(req.KeyID), stickyKey, release, spend[0], spend[1], spend[2])
+	args := make([]any, 0, 13+4*len(req.Candidates))
 	fo := "0"
 	if failover {
 		fo = "1"
 	}
 	args = append(args, now.UnixMilli(), now.Add(g.opts.LeaseTTL).UnixMilli(), req.RequestID,
-		req.UserConcurrency, req.KeyConcurrency, req.KeyRPM, stickyTTL, fo, rand.IntN(1<<20), len(req.Candidates))
+		req.UserConcurrency, req.KeyConcurrency, req.KeyRPM, stickyTTL, fo, rand.IntN(1<<20), len(req.Candidates),
+		req.KeyDailyCap, req.KeyMonthlyCap, req.UserDailyCap)
 	for _, c := range req.Candidates {
 		keys = append(keys, g.accountLeases(c.ID), g.AccountStateKey(c.ID))
 		args = append(args, c.ID, c.Priority, max(c.Weight, 1), c.MaxConcurrency)
@@ -274,8 +346,10 @@ func (g *Gate) primeBalance(ctx context.Context, userID int64) error {
 // event (JSON) to the stream and debits the balance snapshot — one atomic call.
 func (g *Gate) Complete(ctx context.Context, l Lease, stream string, event []byte, billedNano int64) error {
 	wake := "u:" + strconv.FormatInt(l.UserID, 10) + " k:" + strconv.FormatInt(l.KeyID, 10) + " a:" + strconv.FormatInt(l.AccountID, 10)
+	spend := g.spendKeys(l.UserID, l.KeyID, time.Now())
 	err := completeScript.Run(ctx, g.rdb,
-		[]string{stream, g.balanceKey(l.UserID), g.userLeases(l.UserID), g.keyLeases(l.KeyID), g.accountLeases(l.AccountID), g.releaseChannel()},
+		[]string{stream, g.balanceKey(l.UserID), g.userLeases(l.UserID), g.keyLeases(l.KeyID), g.accountLeases(l.AccountID),
+			g.releaseChannel(), spend[0], spend[1], spend[2]},
 		event, billedNano, l.RequestID, wake).Err()
 	if err != nil && !errors.Is(err, redis.Nil) {
 		return fmt.Errorf("%w: %v", ErrUnavailable, err)

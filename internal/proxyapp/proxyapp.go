@@ -102,6 +102,11 @@ func Build(ctx context.Context, cfg config.Proxy, log *slog.Logger) (*Deps, erro
 		Pricing:  pricing,
 		Gate: limit.NewGate(rdb, cfg.RedisPrefix, func(ctx context.Context, userID int64) (int64, error) {
 			return q.UserBalanceGet(ctx, pool, userID)
+		}, func(ctx context.Context, userID, keyID int64, since time.Time) (int64, error) {
+			if keyID == 0 {
+				return q.UsageEventSpendByUserSince(ctx, pool, sqlc.UsageEventSpendByUserSinceParams{UserID: userID, Since: since})
+			}
+			return q.UsageEventSpendByKeySince(ctx, pool, sqlc.UsageEventSpendByKeySinceParams{APIKeyID: keyID, Since: since})
 		}, cfg.Limits),
 		Redis:  rdb,
 		Prefix: cfg.RedisPrefix,

@@ -130,6 +130,7 @@ func (s *Server) handle(w http.ResponseWriter, r *http.Request, p *protocol, rid
 		RequestID: rid, UserID: key.UserID, KeyID: key.KeyID,
 		UserConcurrency: key.UserConcurrency, KeyConcurrency: key.Concurrency, KeyRPM: key.RPM,
 		Session: sessionOf(key.KeyID, r, &req), Candidates: toCandidates(cands),
+		KeyDailyCap: key.DailyCap, KeyMonthlyCap: key.MonthlyCap, UserDailyCap: key.UserDaily,
 	}
 	lease, err := s.cfg.Gate.Admit(r.Context(), areq)
 	s.metrics.queueWait.Observe(lease.Waited.Seconds())

@@ -70,3 +70,12 @@ LIMIT @max_rows;
 SELECT count(*)::bigint AS requests, coalesce(sum(billed_cost_nano), 0)::bigint AS billed_nano
 FROM usage_events
 WHERE user_id = @user_id AND created_at >= @since::timestamptz;
+
+-- name: UsageEventSpendByKeySince :one
+-- What a key was billed since a time (loads its spend counter for caps).
+SELECT coalesce(sum(billed_cost_nano), 0)::bigint FROM usage_events
+WHERE api_key_id = @api_key_id AND created_at >= @since::timestamptz;
+
+-- name: UsageEventSpendByUserSince :one
+SELECT coalesce(sum(billed_cost_nano), 0)::bigint FROM usage_events
+WHERE user_id = @user_id AND created_at >= @since::timestamptz;

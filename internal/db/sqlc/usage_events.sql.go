@@ -432,6 +432,41 @@ func (q *Queries) UsageEventListByUserBefore(ctx context.Context, db DBTX, arg U
 	return items, nil
 }
 
+const usageEventSpendByKeySince = `-- name: UsageEventSpendByKeySince :one
+SELECT coalesce(sum(billed_cost_nano), 0)::bigint FROM usage_events
+WHERE api_key_id = $1 AND created_at >= $2::timestamptz
+`
+
+type UsageEventSpendByKeySinceParams struct {
+	APIKeyID int64
+	Since    time.Time
+}
+
+// What a key was billed since a time (loads its spend counter for caps).
+func (q *Queries) UsageEventSpendByKeySince(ctx context.Context, db DBTX, arg UsageEventSpendByKeySinceParams) (int64, error) {
+	row := db.QueryRow(ctx, usageEventSpendByKeySince, arg.APIKeyID, arg.Since)
+	var column_1 int64
+	err := row.Scan(&column_1)
+	return column_1, err
+}
+
+const usageEventSpendByUserSince = `-- name: UsageEventSpendByUserSince :one
+SELECT coalesce(sum(billed_cost_nano), 0)::bigint FROM usage_events
+WHERE user_id = $1 AND created_at >= $2::timestamptz
+`
+
+type UsageEventSpendByUserSinceParams struct {
+	UserID int64
+	Since  time.Time
+}
+
+func (q *Queries) UsageEventSpendByUserSince(ctx context.Context, db DBTX, arg UsageEventSpendByUserSinceParams) (int64, error) {
+	row := db.QueryRow(ctx, usageEventSpendByUserSince, arg.UserID, arg.Since)
+	var column_1 int64
+	err := row.Scan(&column_1)
+	return column_1, err
+}
+
 const usageEventSummaryByUserSince = `-- name: UsageEventSummaryByUserSince :one
 SELECT count(*)::bigint AS requests, coalesce(sum(billed_cost_nano), 0)::bigint AS billed_nano
 FROM usage_events
