@@ -2,9 +2,12 @@ package billing
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync/atomic"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/tollgate/tollgate/internal/db/sqlc"
 )
@@ -13,6 +16,7 @@ import (
 type Quote struct {
 	PriceID      int64
 	Factor       Factor
+	FXRateMicro  int64 // the USD/CNY rate an RMB peg used; 0 without a peg
 	OfficialNano int64
 	BilledNano   int64
 }
@@ -26,6 +30,7 @@ type Pricing struct {
 type pricingSnapshot struct {
 	cat     *Catalogue
 	factors map[factorKey]sqlc.GroupPriceFactor
+	fx      int64 // latest USD/CNY in micro-yuan; 0 when none was ever fetched
 }
 
 type factorKey struct {
@@ -51,43 +56,58 @@ func (p *Pricing) Reload(ctx context.Context) error {
 	for _, f := range fs {
 		snap.factors[factorKey{f.GroupID, f.Provider}] = f
 	}
+	// The last good rate is used however old it is; the console flags a stale one.
+	switch rate, err := q.FxRateLatest(ctx, p.db); {
+	case err == nil:
+		snap.fx = rate.RateMicro
+	case !errors.Is(err, pgx.ErrNoRows):
+		return fmt.Errorf("load exchange rate: %w", err)
+	}
 	p.cur.Store(snap)
 	return nil
 }
 
-// Priced reports whether the model has a price now (checked before forwarding, so an
-// unpriced model is refused instead of served for free).
-func (p *Pricing) Priced(provider, model string, at time.Time) error {
-	snap := p.cur.Load()
-	if snap == nil {
-		return fmt.Errorf("%w: price catalogue not loaded", ErrUnpriced)
-	}
-	_, err := snap.cat.Lookup(provider, model, at)
+// Priced reports whether a request for the model by the group can be priced now
+// (checked before forwarding, so an unpriced model is refused instead of served free).
+func (p *Pricing) Priced(groupID int64, provider, model string, at time.Time) error {
+	_, _, _, err := p.rate(groupID, provider, model, at)
 	return err
 }
 
 // Quote prices usage for a group at time at.
 func (p *Pricing) Quote(groupID int64, provider, model string, u Usage, at time.Time) (Quote, error) {
-	snap := p.cur.Load()
-	if snap == nil {
-		return Quote{}, fmt.Errorf("%w: price catalogue not loaded", ErrUnpriced)
-	}
-	price, err := snap.cat.Lookup(provider, model, at)
+	price, f, fx, err := p.rate(groupID, provider, model, at)
 	if err != nil {
 		return Quote{}, err
 	}
-	f := One
-	if gf, ok := snap.factors[factorKey{groupID, provider}]; ok {
-		if gf.PegRmbMicro != nil {
-			// An RMB peg needs the live exchange rate (the billing issue brings it);
-			// until then a pegged group is refused rather than billed at a guessed rate.
-			return Quote{}, fmt.Errorf("%w: group %d uses an RMB peg, which needs an exchange rate", ErrUnpriced, groupID)
-		}
-		f = MultiplierFactor(gf.MultiplierPpm)
-	}
-	q := Quote{PriceID: price.ID, Factor: f}
+	q := Quote{PriceID: price.ID, Factor: f, FXRateMicro: fx}
 	q.OfficialNano, q.BilledNano = Cost(price.RatesFor(u), u, f)
 	return q, nil
+}
+
+// rate finds the price row and the group's factor (with the exchange rate it used).
+func (p *Pricing) rate(groupID int64, provider, model string, at time.Time) (*Price, Factor, int64, error) {
+	snap := p.cur.Load()
+	if snap == nil {
+		return nil, Factor{}, 0, fmt.Errorf("%w: price catalogue not loaded", ErrUnpriced)
+	}
+	price, err := snap.cat.Lookup(provider, model, at)
+	if err != nil {
+		return nil, Factor{}, 0, err
+	}
+	gf, ok := snap.factors[factorKey{groupID, provider}]
+	switch {
+	case !ok:
+		return price, One, 0, nil
+	case gf.PegRmbMicro == nil:
+		return price, MultiplierFactor(gf.MultiplierPpm), 0, nil
+	case snap.fx <= 0:
+		// A pegged group needs the exchange rate; without one it is refused rather than
+		// billed at a guessed rate.
+		return nil, Factor{}, 0, fmt.Errorf("%w: group %d is priced in RMB and no USD/CNY rate has been fetched yet", ErrUnpriced, groupID)
+	default:
+		return price, PegFactor(*gf.PegRmbMicro, snap.fx, gf.MultiplierPpm), snap.fx, nil
+	}
 }
 
 // Models lists the models with a current exact price for a provider, sorted.

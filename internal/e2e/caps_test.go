@@ -21,7 +21,9 @@ func TestSpendCaps(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
 			s := newStack(t)
-			s.fake.SetScript(func(r *fakellm.Request) fakellm.Behavior { return fakellm.Behavior{InputTokens: 1000, OutputTokens: 100} })
+			s.fake.SetScript(func(r *fakellm.Request) fakellm.Behavior {
+				return fakellm.Behavior{InputTokens: 1000, OutputTokens: 100}
+			})
 			one := s.expectedBilled(fakellm.Usage{InputTokens: 1000, OutputTokens: 100})
 			s.exec(t, fmt.Sprintf(c.set, one*5/2))
 			for i := 0; i < 3; i++ {

@@ -3,6 +3,7 @@ package relay
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -114,12 +115,15 @@ func (s *Server) handle(w http.ResponseWriter, r *http.Request, p *protocol, rid
 	if p.billable && len(cands) > 0 {
 		// An account whose (mapped) model has no price is never used: the request would
 		// be served for free.
+		var priceErr error
 		cands = slices.DeleteFunc(cands, func(a *schedule.Account) bool {
-			return s.cfg.Pricing.Priced(p.provider, a.UpstreamModel(req.Model), start) != nil
+			err := s.cfg.Pricing.Priced(key.GroupID, p.provider, a.UpstreamModel(req.Model), start)
+			priceErr = cmp.Or(priceErr, err)
+			return err != nil
 		})
 		if len(cands) == 0 {
 			return fail(http.StatusBadRequest, errUnpricedModel,
-				"Tollgate: model "+strconv.Quote(req.Model)+" has no price configured, so it cannot be billed; ask the operator to add one")
+				"Tollgate cannot bill model "+strconv.Quote(req.Model)+" ("+strings.TrimPrefix(priceErr.Error(), billing.ErrUnpriced.Error()+": ")+"), so it is not served; ask the operator to add a price")
 		}
 	}
 	if len(cands) == 0 {
@@ -490,7 +494,7 @@ func (x *exchange) complete(lease limit.Lease, attempt int, o *outcome, upstream
 				AccountID: o.acc.ID, Provider: x.p.provider, Endpoint: x.p.endpoint,
 				ModelRequested: x.model, ModelUpstream: upstreamModel, Usage: o.usage,
 				OfficialNano: q.OfficialNano, BilledNano: q.BilledNano, FactorNum: q.Factor.Num, FactorDen: q.Factor.Den,
-				PriceID: q.PriceID, Status: o.status, Stream: o.stream,
+				PriceID: q.PriceID, FXRateMicro: q.FXRateMicro, Status: o.status, Stream: o.stream,
 				TTFBMillis: int(o.ttfb.Milliseconds()), DurationMillis: int(done.Sub(x.start).Milliseconds()),
 				ClientIP: x.clientIP.String(), UserAgent: truncate(x.r.UserAgent(), 256), ErrorClass: o.class, Attempt: attempt,
 			}
