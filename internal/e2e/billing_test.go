@@ -13,6 +13,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tollgate/tollgate/internal/apikey"
+	"github.com/tollgate/tollgate/internal/billing"
+	"github.com/tollgate/tollgate/internal/db/sqlc"
 	"github.com/tollgate/tollgate/internal/fakellm"
 )
 
@@ -242,5 +245,120 @@ func TestMixedProviderBilling(t *testing.T) {
 	}
 	if bal := s.balance(s.seeded.DemoUserID); bal != startBalance-want {
 		t.Fatalf("balance %d, want %d", bal, startBalance-want)
+	}
+}
+
+// TestLedgerPerUserUnderLoad: 1,000 concurrent requests over 20 keys of 5 users, random
+// token counts, some abandoned by the client: for every user the ledger equals top-ups
+// minus the cost of what fakellm served for that user, recomputed independently; every
+// usage event has its debit and every debit its events.
+func TestLedgerPerUserUnderLoad(t *testing.T) {
+	s := newStack(t)
+	ctx := context.Background()
+	q := sqlc.New()
+	type keyOf struct {
+		user  int64
+		plain string
+	}
+	var keys []keyOf
+	users := map[int64]int64{} // user → top-up
+	for u := 0; u < 5; u++ {
+		row, err := q.UserInsert(ctx, s.pool, sqlc.UserInsertParams{Email: fmt.Sprintf("load%d@example.com", u), PasswordHash: "x", Role: "user", GroupID: s.groupID(t)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		topup := int64(5+u) * 1_000_000_000
+		tx, _ := s.pool.Begin(ctx)
+		if _, _, err := billing.Post(ctx, tx, billing.Entry{UserID: row.ID, Amount: topup, Kind: "topup", Ref: fmt.Sprintf("test:%d", u)}); err != nil {
+			t.Fatal(err)
+		}
+		tx.Commit(ctx)
+		users[row.ID] = topup
+		for k := 0; k < 4; k++ {
+			key := apikey.Generate()
+			if _, err := q.APIKeyInsert(ctx, s.pool, sqlc.APIKeyInsertParams{UserID: row.ID, Name: "load", DisplayPrefix: key.DisplayPrefix, Hash: key.Hash}); err != nil {
+				t.Fatal(err)
+			}
+			keys = append(keys, keyOf{row.ID, key.Plaintext})
+		}
+	}
+	s.fake.SetScript(func(r *fakellm.Request) fakellm.Behavior {
+		var b fakellm.Behavior
+		if i := strings.Index(r.LastUserText, "out="); i >= 0 {
+			b.OutputTokens, _ = strconv.Atoi(strings.Fields(r.LastUserText[i+4:])[0])
+		}
+		return b
+	})
+	seq := s.fake.LastSeq()
+	const total = 1000
+	jobs := make(chan int)
+	var wg sync.WaitGroup
+	for w := 0; w < 40; w++ {
+		wg.Go(func() {
+			for i := range jobs {
+				rng := rand.New(rand.NewPCG(uint64(i), 11))
+				k := keys[rng.IntN(len(keys))]
+				stream := rng.IntN(3) > 0
+				abandon := stream && rng.IntN(8) == 0
+				body := fmt.Sprintf(`{"model":%q,"max_tokens":512,"stream":%v,"messages":[{"role":"user","content":"%s out=%d"}]}`,
+					model, stream, strings.Repeat("tok ", 1+rng.IntN(300)), 1+rng.IntN(80))
+				rctx, cancel := context.WithCancel(ctx)
+				req, _ := http.NewRequestWithContext(rctx, http.MethodPost, s.proxyURL+"/v1/messages", strings.NewReader(body))
+				req.Header.Set("X-Api-Key", k.plain)
+				req.Header.Set("X-Test-User", strconv.FormatInt(k.user, 10)) // forwarded: tells fakellm's log whose request it was
+				resp, err := httpClient.Do(req)
+				if err != nil {
+					t.Error(err)
+					cancel()
+					continue
+				}
+				if resp.StatusCode != 200 {
+					b, _ := io.ReadAll(resp.Body)
+					t.Errorf("status %d %s", resp.StatusCode, b)
+				} else if abandon {
+					bufio.NewReader(resp.Body).ReadString('\n')
+					cancel()
+				} else {
+					io.Copy(io.Discard, resp.Body)
+				}
+				resp.Body.Close()
+				cancel()
+			}
+		})
+	}
+	for i := 0; i < total; i++ {
+		jobs <- i
+	}
+	close(jobs)
+	wg.Wait()
+
+	var served []fakellm.Served
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if served = s.fake.ServedSince(seq); len(served) >= total {
+			break
+		}
+	}
+	if len(served) != total {
+		t.Fatalf("fakellm served %d, want %d", len(served), total)
+	}
+	spent := map[int64]int64{}
+	for _, e := range served {
+		u, _ := strconv.ParseInt(e.Header.Get("X-Test-User"), 10, 64)
+		spent[u] += s.expectedBilled(e.Usage)
+	}
+	s.ingest(total)
+	for u, topup := range users {
+		if got, want := s.balance(u), topup-spent[u]; got != want {
+			t.Errorf("user %d: balance %d, want %d − %d = %d", u, got, topup, spent[u], want)
+		}
+	}
+	// Events and debits match one to one: each usage ledger row equals the sum of the
+	// events linked to it, and no event is unlinked.
+	var orphans, mismatched int
+	s.pool.QueryRow(ctx, "SELECT count(*) FROM usage_events WHERE wallet_tx_id IS NULL").Scan(&orphans)
+	s.pool.QueryRow(ctx, `SELECT count(*) FROM wallet_tx w WHERE kind = 'usage' AND -amount_nano <>
+		(SELECT coalesce(sum(billed_cost_nano), 0) FROM usage_events e WHERE e.wallet_tx_id = w.id)`).Scan(&mismatched)
+	if orphans != 0 || mismatched != 0 {
+		t.Fatalf("%d events without a debit, %d debits that differ from their events", orphans, mismatched)
 	}
 }
