@@ -111,6 +111,10 @@ type Cache struct {
 	max    int
 	now    func() time.Time
 
+	misses  *missLimiter
+	strange *missLimiter // lookups of keys absent from the known set
+	known   known
+
 	mu     sync.RWMutex
 	m      map[[32]byte]cacheEntry
 	byUser map[int64]map[[32]byte]struct{}
@@ -127,7 +131,13 @@ type cacheEntry struct {
 func NewCache(load Loader, ttl time.Duration) *Cache {
 	return &Cache{
 		load: load, ttl: ttl, negTTL: 30 * time.Second, max: 200_000, now: time.Now,
-		m: map[[32]byte]cacheEntry{}, byUser: map[int64]map[[32]byte]struct{}{},
+		// 200 lookups a second with a burst of 400: far above what real clients need
+		// (a key misses once per TTL per proxy), far below what a flood would cost.
+		misses: newMissLimiter(200, 400),
+		// Keys absent from the known set are almost surely random: a trickle of lookups
+		// still lets a brand-new key through if its announcement was missed.
+		strange: newMissLimiter(10, 50),
+		m:       map[[32]byte]cacheEntry{}, byUser: map[int64]map[[32]byte]struct{}{},
 	}
 }
 
@@ -146,6 +156,12 @@ func (c *Cache) Get(ctx context.Context, plaintext string) (Info, error) {
 			return Info{}, ErrUnknown
 		}
 		return e.info, nil
+	}
+	if present, loaded := c.known.contains(h[:]); loaded && !present && !c.strange.allow(now) {
+		return Info{}, ErrUnknown
+	}
+	if !c.misses.allow(now) {
+		return Info{}, ErrBusy
 	}
 	v, err, _ := c.sf.Do(string(h[:]), func() (any, error) {
 		info, err := c.load(ctx, h[:])
@@ -199,12 +215,14 @@ func (c *Cache) removeLocked(h [32]byte) {
 	}
 }
 
-// InvalidateHash drops one key, given the hex of its hash.
+// InvalidateHash drops one key, given the hex of its hash. The announcement also means
+// the key exists (it was created or changed), so it joins the known set.
 func (c *Cache) InvalidateHash(hexHash string) {
 	b, err := hex.DecodeString(hexHash)
 	if err != nil || len(b) != 32 {
 		return
 	}
+	c.known.add(b)
 	c.mu.Lock()
 	c.removeLocked([32]byte(b))
 	c.mu.Unlock()

@@ -80,3 +80,39 @@ func TestCacheExpires(t *testing.T) {
 		t.Fatalf("loads = %d, want 2 (one, then one after expiry)", loads)
 	}
 }
+
+func TestUnknownKeysRefusedWithoutLookupOnceTheSetIsKnown(t *testing.T) {
+	existing := Generate()
+	var loads atomic.Int64
+	c := NewCache(func(ctx context.Context, hash []byte) (Info, error) {
+		loads.Add(1)
+		if string(hash) == string(existing.Hash) {
+			return Info{KeyID: 1}, nil
+		}
+		return Info{}, ErrUnknown
+	}, time.Minute)
+	if err := c.ReloadKnown(context.Background(), func(context.Context) ([][]byte, error) {
+		return [][]byte{existing.Hash[:8]}, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for range 500 {
+		if _, err := c.Get(context.Background(), Generate().Plaintext); !errors.Is(err, ErrUnknown) {
+			t.Fatalf("random key: %v", err)
+		}
+	}
+	if n := loads.Load(); n > 50 {
+		t.Fatalf("500 random keys cost %d lookups, want at most the burst of 50", n)
+	}
+	if _, err := c.Get(context.Background(), existing.Plaintext); err != nil {
+		t.Fatalf("existing key: %v", err)
+	}
+	// A key announced after the reload (created in the web app) is looked up normally.
+	fresh := Generate()
+	c.InvalidateHash(hex.EncodeToString(fresh.Hash))
+	before := loads.Load()
+	c.Get(context.Background(), fresh.Plaintext)
+	if loads.Load() != before+1 {
+		t.Fatal("an announced key was not looked up")
+	}
+}

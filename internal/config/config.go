@@ -92,6 +92,10 @@ type Proxy struct {
 	OAuth                OAuth
 	// QuotaFlushEvery: how often the proxy writes the quota headers it saw per account.
 	QuotaFlushEvery time.Duration `env:"QUOTA_FLUSH_INTERVAL" envDefault:"15s"`
+	// Slow clients: the request headers must arrive within ReadHeaderTimeout and the
+	// whole request (headers and body) within ReadTimeout, or the connection is closed.
+	ReadHeaderTimeout time.Duration `env:"PROXY_READ_HEADER_TIMEOUT" envDefault:"10s"`
+	ReadTimeout       time.Duration `env:"PROXY_READ_TIMEOUT" envDefault:"2m"`
 }
 
 // OAuth names the token endpoints and client ids that redeem OAuth accounts' refresh

@@ -133,7 +133,7 @@ func newStack(t *testing.T, opts ...func(*setup)) *stack {
 	cfg := config.Proxy{Common: config.Common{
 		Env: "test", LogLevel: "info", LogFormat: "text", DatabaseURL: dbURL,
 		RedisURL: redisURL, RedisPrefix: prefix, SecretKey: secretKey,
-	}, Limits: su.limits, QuotaFlushEvery: cmp.Or(su.quotaFlush, 200*time.Millisecond), OAuth: config.OAuth{AnthropicTokenURL: fakeSrv.URL + "/v1/oauth/token", AnthropicClientID: "tollgate-test-client"}}
+	}, ReadHeaderTimeout: time.Second, ReadTimeout: 2 * time.Second, Limits: su.limits, QuotaFlushEvery: cmp.Or(su.quotaFlush, 200*time.Millisecond), OAuth: config.OAuth{AnthropicTokenURL: fakeSrv.URL + "/v1/oauth/token", AnthropicClientID: "tollgate-test-client"}}
 	proxyCtx, stopProxy := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- proxyapp.Serve(proxyCtx, cfg, quietLog(), ln) }()

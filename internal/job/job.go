@@ -6,6 +6,7 @@ package job
 import (
 	"fmt"
 	"log/slog"
+	"net/http"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -37,15 +38,27 @@ func Schedule() []Periodic {
 		// RunOnStart: dashboards should not wait a minute after a deploy.
 		{ID: UsageRollupArgs{}.Kind(), Every: time.Minute, RunOnStart: true, Args: UsageRollupArgs{}},
 		{ID: LedgerCheckArgs{}.Kind(), Every: 10 * time.Minute, Args: LedgerCheckArgs{}},
+		// RunOnStart: a fresh install should not wait an hour for its first rate.
+		{ID: FXSyncArgs{}.Kind(), Every: time.Hour, RunOnStart: true, Args: FXSyncArgs{}},
 	}
+}
+
+// Config is what the workers need beyond the database.
+type Config struct {
+	// FXSourceURL is where the fx_sync job reads USD/CNY (FX_SOURCE_URL); empty cancels
+	// each run with a logged warning.
+	FXSourceURL string
+	// HTTPClient fetches the exchange rate; nil means one with a 15-second timeout.
+	HTTPClient *http.Client
 }
 
 // NewClient returns a River client with every worker and the periodic schedule; the
 // caller starts and stops it.
-func NewClient(pool *pgxpool.Pool, log *slog.Logger) (*river.Client[pgx.Tx], error) {
+func NewClient(pool *pgxpool.Pool, log *slog.Logger, cfg Config) (*river.Client[pgx.Tx], error) {
 	workers := river.NewWorkers()
 	river.AddWorker(workers, NewUsageRollupWorker(pool, log))
 	river.AddWorker(workers, NewLedgerCheckWorker(pool, log))
+	river.AddWorker(workers, NewFXSyncWorker(pool, log, cfg.FXSourceURL, cfg.HTTPClient))
 
 	var periodic []*river.PeriodicJob
 	for _, p := range Schedule() {

@@ -6,16 +6,18 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/riverqueue/river"
 
 	"github.com/tollgate/tollgate/internal/db/sqlc"
 )
 
-// UsageRollupArgs rebuilds the hourly usage rollup for the hours in [From, To). Without a
-// window it takes the previous and the current hour, which covers events ingested late
-// after an hour has turned. An explicit window re-runs the rollup for past hours, e.g.
-// after a backfill; it is widened to whole hours.
+// UsageRollupArgs rebuilds the hourly usage rollup for the hours in [From, To), and the
+// daily rollup of the UTC days those hours fall in. Without a window it takes the
+// previous and the current hour, which covers events ingested late after an hour has
+// turned. An explicit window re-runs the rollup for past hours, e.g. after a backfill;
+// it is widened to whole hours.
 type UsageRollupArgs struct {
 	From time.Time `json:"from,omitzero"`
 	To   time.Time `json:"to,omitzero"`
@@ -46,7 +48,7 @@ func (a UsageRollupArgs) window(now time.Time) (from, to time.Time, err error) {
 }
 
 // UsageRollupWorker replaces the rollup rows of a window with sums recomputed from
-// usage_events. Replacing rather than incrementing makes every run idempotent, so the
+// usage_events (hours) and usage_hourly (days). Replacing rather than incrementing makes every run idempotent, so the
 // schedule may overlap, repeat or be re-run by hand without double counting.
 type UsageRollupWorker struct {
 	river.WorkerDefaults[UsageRollupArgs]
@@ -64,16 +66,46 @@ func (w *UsageRollupWorker) Timeout(*river.Job[UsageRollupArgs]) time.Duration {
 	return 10 * time.Minute
 }
 
-// Work rebuilds the window's rollup rows.
+// Work rebuilds the window's hourly rows, then the daily rows of the UTC days the window
+// touches from those hours, in one transaction: a day always equals the sum of its hours.
 func (w *UsageRollupWorker) Work(ctx context.Context, job *river.Job[UsageRollupArgs]) error {
 	from, to, err := job.Args.window(time.Now())
 	if err != nil {
 		return river.JobCancel(err) // retrying cannot fix the arguments
 	}
-	n, err := sqlc.New().UsageHourlyRebuild(ctx, w.pool, sqlc.UsageHourlyRebuildParams{FromHour: from, ToHour: to})
+	fromDay, toDay := days(from, to)
+	q := sqlc.New()
+	var hours, daily int64
+	err = pgx.BeginFunc(ctx, w.pool, func(tx pgx.Tx) error {
+		var err error
+		hours, err = q.UsageHourlyRebuild(ctx, tx, sqlc.UsageHourlyRebuildParams{FromHour: from, ToHour: to})
+		if err != nil {
+			return fmt.Errorf("rebuild hourly usage rollup for [%s, %s): %w", from.Format(time.RFC3339), to.Format(time.RFC3339), err)
+		}
+		daily, err = q.UsageDailyRebuild(ctx, tx, sqlc.UsageDailyRebuildParams{FromDay: fromDay, ToDay: toDay})
+		if err != nil {
+			return fmt.Errorf("rebuild daily usage rollup for [%s, %s): %w", fromDay.Format(time.DateOnly), toDay.Format(time.DateOnly), err)
+		}
+		return nil
+	})
 	if err != nil {
-		return fmt.Errorf("rebuild usage rollup for [%s, %s): %w", from.Format(time.RFC3339), to.Format(time.RFC3339), err)
+		return err
 	}
-	w.log.Debug("usage rollup rebuilt", "from", from, "to", to, "rows", n)
+	w.log.Debug("usage rollup rebuilt", "from", from, "to", to, "hourly_rows", hours, "daily_rows", daily)
 	return nil
+}
+
+// days widens an hour window to the UTC days that contain it.
+func days(from, to time.Time) (fromDay, toDay time.Time) {
+	fromDay = truncateDay(from)
+	toDay = truncateDay(to)
+	if toDay.Before(to) {
+		toDay = toDay.AddDate(0, 0, 1)
+	}
+	return fromDay, toDay
+}
+
+func truncateDay(t time.Time) time.Time {
+	t = t.UTC()
+	return time.Date(t.Year(), t.Month(), t.Day(), 0, 0, 0, 0, time.UTC)
 }

@@ -76,7 +76,7 @@ func TestJobsRunOnRiver(t *testing.T) {
 	old := hour.Add(-5 * time.Hour)
 	b.ingest(t, 40, hour.Add(-time.Minute), old.Add(time.Minute))
 
-	client, err := job.NewClient(b.pool, b.log)
+	client, err := job.NewClient(b.pool, b.log, job.Config{})
 	must(t, err)
 	events, unsubscribe := client.Subscribe(river.EventKindJobCompleted, river.EventKindJobFailed, river.EventKindJobCancelled)
 	defer unsubscribe()
@@ -141,7 +141,7 @@ func TestScheduleIDsAreStable(t *testing.T) {
 		got = append(got, p.ID+" "+p.Every.String())
 	}
 	// The IDs are a contract with the jobs dashboard and River's schedule: never rename.
-	want := []string{"usage_rollup 1m0s", "ledger_check 10m0s"}
+	want := []string{"usage_rollup 1m0s", "ledger_check 10m0s", "fx_sync 1h0m0s"}
 	if !slices.Equal(got, want) {
 		t.Fatalf("schedule %q, want %q", got, want)
 	}

@@ -83,7 +83,9 @@ func Build(ctx context.Context, cfg config.Proxy, log *slog.Logger) (*Deps, erro
 	q := sqlc.New()
 	accounts := schedule.NewStore(pool, box, log)
 	pricing := billing.NewPricing(pool)
-	if err := errors.Join(accounts.Reload(ctx), pricing.Reload(ctx)); err != nil {
+	keys := apikey.NewCache(apikey.DBLoader(pool), 5*time.Minute)
+	prefixes := func(ctx context.Context) ([][]byte, error) { return q.APIKeyHashPrefixList(ctx, pool) }
+	if err := errors.Join(accounts.Reload(ctx), pricing.Reload(ctx), keys.ReloadKnown(ctx, prefixes)); err != nil {
 		rdb.Close()
 		pool.Close()
 		return nil, err
@@ -96,10 +98,11 @@ func Build(ctx context.Context, cfg config.Proxy, log *slog.Logger) (*Deps, erro
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	instrument(reg, pool, rdb)
 	srv := relay.New(relay.Config{
-		Log:      log,
-		Keys:     apikey.NewCache(apikey.DBLoader(pool), 5*time.Minute),
-		Accounts: accounts,
-		Pricing:  pricing,
+		Log:         log,
+		Keys:        keys,
+		KeyPrefixes: prefixes,
+		Accounts:    accounts,
+		Pricing:     pricing,
 		Gate: limit.NewGate(rdb, cfg.RedisPrefix, func(ctx context.Context, userID int64) (int64, error) {
 			return q.UserBalanceGet(ctx, pool, userID)
 		}, func(ctx context.Context, userID, keyID int64, since time.Time) (int64, error) {
@@ -161,8 +164,8 @@ func Serve(ctx context.Context, cfg config.Proxy, log *slog.Logger, ln net.Liste
 
 	hs := &http.Server{
 		Handler:           deps.Server.Handler(),
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       5 * time.Minute, // large bodies on slow links; slowloris is bounded by the header timeout
+		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
+		ReadTimeout:       cfg.ReadTimeout,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}

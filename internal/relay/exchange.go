@@ -60,6 +60,10 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request, p *protoco
 	if errors.Is(err, apikey.ErrUnknown) {
 		return fail(http.StatusUnauthorized, errAuthentication, "Tollgate: invalid API key")
 	}
+	if errors.Is(err, apikey.ErrBusy) {
+		w.Header().Set("Retry-After", "1")
+		return fail(http.StatusServiceUnavailable, errUnavailable, "Tollgate: "+err.Error())
+	}
 	if err != nil {
 		s.log.Error("look up API key", "request_id", rid, "err", err)
 		return fail(http.StatusServiceUnavailable, errUnavailable, "Tollgate: cannot verify API keys right now; retry shortly")

@@ -48,6 +48,9 @@ type Config struct {
 	// SetAccountState persists an account's state change (asynchronously, once per
 	// change) and announces it so every proxy reloads its snapshot.
 	SetAccountState func(ctx context.Context, id int64, state, reason string, until *time.Time) error
+	// KeyPrefixes lists the hash prefixes of existing keys (reloaded with the snapshots)
+	// so that random keys are refused without a database lookup each.
+	KeyPrefixes apikey.PrefixLoader
 	// QuotaFlushEvery is how often observed quota headers are written; default 15 s.
 	QuotaFlushEvery time.Duration
 	// SetAccountQuota stores an account's latest quota headers (JSON) for the console.
@@ -145,6 +148,11 @@ func (s *Server) Run(ctx context.Context) {
 }
 
 func (s *Server) reloadSnapshots(ctx context.Context) {
+	if s.cfg.KeyPrefixes != nil {
+		if err := s.cfg.Keys.ReloadKnown(ctx, s.cfg.KeyPrefixes); err != nil {
+			s.log.Error("reload known keys", "err", err)
+		}
+	}
 	if err := s.cfg.Accounts.Reload(ctx); err != nil {
 		s.log.Error("reload account snapshot", "err", err)
 	}

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"unicode/utf8"
 )
 
 // sniffed is what routing needs from a request body, found in one pass over the top-level
@@ -26,6 +27,9 @@ type sniffed struct {
 // sniff validates body as JSON and reads model, stream and metadata from its top level.
 func sniff(body []byte) (sniffed, error) {
 	var s sniffed
+	if !utf8.Valid(body) {
+		return s, errors.New("request body is not valid UTF-8")
+	}
 	if !json.Valid(body) {
 		var v any
 		err := json.Unmarshal(body, &v) // only to explain what is wrong

@@ -36,3 +36,8 @@ SELECT * FROM api_keys WHERE id = @id AND user_id = @user_id;
 
 -- name: APIKeyCountActive :one
 SELECT count(*) FROM api_keys WHERE status = 'active';
+
+-- name: APIKeyHashPrefixList :many
+-- The first 8 bytes of every key's hash: the proxy's set of keys that may exist, so a
+-- flood of random keys is refused without a query each.
+SELECT substring(hash from 1 for 8)::bytea AS prefix FROM api_keys WHERE status <> 'revoked';

@@ -18,3 +18,24 @@ SELECT * FROM prices ORDER BY provider, pattern, match, effective_from;
 
 -- name: PriceCount :one
 SELECT count(*) FROM prices;
+
+-- name: PriceListCurrent :many
+-- The row in force now of every rule (provider, pattern, match), with the number of rows
+-- in its history, for the console's catalogue.
+SELECT DISTINCT ON (provider, pattern, match) *,
+       count(*) OVER (PARTITION BY provider, pattern, match) AS versions
+FROM prices
+WHERE effective_from <= now()
+ORDER BY provider, pattern, match, effective_from DESC;
+
+-- name: PriceGetByID :one
+SELECT * FROM prices WHERE id = @id;
+
+-- name: PriceHistory :many
+-- Every row of one rule, newest first (scheduled rows included).
+SELECT * FROM prices
+WHERE provider = @provider AND pattern = @pattern AND match = @match
+ORDER BY effective_from DESC;
+
+-- name: PriceRuleExists :one
+SELECT EXISTS (SELECT 1 FROM prices WHERE provider = @provider AND pattern = @pattern AND match = @match);

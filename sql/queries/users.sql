@@ -33,3 +33,20 @@ WHERE u.balance_nano <> coalesce(l.sum, 0);
 
 -- name: UserCount :one
 SELECT count(*) FROM users;
+
+-- name: UserIDListAffectedByGroup :many
+-- Users whose keys a group change affects: its members and owners of keys narrowed to it.
+SELECT u.id FROM users u WHERE u.group_id = @group_id
+UNION
+SELECT k.user_id FROM api_keys k WHERE k.group_id = @group_id;
+
+-- name: UserCountByGroup :many
+SELECT group_id, count(*)::bigint AS users FROM users GROUP BY group_id;
+
+-- name: UserList :many
+-- Users for the console, oldest first, optionally those whose email contains a string.
+SELECT u.id, u.email, u.role, u.status, u.balance_nano, u.created_at, g.name AS group_name
+FROM users u JOIN groups g ON g.id = u.group_id
+WHERE @query::text = '' OR strpos(u.email, lower(@query::text)) > 0
+ORDER BY u.id
+LIMIT @max_rows;

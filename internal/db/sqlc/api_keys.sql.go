@@ -141,6 +141,32 @@ func (q *Queries) APIKeyGetForUser(ctx context.Context, db DBTX, arg APIKeyGetFo
 	return i, err
 }
 
+const aPIKeyHashPrefixList = `-- name: APIKeyHashPrefixList :many
+SELECT substring(hash from 1 for 8)::bytea AS prefix FROM api_keys WHERE status <> 'revoked'
+`
+
+// The first 8 bytes of every key's hash: the proxy's set of keys that may exist, so a
+// flood of random keys is refused without a query each.
+func (q *Queries) APIKeyHashPrefixList(ctx context.Context, db DBTX) ([][]byte, error) {
+	rows, err := db.Query(ctx, aPIKeyHashPrefixList)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := [][]byte{}
+	for rows.Next() {
+		var prefix []byte
+		if err := rows.Scan(&prefix); err != nil {
+			return nil, err
+		}
+		items = append(items, prefix)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const aPIKeyInsert = `-- name: APIKeyInsert :one
 INSERT INTO api_keys (user_id, name, display_prefix, hash, group_id, expires_at)
 VALUES ($1, $2, $3, $4, $5, $6)

@@ -9,6 +9,25 @@ import (
 	"context"
 )
 
+const groupGetByID = `-- name: GroupGetByID :one
+SELECT id, name, description, is_default, default_concurrency, created_at, updated_at FROM groups WHERE id = $1
+`
+
+func (q *Queries) GroupGetByID(ctx context.Context, db DBTX, id int64) (Group, error) {
+	row := db.QueryRow(ctx, groupGetByID, id)
+	var i Group
+	err := row.Scan(
+		&i.ID,
+		&i.Name,
+		&i.Description,
+		&i.IsDefault,
+		&i.DefaultConcurrency,
+		&i.CreatedAt,
+		&i.UpdatedAt,
+	)
+	return i, err
+}
+
 const groupGetByName = `-- name: GroupGetByName :one
 SELECT id, name, description, is_default, default_concurrency, created_at, updated_at FROM groups WHERE name = $1
 `
@@ -127,6 +146,55 @@ func (q *Queries) GroupPoolAttach(ctx context.Context, db DBTX, arg GroupPoolAtt
 	return err
 }
 
+const groupPoolChoices = `-- name: GroupPoolChoices :many
+SELECT p.id, p.name, (gp.group_id IS NOT NULL)::boolean AS attached
+FROM pools p
+LEFT JOIN group_pools gp ON gp.pool_id = p.id AND gp.group_id = $1
+ORDER BY p.name
+`
+
+type GroupPoolChoicesRow struct {
+	ID       int64
+	Name     string
+	Attached bool
+}
+
+// Every pool, and whether the group may use it (the console's pool checkboxes).
+func (q *Queries) GroupPoolChoices(ctx context.Context, db DBTX, groupID int64) ([]GroupPoolChoicesRow, error) {
+	rows, err := db.Query(ctx, groupPoolChoices, groupID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []GroupPoolChoicesRow{}
+	for rows.Next() {
+		var i GroupPoolChoicesRow
+		if err := rows.Scan(&i.ID, &i.Name, &i.Attached); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const groupPoolDetachOthers = `-- name: GroupPoolDetachOthers :exec
+DELETE FROM group_pools WHERE group_id = $1 AND NOT (pool_id = ANY($2::bigint[]))
+`
+
+type GroupPoolDetachOthersParams struct {
+	GroupID int64
+	PoolIds []int64
+}
+
+// Detaches the group from every pool not in the list (the rest are attached one by one).
+func (q *Queries) GroupPoolDetachOthers(ctx context.Context, db DBTX, arg GroupPoolDetachOthersParams) error {
+	_, err := db.Exec(ctx, groupPoolDetachOthers, arg.GroupID, arg.PoolIds)
+	return err
+}
+
 const groupPoolList = `-- name: GroupPoolList :many
 SELECT group_id, pool_id FROM group_pools ORDER BY group_id, pool_id
 `
@@ -151,12 +219,71 @@ func (q *Queries) GroupPoolList(ctx context.Context, db DBTX) ([]GroupPool, erro
 	return items, nil
 }
 
+const groupPoolNames = `-- name: GroupPoolNames :many
+SELECT gp.group_id, p.name FROM group_pools gp JOIN pools p ON p.id = gp.pool_id
+ORDER BY gp.group_id, p.name
+`
+
+type GroupPoolNamesRow struct {
+	GroupID int64
+	Name    string
+}
+
+func (q *Queries) GroupPoolNames(ctx context.Context, db DBTX) ([]GroupPoolNamesRow, error) {
+	rows, err := db.Query(ctx, groupPoolNames)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []GroupPoolNamesRow{}
+	for rows.Next() {
+		var i GroupPoolNamesRow
+		if err := rows.Scan(&i.GroupID, &i.Name); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const groupPriceFactorList = `-- name: GroupPriceFactorList :many
 SELECT group_id, provider, multiplier_ppm, peg_rmb_micro FROM group_price_factors ORDER BY group_id, provider
 `
 
 func (q *Queries) GroupPriceFactorList(ctx context.Context, db DBTX) ([]GroupPriceFactor, error) {
 	rows, err := db.Query(ctx, groupPriceFactorList)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []GroupPriceFactor{}
+	for rows.Next() {
+		var i GroupPriceFactor
+		if err := rows.Scan(
+			&i.GroupID,
+			&i.Provider,
+			&i.MultiplierPpm,
+			&i.PegRmbMicro,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const groupPriceFactorListByGroup = `-- name: GroupPriceFactorListByGroup :many
+SELECT group_id, provider, multiplier_ppm, peg_rmb_micro FROM group_price_factors WHERE group_id = $1 ORDER BY provider
+`
+
+func (q *Queries) GroupPriceFactorListByGroup(ctx context.Context, db DBTX, groupID int64) ([]GroupPriceFactor, error) {
+	rows, err := db.Query(ctx, groupPriceFactorListByGroup, groupID)
 	if err != nil {
 		return nil, err
 	}
@@ -202,4 +329,32 @@ func (q *Queries) GroupPriceFactorUpsert(ctx context.Context, db DBTX, arg Group
 		arg.PegRmbMicro,
 	)
 	return err
+}
+
+const groupUpdate = `-- name: GroupUpdate :one
+UPDATE groups SET description = $1, default_concurrency = $2,
+    updated_at = now()
+WHERE id = $3
+RETURNING id, name, description, is_default, default_concurrency, created_at, updated_at
+`
+
+type GroupUpdateParams struct {
+	Description        string
+	DefaultConcurrency int32
+	ID                 int64
+}
+
+func (q *Queries) GroupUpdate(ctx context.Context, db DBTX, arg GroupUpdateParams) (Group, error) {
+	row := db.QueryRow(ctx, groupUpdate, arg.Description, arg.DefaultConcurrency, arg.ID)
+	var i Group
+	err := row.Scan(
+		&i.ID,
+		&i.Name,
+		&i.Description,
+		&i.IsDefault,
+		&i.DefaultConcurrency,
+		&i.CreatedAt,
+		&i.UpdatedAt,
+	)
+	return i, err
 }

@@ -7,6 +7,8 @@ package sqlc
 import (
 	"net/netip"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgtype"
 )
 
 type APIKey struct {
@@ -155,6 +157,28 @@ type Probe struct {
 	CreatedAt time.Time
 }
 
+type RedeemCode struct {
+	ID            int64
+	Batch         string
+	CodeHash      []byte
+	DisplayPrefix string
+	ValueNano     int64
+	MaxUses       int32
+	UsedCount     int32
+	ExpiresAt     *time.Time
+	CreatedBy     *int64
+	CreatedAt     time.Time
+	DisabledAt    *time.Time
+}
+
+type RedeemUse struct {
+	ID         int64
+	CodeID     int64
+	UserID     int64
+	WalletTxID int64
+	CreatedAt  time.Time
+}
+
 type Session struct {
 	Token  string
 	Data   []byte
@@ -166,6 +190,21 @@ type Setting struct {
 	Value     []byte
 	UpdatedBy *int64
 	UpdatedAt time.Time
+}
+
+type UsageDaily struct {
+	Day              pgtype.Date
+	UserID           int64
+	APIKeyID         int64
+	AccountID        int64
+	Model            string
+	Requests         int64
+	InputTokens      int64
+	OutputTokens     int64
+	CacheWriteTokens int64
+	CacheReadTokens  int64
+	OfficialCostNano int64
+	BilledCostNano   int64
 }
 
 type UsageEvent struct {

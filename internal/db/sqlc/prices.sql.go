@@ -21,6 +21,90 @@ func (q *Queries) PriceCount(ctx context.Context, db DBTX) (int64, error) {
 	return count, err
 }
 
+const priceGetByID = `-- name: PriceGetByID :one
+SELECT id, provider, pattern, match, effective_from, input_pico, output_pico, cache_write_5m_pico, cache_write_1h_pico, cache_read_pico, tier_threshold, input_above_pico, output_above_pico, cache_write_5m_above_pico, cache_write_1h_above_pico, cache_read_above_pico, note, created_by, created_at FROM prices WHERE id = $1
+`
+
+func (q *Queries) PriceGetByID(ctx context.Context, db DBTX, id int64) (Price, error) {
+	row := db.QueryRow(ctx, priceGetByID, id)
+	var i Price
+	err := row.Scan(
+		&i.ID,
+		&i.Provider,
+		&i.Pattern,
+		&i.Match,
+		&i.EffectiveFrom,
+		&i.InputPico,
+		&i.OutputPico,
+		&i.CacheWrite5mPico,
+		&i.CacheWrite1hPico,
+		&i.CacheReadPico,
+		&i.TierThreshold,
+		&i.InputAbovePico,
+		&i.OutputAbovePico,
+		&i.CacheWrite5mAbovePico,
+		&i.CacheWrite1hAbovePico,
+		&i.CacheReadAbovePico,
+		&i.Note,
+		&i.CreatedBy,
+		&i.CreatedAt,
+	)
+	return i, err
+}
+
+const priceHistory = `-- name: PriceHistory :many
+SELECT id, provider, pattern, match, effective_from, input_pico, output_pico, cache_write_5m_pico, cache_write_1h_pico, cache_read_pico, tier_threshold, input_above_pico, output_above_pico, cache_write_5m_above_pico, cache_write_1h_above_pico, cache_read_above_pico, note, created_by, created_at FROM prices
+WHERE provider = $1 AND pattern = $2 AND match = $3
+ORDER BY effective_from DESC
+`
+
+type PriceHistoryParams struct {
+	Provider string
+	Pattern  string
+	Match    string
+}
+
+// Every row of one rule, newest first (scheduled rows included).
+func (q *Queries) PriceHistory(ctx context.Context, db DBTX, arg PriceHistoryParams) ([]Price, error) {
+	rows, err := db.Query(ctx, priceHistory, arg.Provider, arg.Pattern, arg.Match)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []Price{}
+	for rows.Next() {
+		var i Price
+		if err := rows.Scan(
+			&i.ID,
+			&i.Provider,
+			&i.Pattern,
+			&i.Match,
+			&i.EffectiveFrom,
+			&i.InputPico,
+			&i.OutputPico,
+			&i.CacheWrite5mPico,
+			&i.CacheWrite1hPico,
+			&i.CacheReadPico,
+			&i.TierThreshold,
+			&i.InputAbovePico,
+			&i.OutputAbovePico,
+			&i.CacheWrite5mAbovePico,
+			&i.CacheWrite1hAbovePico,
+			&i.CacheReadAbovePico,
+			&i.Note,
+			&i.CreatedBy,
+			&i.CreatedAt,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const priceInsert = `-- name: PriceInsert :one
 INSERT INTO prices (provider, pattern, match, effective_from, input_pico, output_pico,
                     cache_write_5m_pico, cache_write_1h_pico, cache_read_pico,
@@ -144,4 +228,95 @@ func (q *Queries) PriceList(ctx context.Context, db DBTX) ([]Price, error) {
 		return nil, err
 	}
 	return items, nil
+}
+
+const priceListCurrent = `-- name: PriceListCurrent :many
+SELECT DISTINCT ON (provider, pattern, match) id, provider, pattern, match, effective_from, input_pico, output_pico, cache_write_5m_pico, cache_write_1h_pico, cache_read_pico, tier_threshold, input_above_pico, output_above_pico, cache_write_5m_above_pico, cache_write_1h_above_pico, cache_read_above_pico, note, created_by, created_at,
+       count(*) OVER (PARTITION BY provider, pattern, match) AS versions
+FROM prices
+WHERE effective_from <= now()
+ORDER BY provider, pattern, match, effective_from DESC
+`
+
+type PriceListCurrentRow struct {
+	ID                    int64
+	Provider              string
+	Pattern               string
+	Match                 string
+	EffectiveFrom         time.Time
+	InputPico             int64
+	OutputPico            int64
+	CacheWrite5mPico      int64
+	CacheWrite1hPico      int64
+	CacheReadPico         int64
+	TierThreshold         *int64
+	InputAbovePico        *int64
+	OutputAbovePico       *int64
+	CacheWrite5mAbovePico *int64
+	CacheWrite1hAbovePico *int64
+	CacheReadAbovePico    *int64
+	Note                  string
+	CreatedBy             *int64
+	CreatedAt             time.Time
+	Versions              int64
+}
+
+// The row in force now of every rule (provider, pattern, match), with the number of rows
+// in its history, for the console's catalogue.
+func (q *Queries) PriceListCurrent(ctx context.Context, db DBTX) ([]PriceListCurrentRow, error) {
+	rows, err := db.Query(ctx, priceListCurrent)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []PriceListCurrentRow{}
+	for rows.Next() {
+		var i PriceListCurrentRow
+		if err := rows.Scan(
+			&i.ID,
+			&i.Provider,
+			&i.Pattern,
+			&i.Match,
+			&i.EffectiveFrom,
+			&i.InputPico,
+			&i.OutputPico,
+			&i.CacheWrite5mPico,
+			&i.CacheWrite1hPico,
+			&i.CacheReadPico,
+			&i.TierThreshold,
+			&i.InputAbovePico,
+			&i.OutputAbovePico,
+			&i.CacheWrite5mAbovePico,
+			&i.CacheWrite1hAbovePico,
+			&i.CacheReadAbovePico,
+			&i.Note,
+			&i.CreatedBy,
+			&i.CreatedAt,
+			&i.Versions,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const priceRuleExists = `-- name: PriceRuleExists :one
+SELECT EXISTS (SELECT 1 FROM prices WHERE provider = $1 AND pattern = $2 AND match = $3)
+`
+
+type PriceRuleExistsParams struct {
+	Provider string
+	Pattern  string
+	Match    string
+}
+
+func (q *Queries) PriceRuleExists(ctx context.Context, db DBTX, arg PriceRuleExistsParams) (bool, error) {
+	row := db.QueryRow(ctx, priceRuleExists, arg.Provider, arg.Pattern, arg.Match)
+	var exists bool
+	err := row.Scan(&exists)
+	return exists, err
 }

@@ -91,6 +91,35 @@ func (q *Queries) UserCount(ctx context.Context, db DBTX) (int64, error) {
 	return count, err
 }
 
+const userCountByGroup = `-- name: UserCountByGroup :many
+SELECT group_id, count(*)::bigint AS users FROM users GROUP BY group_id
+`
+
+type UserCountByGroupRow struct {
+	GroupID int64
+	Users   int64
+}
+
+func (q *Queries) UserCountByGroup(ctx context.Context, db DBTX) ([]UserCountByGroupRow, error) {
+	rows, err := db.Query(ctx, userCountByGroup)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []UserCountByGroupRow{}
+	for rows.Next() {
+		var i UserCountByGroupRow
+		if err := rows.Scan(&i.GroupID, &i.Users); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const userGetByEmail = `-- name: UserGetByEmail :one
 SELECT id, email, display_name, password_hash, role, group_id, status, email_verified_at, totp_secret_enc, totp_enabled_at, recovery_codes, balance_nano, concurrency, daily_cap_nano, last_login_at, created_at, updated_at FROM users WHERE email = lower($1::text)
 `
@@ -149,6 +178,33 @@ func (q *Queries) UserGetByID(ctx context.Context, db DBTX, id int64) (User, err
 	return i, err
 }
 
+const userIDListAffectedByGroup = `-- name: UserIDListAffectedByGroup :many
+SELECT u.id FROM users u WHERE u.group_id = $1
+UNION
+SELECT k.user_id FROM api_keys k WHERE k.group_id = $1
+`
+
+// Users whose keys a group change affects: its members and owners of keys narrowed to it.
+func (q *Queries) UserIDListAffectedByGroup(ctx context.Context, db DBTX, groupID int64) ([]int64, error) {
+	rows, err := db.Query(ctx, userIDListAffectedByGroup, groupID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []int64{}
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		items = append(items, id)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const userInsert = `-- name: UserInsert :one
 INSERT INTO users (email, display_name, password_hash, role, group_id, email_verified_at)
 VALUES ($1, $2, $3, $4, $5, $6)
@@ -194,6 +250,58 @@ func (q *Queries) UserInsert(ctx context.Context, db DBTX, arg UserInsertParams)
 		&i.UpdatedAt,
 	)
 	return i, err
+}
+
+const userList = `-- name: UserList :many
+SELECT u.id, u.email, u.role, u.status, u.balance_nano, u.created_at, g.name AS group_name
+FROM users u JOIN groups g ON g.id = u.group_id
+WHERE $1::text = '' OR strpos(u.email, lower($1::text)) > 0
+ORDER BY u.id
+LIMIT $2
+`
+
+type UserListParams struct {
+	Query   string
+	MaxRows int32
+}
+
+type UserListRow struct {
+	ID          int64
+	Email       string
+	Role        string
+	Status      string
+	BalanceNano int64
+	CreatedAt   time.Time
+	GroupName   string
+}
+
+// Users for the console, oldest first, optionally those whose email contains a string.
+func (q *Queries) UserList(ctx context.Context, db DBTX, arg UserListParams) ([]UserListRow, error) {
+	rows, err := db.Query(ctx, userList, arg.Query, arg.MaxRows)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []UserListRow{}
+	for rows.Next() {
+		var i UserListRow
+		if err := rows.Scan(
+			&i.ID,
+			&i.Email,
+			&i.Role,
+			&i.Status,
+			&i.BalanceNano,
+			&i.CreatedAt,
+			&i.GroupName,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
 }
 
 const userSetLastLogin = `-- name: UserSetLastLogin :exec
