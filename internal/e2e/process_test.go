@@ -205,3 +205,31 @@ func TestSigtermDrainsInFlightStreams(t *testing.T) {
 	// The drained stream was billed like any other.
 	s.ingest(1)
 }
+
+// TestLimitsHoldAcrossTwoProxies: a key's concurrency limit is shared by every proxy.
+func TestLimitsHoldAcrossTwoProxies(t *testing.T) {
+	var fl inflight
+	s := newStack(t, func(su *setup) { su.upstream = fl.wrap })
+	const limitN = 3
+	s.exec(t, "UPDATE api_keys SET concurrency = 3")
+	second, _ := s.startProxy(t)
+	s.fake.SetScript(func(r *fakellm.Request) fakellm.Behavior { return fakellm.Behavior{EventDelay: 20 * time.Millisecond} })
+	body := `{"model":"` + model + `","max_tokens":64,"stream":true,"messages":[{"role":"user","content":"one two three four five six"}]}`
+	var wg sync.WaitGroup
+	for i := range 12 {
+		base := s.proxyURL
+		if i%2 == 1 {
+			base = second
+		}
+		wg.Go(func() {
+			if resp, b := rawPost(t, base, s.seeded.DemoKey, body, nil); resp.StatusCode != 200 {
+				t.Errorf("request %d: %d %s", i, resp.StatusCode, b)
+			}
+		})
+	}
+	wg.Wait()
+	if p := fl.peak.Load(); p > limitN {
+		t.Fatalf("peak in flight across two proxies = %d, limit %d", p, limitN)
+	}
+	s.ingest(12)
+}
