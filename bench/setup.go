@@ -1,0 +1,291 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/redis/go-redis/v9"
+)
+
+const (
+	benchDB     = "tollgate_bench"
+	redisPrefix = "bench:"
+	demoEmail   = "demo@tollgate.local"
+	// topupNano is the demo user's extra balance, a million dollars: no bench run can
+	// spend it, so admission never refuses for balance.
+	topupNano = 1_000_000_000_000_000
+)
+
+// stack is everything the bench started or connected to.
+type stack struct {
+	root     string
+	bin      string
+	dbURL    string
+	redisURL string
+	secret   string
+	demoKey  string
+
+	fakellmAddr string
+	proxyAddr   string
+	workerAddr  string
+
+	fakellm *child
+	proxy   *child
+	worker  *child
+	// noProxy leaves the proxy to the caller (the in-process profile in
+	// profile_test.go).
+	noProxy bool
+
+	pool *pgxpool.Pool
+	rdb  *redis.Client
+}
+
+// setUp starts PostgreSQL and Redis (as make test does), recreates the bench database,
+// clears the bench's Redis keys, migrates and seeds, tops up the demo user and starts
+// fakellm, proxy and worker. On error, what was started is left for close to stop.
+func setUp(ctx context.Context, s *stack) error {
+	s.bin = filepath.Join(s.root, ".dev", "bin")
+	if err := os.MkdirAll(filepath.Join(s.root, ".dev", "logs"), 0o755); err != nil {
+		return err
+	}
+	svc := exec.CommandContext(ctx, filepath.Join(s.root, ".ci", "services.sh"), "start")
+	svc.Dir = s.root
+	svc.Stdout, svc.Stderr = os.Stderr, os.Stderr
+	if err := svc.Run(); err != nil {
+		return fmt.Errorf("start PostgreSQL and Redis (.ci/services.sh start): %w", err)
+	}
+	envFile, err := readEnvFile(filepath.Join(s.root, ".dev", "services.env"))
+	if err != nil {
+		return err
+	}
+	adminURL, redisURL := envFile["PG_ADMIN_URL"], envFile["REDIS_URL"]
+	if adminURL == "" || redisURL == "" {
+		return errors.New(".dev/services.env lacks PG_ADMIN_URL or REDIS_URL")
+	}
+	s.redisURL = redisURL
+	if s.dbURL, err = recreateDB(ctx, adminURL, benchDB); err != nil {
+		return err
+	}
+	ropts, err := redis.ParseURL(redisURL)
+	if err != nil {
+		return fmt.Errorf("parse REDIS_URL: %w", err)
+	}
+	s.rdb = redis.NewClient(ropts)
+	// Keys of an earlier run (balance snapshots, the usage stream) name rows of a
+	// database that no longer exists.
+	if err := deleteKeys(ctx, s.rdb, redisPrefix+"*"); err != nil {
+		return fmt.Errorf("clear Redis keys %s*: %w", redisPrefix, err)
+	}
+
+	var sec [32]byte
+	_, _ = rand.Read(sec[:])
+	s.secret = hex.EncodeToString(sec[:])
+	for _, a := range []*string{&s.fakellmAddr, &s.proxyAddr, &s.workerAddr} {
+		if *a, err = freeAddr(); err != nil {
+			return err
+		}
+	}
+
+	if err := s.web(ctx, "migrate"); err != nil {
+		return err
+	}
+	demoEnv := filepath.Join(s.root, ".dev", "bench-demo.env")
+	_ = os.Remove(demoEnv)
+	if err := s.web(ctx, "seed", "-demo-env", demoEnv, "-fakellm-url", "http://"+s.fakellmAddr); err != nil {
+		return err
+	}
+	demo, err := readEnvFile(demoEnv)
+	if err != nil {
+		return err
+	}
+	if s.demoKey = demo["DEMO_API_KEY"]; s.demoKey == "" {
+		return fmt.Errorf("web seed wrote no DEMO_API_KEY to %s", demoEnv)
+	}
+
+	if s.pool, err = pgxpool.New(ctx, s.dbURL); err != nil {
+		return fmt.Errorf("connect to %s: %w", benchDB, err)
+	}
+	if err := fundDemo(ctx, s.pool); err != nil {
+		return err
+	}
+	return s.startProcesses(ctx)
+}
+
+// commonEnv is the environment every Tollgate process of the bench shares.
+func (s *stack) commonEnv() []string {
+	return []string{
+		"ENV=development", "LOG_LEVEL=warn", "LOG_FORMAT=text",
+		"DATABASE_URL=" + s.dbURL, "REDIS_URL=" + s.redisURL, "REDIS_PREFIX=" + redisPrefix,
+		"SECRET_KEY=" + s.secret, "UPSTREAM_ALLOW_PRIVATE=true",
+	}
+}
+
+// web runs `web ARGS…` against the bench database.
+func (s *stack) web(ctx context.Context, args ...string) error {
+	cmd := exec.CommandContext(ctx, filepath.Join(s.bin, "web"), args...)
+	cmd.Dir = s.root
+	cmd.Env = append(os.Environ(), s.commonEnv()...)
+	cmd.Env = append(cmd.Env, "LOG_LEVEL=warn", "ADMIN_EMAIL=admin@bench.local", "ADMIN_PASSWORD=bench-admin-"+s.secret[:12])
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("web %s: %w\n%s", strings.Join(args, " "), err, out)
+	}
+	return nil
+}
+
+func (s *stack) startProcesses(ctx context.Context) error {
+	var err error
+	if s.fakellm, err = startChild(s.root, "fakellm", filepath.Join(s.bin, "fakellm"), []string{"FAKELLM_ADDR=" + s.fakellmAddr}); err != nil {
+		return err
+	}
+	if !s.noProxy {
+		if s.proxy, err = startChild(s.root, "proxy", filepath.Join(s.bin, "proxy"), append(s.commonEnv(), "PROXY_ADDR="+s.proxyAddr)); err != nil {
+			return err
+		}
+	}
+	if s.worker, err = startChild(s.root, "worker", filepath.Join(s.bin, "worker"), append(s.commonEnv(), "WORKER_HEALTH_ADDR="+s.workerAddr)); err != nil {
+		return err
+	}
+	if err := waitHTTP(ctx, s.fakellm, "http://"+s.fakellmAddr+"/healthz", 20*time.Second); err != nil {
+		return err
+	}
+	if !s.noProxy {
+		if err := waitHTTP(ctx, s.proxy, "http://"+s.proxyAddr+"/readyz", 30*time.Second); err != nil {
+			return err
+		}
+	}
+	return waitHTTP(ctx, s.worker, "http://"+s.workerAddr+"/readyz", 30*time.Second)
+}
+
+// close stops the children (proxy first, so nothing is in flight towards fakellm, and
+// the worker before fakellm so it can finish its batch) and the connections.
+func (s *stack) close() {
+	for _, c := range []*child{s.proxy, s.worker, s.fakellm} {
+		if c != nil {
+			c.stop()
+		}
+	}
+	if s.pool != nil {
+		s.pool.Close()
+	}
+	if s.rdb != nil {
+		s.rdb.Close()
+	}
+}
+
+// checkAlive fails when a child has exited during the run.
+func (s *stack) checkAlive() error {
+	for _, c := range []*child{s.fakellm, s.proxy, s.worker} {
+		if c != nil && c.exited() {
+			return fmt.Errorf("%s exited during the bench (%v); see %s", c.name, c.err, c.log.Name())
+		}
+	}
+	return nil
+}
+
+// recreateDB drops and creates database name and returns its URL.
+func recreateDB(ctx context.Context, adminURL, name string) (string, error) {
+	conn, err := pgx.Connect(ctx, adminURL)
+	if err != nil {
+		return "", fmt.Errorf("connect to PostgreSQL at PG_ADMIN_URL: %w", err)
+	}
+	defer conn.Close(ctx)
+	ident := pgx.Identifier{name}.Sanitize()
+	if _, err := conn.Exec(ctx, "DROP DATABASE IF EXISTS "+ident+" WITH (FORCE)"); err != nil {
+		return "", fmt.Errorf("drop database %s: %w", name, err)
+	}
+	if _, err := conn.Exec(ctx, "CREATE DATABASE "+ident); err != nil {
+		return "", fmt.Errorf("create database %s: %w", name, err)
+	}
+	cfg, err := pgx.ParseConfig(adminURL)
+	if err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("postgres://%s@%s:%d/%s?sslmode=disable", cfg.User, cfg.Host, cfg.Port, name), nil
+}
+
+// fundDemo gives the demo user a balance no run can exhaust, through the ledger as the
+// app itself would (a topup row and the cached balance in one transaction), and lifts
+// every concurrency limit so the bench measures the gateway, not its queue.
+func fundDemo(ctx context.Context, pool *pgxpool.Pool) error {
+	return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `INSERT INTO wallet_tx (user_id, amount_nano, kind, ref, note)
+			SELECT id, $2, 'topup', 'bench:topup', 'bench' FROM users WHERE email = $1`, demoEmail, int64(topupNano))
+		if err != nil {
+			return fmt.Errorf("top up the demo user: %w", err)
+		}
+		if tag.RowsAffected() != 1 {
+			return fmt.Errorf("top up the demo user: no user %s", demoEmail)
+		}
+		if _, err := tx.Exec(ctx, `UPDATE users SET balance_nano = balance_nano + $2, concurrency = NULL WHERE email = $1`,
+			demoEmail, int64(topupNano)); err != nil {
+			return fmt.Errorf("top up the demo user: %w", err)
+		}
+		if _, err := tx.Exec(ctx, `UPDATE api_keys SET concurrency = NULL, rpm = NULL`); err != nil {
+			return fmt.Errorf("lift key limits: %w", err)
+		}
+		if _, err := tx.Exec(ctx, `UPDATE groups SET default_concurrency = 0`); err != nil {
+			return fmt.Errorf("lift group limits: %w", err)
+		}
+		if _, err := tx.Exec(ctx, `UPDATE accounts SET max_concurrency = 0`); err != nil {
+			return fmt.Errorf("lift account limits: %w", err)
+		}
+		return nil
+	})
+}
+
+// deleteKeys deletes every Redis key matching pattern.
+func deleteKeys(ctx context.Context, rdb *redis.Client, pattern string) error {
+	iter := rdb.Scan(ctx, 0, pattern, 1000).Iterator()
+	var batch []string
+	for iter.Next(ctx) {
+		batch = append(batch, iter.Val())
+		if len(batch) == 1000 {
+			if err := rdb.Unlink(ctx, batch...).Err(); err != nil {
+				return err
+			}
+			batch = batch[:0]
+		}
+	}
+	if err := iter.Err(); err != nil {
+		return err
+	}
+	if len(batch) > 0 {
+		return rdb.Unlink(ctx, batch...).Err()
+	}
+	return nil
+}
+
+// readEnvFile reads KEY=VALUE lines, ignoring comments and surrounding quotes.
+func readEnvFile(path string) (map[string]string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	out := map[string]string{}
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		k, v, ok := strings.Cut(line, "=")
+		if !ok {
+			continue
+		}
+		out[strings.TrimSpace(k)] = strings.Trim(strings.TrimSpace(v), `"'`)
+	}
+	return out, sc.Err()
+}
