@@ -96,6 +96,10 @@ type Proxy struct {
 	// whole request (headers and body) within ReadTimeout, or the connection is closed.
 	ReadHeaderTimeout time.Duration `env:"PROXY_READ_HEADER_TIMEOUT" envDefault:"10s"`
 	ReadTimeout       time.Duration `env:"PROXY_READ_TIMEOUT" envDefault:"2m"`
+	// SpoolDir keeps usage events the proxy could hand neither to Redis nor to
+	// PostgreSQL, until it can. Put it on a persistent volume in production.
+	SpoolDir   string        `env:"PROXY_SPOOL_DIR"`
+	SpoolEvery time.Duration `env:"PROXY_SPOOL_INTERVAL" envDefault:"10s"`
 }
 
 // OAuth names the token endpoints and client ids that redeem OAuth accounts' refresh

@@ -5,6 +5,7 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -109,5 +110,41 @@ func TestPostgresOutage(t *testing.T) {
 	}
 	if got := s.balance(s.seeded.DemoUserID); got != before-want {
 		t.Fatalf("balance %d, want %d", got, before-want)
+	}
+}
+
+// TestUsageSpooledWhenRedisAndPostgresAreDown: a stream that finishes while both stores
+// are down is written to the proxy's disk spool and billed once they return.
+func TestUsageSpooledWhenRedisAndPostgresAreDown(t *testing.T) {
+	rs, pg := testenv.RedisServer(t), testenv.Postgres(t)
+	s := newStack(t, func(su *setup) { su.redis, su.pg = rs, pg })
+	before := s.balance(s.seeded.DemoUserID)
+	s.fake.SetScript(func(r *fakellm.Request) fakellm.Behavior { return fakellm.Behavior{EventDelay: 50 * time.Millisecond} })
+	body := `{"model":"` + model + `","max_tokens":64,"stream":true,"messages":[{"role":"user","content":"one two three four five six seven eight"}]}`
+	seq := s.fake.LastSeq()
+	req, _ := http.NewRequest(http.MethodPost, s.proxyURL+"/v1/messages", strings.NewReader(body))
+	req.Header.Set("X-Api-Key", s.seeded.DemoKey)
+	resp, err := httpClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(resp.Body)
+	br.ReadString('\n')
+	rs.Stop()
+	pg.Stop()
+	if rest, _ := io.ReadAll(br); !strings.Contains(string(rest), "message_stop") {
+		t.Fatalf("stream broken:\n%s", rest)
+	}
+	resp.Body.Close()
+	time.Sleep(500 * time.Millisecond) // the spool loop tries (and fails) to deliver meanwhile
+	if files, _ := filepath.Glob(filepath.Join(s.spoolDir, "usage-*.jsonl")); len(files) != 1 {
+		t.Fatalf("spool files while both stores are down: %v", files)
+	}
+	rs.Start()
+	pg.Start()
+	s.ingest(1)
+	served := s.fake.ServedSince(seq)
+	if got, want := s.balance(s.seeded.DemoUserID), before-s.expectedBilled(served[0].Usage); got != want {
+		t.Fatalf("balance %d, want %d", got, want)
 	}
 }

@@ -47,6 +47,7 @@ type stack struct {
 	seeded   seed.Result
 	dbURL    string
 	redisURL string
+	spoolDir string
 }
 
 var secretKey = hex.EncodeToString([]byte("0123456789abcdef0123456789abcdef"))
@@ -126,6 +127,7 @@ func newStack(t *testing.T, opts ...func(*setup)) *stack {
 
 	addAccounts(t, pool, su, fakeSrv.URL, res)
 
+	spoolDir := t.TempDir()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -133,7 +135,7 @@ func newStack(t *testing.T, opts ...func(*setup)) *stack {
 	cfg := config.Proxy{Common: config.Common{
 		Env: "test", LogLevel: "info", LogFormat: "text", DatabaseURL: dbURL,
 		RedisURL: redisURL, RedisPrefix: prefix, SecretKey: secretKey,
-	}, ReadHeaderTimeout: time.Second, ReadTimeout: 2 * time.Second, Limits: su.limits, QuotaFlushEvery: cmp.Or(su.quotaFlush, 200*time.Millisecond), OAuth: config.OAuth{AnthropicTokenURL: fakeSrv.URL + "/v1/oauth/token", AnthropicClientID: "tollgate-test-client"}}
+	}, SpoolDir: spoolDir, SpoolEvery: 200 * time.Millisecond, ReadHeaderTimeout: time.Second, ReadTimeout: 2 * time.Second, Limits: su.limits, QuotaFlushEvery: cmp.Or(su.quotaFlush, 200*time.Millisecond), OAuth: config.OAuth{AnthropicTokenURL: fakeSrv.URL + "/v1/oauth/token", AnthropicClientID: "tollgate-test-client"}}
 	proxyCtx, stopProxy := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- proxyapp.Serve(proxyCtx, cfg, quietLog(), ln) }()
@@ -144,7 +146,7 @@ func newStack(t *testing.T, opts ...func(*setup)) *stack {
 		}
 	})
 	s := &stack{t: t, fake: fake, fakeURL: fakeSrv.URL, proxyURL: "http://" + ln.Addr().String(),
-		pool: pool, rdb: rdb, prefix: prefix, seeded: res, dbURL: dbURL, redisURL: redisURL,
+		pool: pool, rdb: rdb, prefix: prefix, seeded: res, dbURL: dbURL, redisURL: redisURL, spoolDir: spoolDir,
 		consumer: usage.NewConsumer(rdb, pool, prefix, "test", quietLog(), usage.WithBlock(50*time.Millisecond))}
 	s.waitReady()
 	return s

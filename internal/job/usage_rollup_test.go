@@ -3,6 +3,7 @@ package job_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -144,5 +145,54 @@ func TestScheduleIDsAreStable(t *testing.T) {
 	want := []string{"usage_rollup 1m0s", "ledger_check 10m0s", "fx_sync 1h0m0s"}
 	if !slices.Equal(got, want) {
 		t.Fatalf("schedule %q, want %q", got, want)
+	}
+}
+
+// daily returns the usage_daily rows as "day requests billed" lines, in day order.
+func (b *testBundle) daily(t *testing.T) []string {
+	t.Helper()
+	rows, err := b.pool.Query(context.Background(),
+		"SELECT day::text, requests, billed_cost_nano, input_tokens FROM usage_daily ORDER BY day")
+	must(t, err)
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var day string
+		var req, billed, in int64
+		must(t, rows.Scan(&day, &req, &billed, &in))
+		out = append(out, fmt.Sprintf("%s n=%d billed=%d in=%d", day, req, billed, in))
+	}
+	must(t, rows.Err())
+	return out
+}
+
+func TestUsageRollupDaily(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	w := job.NewUsageRollupWorker(b.pool, b.log)
+	// Two UTC days, late on the first and early on the second.
+	midnight := time.Date(2026, 3, 10, 0, 0, 0, 0, time.UTC)
+	b.ingest(t, 10, midnight.Add(-90*time.Minute), midnight.Add(-30*time.Minute))
+	b.ingest(t, 3, midnight.Add(20*time.Minute))
+
+	// A window across midnight rebuilds both days from their hours.
+	must(t, workRollup(t, w, job.UsageRollupArgs{From: midnight.Add(-2 * time.Hour), To: midnight.Add(time.Hour)}))
+	want := []string{"2026-03-09 n=2 billed=20 in=200", "2026-03-10 n=1 billed=3 in=100"}
+	if got := b.daily(t); !slices.Equal(got, want) {
+		t.Fatalf("daily\n got %q\nwant %q", got, want)
+	}
+	must(t, workRollup(t, w, job.UsageRollupArgs{From: midnight.Add(-2 * time.Hour), To: midnight.Add(time.Hour)}))
+	if got := b.daily(t); !slices.Equal(got, want) {
+		t.Fatalf("after a re-run\n got %q\nwant %q", got, want)
+	}
+
+	// A late event earlier that day: re-running only its hour still gives the whole day,
+	// since the day is summed from every hour already rolled up.
+	early := midnight.Add(-20 * time.Hour)
+	b.ingest(t, 100, early)
+	must(t, workRollup(t, w, job.UsageRollupArgs{From: early, To: early.Add(time.Minute)}))
+	want[0] = "2026-03-09 n=3 billed=120 in=300"
+	if got := b.daily(t); !slices.Equal(got, want) {
+		t.Fatalf("after a late event\n got %q\nwant %q", got, want)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -93,6 +94,16 @@ func Build(ctx context.Context, cfg config.Proxy, log *slog.Logger) (*Deps, erro
 		pool.Close()
 		return nil, err
 	}
+	spoolDir := cfg.SpoolDir
+	if spoolDir == "" {
+		spoolDir = filepath.Join(os.TempDir(), "tollgate-usage-spool")
+	}
+	spool, err := usage.NewSpool(spoolDir, log)
+	if err != nil {
+		rdb.Close()
+		pool.Close()
+		return nil, err
+	}
 	refresher := account.NewRefresher(pool, rdb, cfg.RedisPrefix, box, map[string]account.OAuthClient{
 		"anthropic": {TokenURL: cfg.OAuth.AnthropicTokenURL, ClientID: cfg.OAuth.AnthropicClientID},
 		"openai":    {TokenURL: cfg.OAuth.OpenAITokenURL, ClientID: cfg.OAuth.OpenAIClientID},
@@ -118,6 +129,15 @@ func Build(ctx context.Context, cfg config.Proxy, log *slog.Logger) (*Deps, erro
 		Prefix: cfg.RedisPrefix,
 		Fallback: func(ctx context.Context, ev usage.Event) error {
 			_, err := usage.Ingest(ctx, pool, []usage.Event{ev})
+			return err
+		},
+		Spool:      spool,
+		SpoolEvery: cfg.SpoolEvery,
+		Deliver: func(ctx context.Context, evs []usage.Event) error {
+			if err := usage.Append(ctx, rdb, cfg.RedisPrefix, evs); err == nil {
+				return nil
+			}
+			_, err := usage.Ingest(ctx, pool, evs)
 			return err
 		},
 		Registry:        reg,

@@ -521,6 +521,12 @@ func (x *exchange) complete(lease limit.Lease, attempt int, o *outcome, upstream
 			return
 		}
 	}
+	if s.cfg.Spool != nil {
+		if err = s.cfg.Spool.Write(ev); err == nil {
+			s.log.Warn("usage event spooled to disk; it is delivered when Redis or PostgreSQL answers", "request_id", x.rid)
+			return
+		}
+	}
 	// Last resort: the event in the log is enough to bill it by hand.
 	s.log.Error("usage event NOT recorded", "request_id", x.rid, "err", err, "event", string(payload))
 }

@@ -4,6 +4,7 @@
 package relay
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/base32"
@@ -38,7 +39,12 @@ type Config struct {
 	Prefix   string // Redis key prefix
 	// Fallback records a usage event when the Redis completion fails, so a served
 	// request is never lost (normally a direct PostgreSQL ingest).
-	Fallback     func(ctx context.Context, ev usage.Event) error
+	Fallback func(ctx context.Context, ev usage.Event) error
+	// Spool keeps events that neither Redis nor the fallback took; Deliver hands them
+	// on later (Redis stream, else PostgreSQL).
+	Spool        *usage.Spool
+	Deliver      func(ctx context.Context, evs []usage.Event) error
+	SpoolEvery   time.Duration // how often spooled events are retried; default 10 s
 	Transport    http.RoundTripper
 	Registry     *prometheus.Registry
 	MaxBodyBytes int64         // default 32 MiB
@@ -143,6 +149,7 @@ func (s *Server) Run(ctx context.Context) {
 	go s.refreshLoop(ctx)
 	go s.stateWriter(ctx)
 	go s.quotaWriter(ctx)
+	go s.spoolLoop(ctx)
 	go s.cfg.Gate.Run(ctx)
 	s.invalidationLoop(ctx)
 }
@@ -158,6 +165,26 @@ func (s *Server) reloadSnapshots(ctx context.Context) {
 	}
 	if err := s.cfg.Pricing.Reload(ctx); err != nil {
 		s.log.Error("reload price snapshot", "err", err)
+	}
+}
+
+// spoolLoop delivers spooled usage events now and then (and at start: events a
+// previous process spooled before it died).
+func (s *Server) spoolLoop(ctx context.Context) {
+	if s.cfg.Spool == nil || s.cfg.Deliver == nil {
+		return
+	}
+	t := time.NewTicker(cmp.Or(s.cfg.SpoolEvery, 10*time.Second))
+	defer t.Stop()
+	for {
+		if err := s.cfg.Spool.Replay(ctx, s.cfg.Deliver); err != nil {
+			s.log.Warn("deliver spooled usage (will retry)", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
 	}
 }
 

@@ -4,7 +4,11 @@
 package usage
 
 import (
+	"context"
+	"encoding/json"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/tollgate/tollgate/internal/billing"
 )
@@ -48,3 +52,18 @@ const ConsumerGroup = "ingest"
 
 // StreamField is the single field of each stream entry; its value is the event's JSON.
 const StreamField = "e"
+
+// Append adds events to the usage stream in one pipeline (the spool's way back in; the
+// proxy's normal path appends inside its completion script).
+func Append(ctx context.Context, rdb redis.UniversalClient, prefix string, evs []Event) error {
+	pipe := rdb.Pipeline()
+	for _, ev := range evs {
+		b, err := json.Marshal(ev)
+		if err != nil {
+			return err
+		}
+		pipe.XAdd(ctx, &redis.XAddArgs{Stream: StreamKey(prefix), Values: []any{StreamField, b}})
+	}
+	_, err := pipe.Exec(ctx)
+	return err
+}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/tollgate/tollgate/internal/auth"
 	"github.com/tollgate/tollgate/internal/db/sqlc"
+	"github.com/tollgate/tollgate/internal/limit"
 )
 
 // Config is what the web app needs from its process.
@@ -33,6 +34,10 @@ type Config struct {
 	// Zero means 10 per 10 minutes.
 	LoginLimit  int64
 	LoginWindow time.Duration
+	// RedeemLimit attempts per RedeemWindow at the redeem-a-code form are allowed per
+	// user and per client IP. Zero means 10 per 15 minutes.
+	RedeemLimit  int64
+	RedeemWindow time.Duration
 
 	Logger *slog.Logger
 	DB     *pgxpool.Pool
@@ -53,7 +58,12 @@ type Server struct {
 	cleanupDone   chan struct{}
 	crossOrigin   *http.CrossOriginProtection
 	loginThrottle *auth.Throttle
-	handler       http.Handler
+	// redeemThrottle slows down guessing of redeem codes.
+	redeemThrottle *auth.Throttle
+	// gate moves users' balance snapshots in Redis after committed credits, so the
+	// proxies' admission sees them at once (only Credit is used; no loaders needed).
+	gate    *limit.Gate
+	handler http.Handler
 }
 
 // New builds the app. Call Close when done to stop the session store's cleanup.
@@ -68,15 +78,23 @@ func New(cfg Config) (*Server, error) {
 	if cfg.LoginWindow == 0 {
 		cfg.LoginWindow = 10 * time.Minute
 	}
+	if cfg.RedeemLimit == 0 {
+		cfg.RedeemLimit = 10
+	}
+	if cfg.RedeemWindow == 0 {
+		cfg.RedeemWindow = 15 * time.Minute
+	}
 	s := &Server{
-		log:           cfg.Logger,
-		db:            cfg.DB,
-		rdb:           cfg.Redis,
-		q:             sqlc.New(),
-		redisPrefix:   cfg.RedisPrefix,
-		proxyURL:      cfg.ProxyPublicURL,
-		secure:        base.Scheme == "https",
-		loginThrottle: auth.NewThrottle(cfg.Redis, cfg.RedisPrefix, "login", cfg.LoginLimit, cfg.LoginWindow),
+		log:            cfg.Logger,
+		db:             cfg.DB,
+		rdb:            cfg.Redis,
+		q:              sqlc.New(),
+		redisPrefix:    cfg.RedisPrefix,
+		proxyURL:       cfg.ProxyPublicURL,
+		secure:         base.Scheme == "https",
+		loginThrottle:  auth.NewThrottle(cfg.Redis, cfg.RedisPrefix, "login", cfg.LoginLimit, cfg.LoginWindow),
+		redeemThrottle: auth.NewThrottle(cfg.Redis, cfg.RedisPrefix, "redeem", cfg.RedeemLimit, cfg.RedeemWindow),
+		gate:           limit.NewGate(cfg.Redis, cfg.RedisPrefix, nil, nil, limit.Options{}),
 	}
 	// pgxstore's own cleanup goroutine cannot be stopped without a data race, so the
 	// store runs without it and Server sweeps expired sessions itself.
