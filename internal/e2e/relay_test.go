@@ -268,3 +268,36 @@ func sseText(b []byte) string {
 	}
 	return out.String()
 }
+
+// TestLongStreamKeepsItsLease: a stream longer than the lease TTL keeps its slot (the
+// proxy renews it), so the key's limit is not exceeded by a second request meanwhile.
+func TestLongStreamKeepsItsLease(t *testing.T) {
+	var fl inflight
+	s := newStack(t, func(su *setup) {
+		su.limits = limit.Options{LeaseTTL: 900 * time.Millisecond, MaxWait: 200 * time.Millisecond}
+		su.upstream = fl.wrap
+	})
+	s.exec(t, "UPDATE api_keys SET concurrency = 1")
+	s.fake.SetScript(func(r *fakellm.Request) fakellm.Behavior {
+		if strings.Contains(r.LastUserText, "long") {
+			return fakellm.Behavior{EventDelay: 250 * time.Millisecond}
+		}
+		return fakellm.Behavior{}
+	})
+	done := make(chan int)
+	go func() {
+		resp, _ := rawPost(t, s.proxyURL, s.seeded.DemoKey, `{"model":"`+model+`","max_tokens":64,"stream":true,"messages":[{"role":"user","content":"a long answer please"}]}`, nil)
+		done <- resp.StatusCode
+	}()
+	time.Sleep(2 * time.Second) // more than twice the TTL into the stream
+	status, e := s.post(t, s.seeded.DemoKey, smallBody)
+	if status != 429 || e.Error.Type != "tollgate_concurrency_limit" {
+		t.Fatalf("second request during a long stream: %d %+v (the first one's lease expired?)", status, e)
+	}
+	if c := <-done; c != 200 {
+		t.Fatalf("long stream: %d", c)
+	}
+	if p := fl.peak.Load(); p != 1 {
+		t.Fatalf("peak in flight %d", p)
+	}
+}

@@ -5,14 +5,20 @@
 -- KEYS[5] sticky binding (or an unused key when there is no session)
 -- KEYS[6] lease set of the account to release (failover) or an unused key
 -- KEYS[7] key's spend today  KEYS[8] key's spend this month  KEYS[9] user's spend today
--- KEYS[10..] per candidate account: its lease set, then its state key
+-- KEYS[10] user's waiting flag  KEYS[11] key's waiting flag
+-- KEYS[12..] per candidate account: its lease set, its state key, its waiting flag
 --
 -- ARGV[1] now (ms)              ARGV[2] lease expiry (ms)   ARGV[3] lease member (request id)
 -- ARGV[4] user concurrency      ARGV[5] key concurrency     ARGV[6] key RPM (0: none)
 -- ARGV[7] sticky TTL (s; 0: no session)                     ARGV[8] failover attempt (1/0)
 -- ARGV[9] random rotation for tie-breaks                    ARGV[10] candidate count
 -- ARGV[11..13] caps (nano-USD; 0: none) for KEYS[7..9]
--- ARGV[14..] per candidate: id, priority, weight, max concurrency
+-- ARGV[14] how long a waiting flag lives (ms)
+-- ARGV[15..] per candidate: id, priority, weight, max concurrency
+--
+-- A request about to wait for a slot raises the waiting flag of the full scope; the
+-- completion script publishes a release only when a flag is up, so an idle proxy fleet
+-- pays no PUBLISH per request.
 --
 -- Leases are sorted-set members scored by expiry: expired ones are purged before
 -- counting, so a process that dies without releasing leaks nothing past the TTL.
@@ -54,12 +60,18 @@ else
   local ulimit = tonumber(ARGV[4])
   if ulimit > 0 then
     redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
-    if redis.call('ZCARD', KEYS[3]) >= ulimit then return {2, 0} end
+    if redis.call('ZCARD', KEYS[3]) >= ulimit then
+      redis.call('SET', KEYS[10], '1', 'PX', ARGV[14])
+      return {2, 0}
+    end
   end
   local klimit = tonumber(ARGV[5])
   if klimit > 0 then
     redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now)
-    if redis.call('ZCARD', KEYS[4]) >= klimit then return {3, 0} end
+    if redis.call('ZCARD', KEYS[4]) >= klimit then
+      redis.call('SET', KEYS[11], '1', 'PX', ARGV[14])
+      return {3, 0}
+    end
   end
 end
 
@@ -74,9 +86,9 @@ local anyUsable = false
 local rot = tonumber(ARGV[9])
 for j = 0, n - 1 do
   local i = ((j + rot) % n) + 1
-  local base = 13 + (i - 1) * 4
+  local base = 14 + (i - 1) * 4
   local id, prio, weight, maxc = ARGV[base + 1], tonumber(ARGV[base + 2]), tonumber(ARGV[base + 3]), tonumber(ARGV[base + 4])
-  local leases, state = KEYS[9 + (i - 1) * 2 + 1], KEYS[9 + (i - 1) * 2 + 2]
+  local leases, state = KEYS[11 + (i - 1) * 3 + 1], KEYS[11 + (i - 1) * 3 + 2]
   local blockedUntil = tonumber(redis.call('GET', state) or '0')
   if blockedUntil <= now then
     anyUsable = true
@@ -93,12 +105,17 @@ for j = 0, n - 1 do
 end
 if stickyIdx ~= nil then best = stickyIdx end
 if best == nil then
-  if anyUsable then return {5, 0} end
+  if anyUsable then
+    for i = 1, n do
+      redis.call('SET', KEYS[11 + (i - 1) * 3 + 3], '1', 'PX', ARGV[14])
+    end
+    return {5, 0}
+  end
   return {6, 0}
 end
 
-local accountId = ARGV[13 + (best - 1) * 4 + 1]
-redis.call('ZADD', KEYS[9 + (best - 1) * 2 + 1], expiry, member)
+local accountId = ARGV[14 + (best - 1) * 4 + 1]
+redis.call('ZADD', KEYS[11 + (best - 1) * 3 + 1], expiry, member)
 if not failover then
   if tonumber(ARGV[4]) > 0 then redis.call('ZADD', KEYS[3], expiry, member) end
   if tonumber(ARGV[5]) > 0 then redis.call('ZADD', KEYS[4], expiry, member) end

@@ -5,6 +5,7 @@
 -- KEYS[3] user lease set KEYS[4] key lease set KEYS[5] account lease set
 -- KEYS[6] release channel
 -- KEYS[7..9] spend counters (key today, key this month, user today)
+-- KEYS[10..12] waiting flags of the user, the key and the account
 -- ARGV[1] usage event JSON ('' when the attempt consumed nothing)
 -- ARGV[2] billed nano-USD  ARGV[3] lease member  ARGV[4] wake message
 redis.call('ZREM', KEYS[3], ARGV[3])
@@ -27,5 +28,8 @@ if ARGV[1] ~= '' then
     end
   end
 end
-redis.call('PUBLISH', KEYS[6], ARGV[4])
+-- Wake waiters only if someone waits for one of these scopes.
+if redis.call('EXISTS', KEYS[10], KEYS[11], KEYS[12]) > 0 then
+  redis.call('PUBLISH', KEYS[6], ARGV[4])
+end
 return 1

@@ -11,6 +11,7 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"strconv"
 	"time"
@@ -24,12 +25,9 @@ var (
 	admitLua string
 	//go:embed complete.lua
 	completeLua string
-	//go:embed renew.lua
-	renewLua string
 
 	admitScript    = redis.NewScript(admitLua)
 	completeScript = redis.NewScript(completeLua)
-	renewScript    = redis.NewScript(renewLua)
 )
 
 // BalanceLoader reads a user's balance from the ledger (PostgreSQL) on a snapshot miss.
@@ -56,6 +54,8 @@ type Gate struct {
 	opts        Options
 	sf          singleflight.Group
 	waiters     *waiters
+	tracked     tracked
+	log         *slog.Logger
 }
 
 // NewGate returns a gate on rdb with keys under prefix. Call Run to receive wake-ups.
@@ -143,7 +143,8 @@ func (g *Gate) stickyKey(session string) string { return g.prefix + "sticky:" + 
 func (g *Gate) rpmKey(key int64, now time.Time) string {
 	return g.prefix + "rpm:" + strconv.FormatInt(key, 10) + ":" + strconv.FormatInt(now.Unix()/60, 10)
 }
-func (g *Gate) releaseChannel() string { return g.prefix + "released" }
+func (g *Gate) releaseChannel() string         { return g.prefix + "released" }
+func (g *Gate) waitingKey(scope string) string { return g.prefix + "waiting:" + scope }
 
 // spendKeys are the spend counters of a request at time now: the key's today and this
 // month, the user's today (UTC).
@@ -307,17 +308,18 @@ func (g *Gate) run(ctx context.Context, req Request, releaseAccount int64, failo
 	}
 	spend := g.spendKeys(req.UserID, req.KeyID, now)
 	keys = append(keys, g.balanceKey(req.UserID), g.rpmKey(req.KeyID, now), g.userLeases(req.UserID),
-		g.keyLeases(req.KeyID), stickyKey, release, spend[0], spend[1], spend[2])
-	args := make([]any, 0, 13+4*len(req.Candidates))
+		g.keyLeases(req.KeyID), stickyKey, release, spend[0], spend[1], spend[2],
+		g.waitingKey("u:"+strconv.FormatInt(req.UserID, 10)), g.waitingKey("k:"+strconv.FormatInt(req.KeyID, 10)))
+	args := make([]any, 0, 14+4*len(req.Candidates))
 	fo := "0"
 	if failover {
 		fo = "1"
 	}
 	args = append(args, now.UnixMilli(), now.Add(g.opts.LeaseTTL).UnixMilli(), req.RequestID,
 		req.UserConcurrency, req.KeyConcurrency, req.KeyRPM, stickyTTL, fo, rand.IntN(1<<20), len(req.Candidates),
-		req.KeyDailyCap, req.KeyMonthlyCap, req.UserDailyCap)
+		req.KeyDailyCap, req.KeyMonthlyCap, req.UserDailyCap, (g.opts.MaxWait + time.Second).Milliseconds())
 	for _, c := range req.Candidates {
-		keys = append(keys, g.accountLeases(c.ID), g.AccountStateKey(c.ID))
+		keys = append(keys, g.accountLeases(c.ID), g.AccountStateKey(c.ID), g.waitingKey("a:"+strconv.FormatInt(c.ID, 10)))
 		args = append(args, c.ID, c.Priority, max(c.Weight, 1), c.MaxConcurrency)
 	}
 	res, err := admitScript.Run(ctx, g.rdb, keys, args...).Int64Slice()
@@ -345,22 +347,16 @@ func (g *Gate) primeBalance(ctx context.Context, userID int64) error {
 // Complete releases the lease and, when the attempt consumed tokens, appends its usage
 // event (JSON) to the stream and debits the balance snapshot — one atomic call.
 func (g *Gate) Complete(ctx context.Context, l Lease, stream string, event []byte, billedNano int64) error {
-	wake := "u:" + strconv.FormatInt(l.UserID, 10) + " k:" + strconv.FormatInt(l.KeyID, 10) + " a:" + strconv.FormatInt(l.AccountID, 10)
+	u, k, a := "u:"+strconv.FormatInt(l.UserID, 10), "k:"+strconv.FormatInt(l.KeyID, 10), "a:"+strconv.FormatInt(l.AccountID, 10)
 	spend := g.spendKeys(l.UserID, l.KeyID, time.Now())
 	err := completeScript.Run(ctx, g.rdb,
 		[]string{stream, g.balanceKey(l.UserID), g.userLeases(l.UserID), g.keyLeases(l.KeyID), g.accountLeases(l.AccountID),
-			g.releaseChannel(), spend[0], spend[1], spend[2]},
-		event, billedNano, l.RequestID, wake).Err()
+			g.releaseChannel(), spend[0], spend[1], spend[2], g.waitingKey(u), g.waitingKey(k), g.waitingKey(a)},
+		event, billedNano, l.RequestID, u+" "+k+" "+a).Err()
 	if err != nil && !errors.Is(err, redis.Nil) {
 		return fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
 	return nil
-}
-
-// Renew extends a long request's leases; call it every LeaseTTL/3 while it runs.
-func (g *Gate) Renew(ctx context.Context, l Lease) error {
-	exp := time.Now().Add(g.opts.LeaseTTL).UnixMilli()
-	return renewScript.Run(ctx, g.rdb, []string{g.userLeases(l.UserID), g.keyLeases(l.KeyID), g.accountLeases(l.AccountID)}, exp, l.RequestID).Err()
 }
 
 // Credit moves a user's balance snapshot after a committed ledger credit (top-up,
@@ -436,8 +432,13 @@ func (g *Gate) DropSession(ctx context.Context, session string) error {
 	return g.rdb.Del(ctx, g.stickyKey(session)).Err()
 }
 
-// Run receives release notifications and wakes local waiters until ctx ends.
+// SetLogger makes the gate log its background failures (lease renewal).
+func (g *Gate) SetLogger(log *slog.Logger) { g.log = log }
+
+// Run renews tracked leases, and receives release notifications to wake local waiters,
+// until ctx ends.
 func (g *Gate) Run(ctx context.Context) {
+	go g.renewLoop(ctx)
 	ps := g.rdb.Subscribe(ctx, g.releaseChannel())
 	defer ps.Close()
 	for {

@@ -69,7 +69,9 @@ func Build(ctx context.Context, cfg config.Proxy, log *slog.Logger) (*Deps, erro
 		pool.Close()
 		return nil, fmt.Errorf("parse REDIS_URL: %w", err)
 	}
-	ropts.PoolSize = 256
+	// Every request holds a connection only for its two script calls, but 10,000 open
+	// streams complete in bursts: a large pool avoids pool timeouts then.
+	ropts.PoolSize = 1024
 	ropts.MinIdleConns = 16
 	// Fail fast when Redis is away: the request gets a clear 503 in a second or two
 	// instead of hanging through go-redis's default retries.
@@ -111,22 +113,24 @@ func Build(ctx context.Context, cfg config.Proxy, log *slog.Logger) (*Deps, erro
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	instrument(reg, pool, rdb)
+	gate := limit.NewGate(rdb, cfg.RedisPrefix, func(ctx context.Context, userID int64) (int64, error) {
+		return q.UserBalanceGet(ctx, pool, userID)
+	}, func(ctx context.Context, userID, keyID int64, since time.Time) (int64, error) {
+		if keyID == 0 {
+			return q.UsageEventSpendByUserSince(ctx, pool, sqlc.UsageEventSpendByUserSinceParams{UserID: userID, Since: since})
+		}
+		return q.UsageEventSpendByKeySince(ctx, pool, sqlc.UsageEventSpendByKeySinceParams{APIKeyID: keyID, Since: since})
+	}, cfg.Limits)
+	gate.SetLogger(log)
 	srv := relay.New(relay.Config{
 		Log:         log,
 		Keys:        keys,
 		KeyPrefixes: prefixes,
 		Accounts:    accounts,
 		Pricing:     pricing,
-		Gate: limit.NewGate(rdb, cfg.RedisPrefix, func(ctx context.Context, userID int64) (int64, error) {
-			return q.UserBalanceGet(ctx, pool, userID)
-		}, func(ctx context.Context, userID, keyID int64, since time.Time) (int64, error) {
-			if keyID == 0 {
-				return q.UsageEventSpendByUserSince(ctx, pool, sqlc.UsageEventSpendByUserSinceParams{UserID: userID, Since: since})
-			}
-			return q.UsageEventSpendByKeySince(ctx, pool, sqlc.UsageEventSpendByKeySinceParams{APIKeyID: keyID, Since: since})
-		}, cfg.Limits),
-		Redis:  rdb,
-		Prefix: cfg.RedisPrefix,
+		Gate:        gate,
+		Redis:       rdb,
+		Prefix:      cfg.RedisPrefix,
 		Fallback: func(ctx context.Context, ev usage.Event) error {
 			_, err := usage.Ingest(ctx, pool, []usage.Event{ev})
 			return err

@@ -66,7 +66,9 @@ func NewTransport() *http.Transport {
 		TLSHandshakeTimeout:   10 * time.Second,
 		ExpectContinueTimeout: time.Second,
 		DisableCompression:    true,
-		WriteBufferSize:       32 << 10,
-		ReadBufferSize:        32 << 10,
+		// Small per-connection buffers: with thousands of open streams they add up, and
+		// SSE events are small.
+		WriteBufferSize: 8 << 10,
+		ReadBufferSize:  8 << 10,
 	}
 }

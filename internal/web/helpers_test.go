@@ -38,8 +38,9 @@ type testBundle struct {
 }
 
 type setupOpts struct {
-	db    *pgxpool.Pool         // instead of a fresh test database
-	redis redis.UniversalClient // instead of the test Redis
+	db          *pgxpool.Pool         // instead of a fresh test database
+	redis       redis.UniversalClient // instead of the test Redis
+	redeemLimit int64                 // redeem attempts per window; 0: the default
 }
 
 func setup(t *testing.T) *testBundle { return setupWith(t, setupOpts{}) }
@@ -75,6 +76,7 @@ func setupWith(t *testing.T, o setupOpts) *testBundle {
 		Logger:         slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn})),
 		DB:             b.db,
 		Redis:          rdb,
+		RedeemLimit:    o.redeemLimit,
 	})
 	if err != nil {
 		t.Fatalf("web.New: %v", err)

@@ -39,11 +39,33 @@ func (s *Server) routes() http.Handler {
 			r.Post("/keys", s.keyCreate)
 			r.Post("/keys/{id}/revoke", s.keyRevoke)
 			r.Get("/usage", s.usageList)
+			r.Get("/wallet", s.walletShow)
+			r.Post("/wallet/redeem", s.walletRedeem)
 
-			// The admin console grows here; every page behind it is admin-only.
+			// The admin console; every page behind it is admin-only.
 			r.Route("/admin", func(r chi.Router) {
 				r.Use(s.adminOnly)
 				r.Get("/", s.adminHome)
+
+				r.Get("/users", s.userList)
+				r.Get("/users/{id}", s.userShow)
+				r.Post("/users/{id}/adjust", s.userAdjust)
+
+				r.Get("/groups", s.groupList)
+				r.Post("/groups", s.groupCreate)
+				r.Get("/groups/{id}", s.groupShow)
+				r.Post("/groups/{id}", s.groupSave)
+
+				r.Get("/prices", s.priceList)
+				r.Post("/prices", s.priceCreate)
+				r.Get("/prices/new", s.priceNew)
+				r.Get("/prices/{id}", s.priceShow)
+				r.Post("/prices/{id}", s.priceSave)
+
+				r.Get("/redeem", s.redeemList)
+				r.Post("/redeem", s.redeemGenerate)
+				r.Post("/redeem/download", s.redeemDownload)
+				r.Post("/redeem/disable", s.redeemDisable)
 			})
 		})
 	})
