@@ -7,7 +7,7 @@ import "time"
 // Layout is what every full page shows around its content.
 type Layout struct {
 	Title   string
-	Nav     string       // the nav item to mark current: "dashboard", "keys", "usage", "admin"
+	Nav     string       // the nav item to mark current: "dashboard", "keys", "usage", "wallet", "admin"
 	User    *CurrentUser // nil when signed out
 	Flashes []Flash
 }
@@ -101,8 +101,12 @@ type Usage struct {
 
 // AdminHome is the admin console's landing page.
 type AdminHome struct {
-	Users      int64
-	ActiveKeys int64
+	Users       int64
+	ActiveKeys  int64
+	Groups      int64
+	PriceRules  int64
+	LedgerCheck LedgerCheck
+	FX          FXStatus
 }
 
 // Error is a friendly error page.

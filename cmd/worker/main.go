@@ -68,7 +68,7 @@ func run(ctx context.Context, stderr io.Writer) error {
 	name := fmt.Sprintf("%s-%d", host, os.Getpid())
 	consumer := usage.NewConsumer(rdb, pool, cfg.RedisPrefix, name, log, usage.WithMetrics(reg))
 
-	jobs, err := job.NewClient(pool, log)
+	jobs, err := job.NewClient(pool, log, job.Config{FXSourceURL: cfg.FXSourceURL})
 	if err != nil {
 		return err
 	}

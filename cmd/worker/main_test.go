@@ -81,6 +81,11 @@ func TestRun(t *testing.T) {
 	t.Setenv("SECRET_KEY", strings.Repeat("ab", 32))
 	t.Setenv("WORKER_HEALTH_ADDR", addr)
 	t.Setenv("LOG_LEVEL", "warn")
+	fx := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Write([]byte(`{"base":"USD","rates":{"CNY":7.2}}`))
+	}))
+	defer fx.Close()
+	t.Setenv("FX_SOURCE_URL", fx.URL)
 
 	pool, err := db.Open(context.Background(), dbURL, 2)
 	if err != nil {
@@ -110,6 +115,11 @@ func TestRun(t *testing.T) {
 		var n int
 		err := pool.QueryRow(context.Background(), "SELECT count(*) FROM usage_hourly").Scan(&n)
 		return err == nil && n == 1
+	})
+	waitFor(t, "the exchange rate to be synced on start", func() bool {
+		var rate int64
+		err := pool.QueryRow(context.Background(), "SELECT rate_micro FROM fx_rates").Scan(&rate)
+		return err == nil && rate == 7_200_000
 	})
 	for path, want := range map[string]string{"/readyz": "ok", "/healthz": `"ingested":1`, "/metrics": "tollgate_usage_ingested_total 1"} {
 		body, status := get(t, base+path)

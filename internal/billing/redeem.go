@@ -201,7 +201,7 @@ func Redeem(ctx context.Context, db Beginner, code string, userID int64) (credit
 		row, applied, err := Post(ctx, tx, Entry{
 			UserID: userID, Amount: c.ValueNano, Kind: "redeem",
 			Ref:  "redeem:" + strconv.FormatInt(c.ID, 10) + ":" + strconv.FormatInt(userID, 10),
-			Note: "Code " + c.DisplayPrefix + " (" + c.Batch + ")",
+			Note: "Redeem code " + c.DisplayPrefix, // not the batch: its name is the admin's label
 		})
 		if err != nil {
 			return err

@@ -176,4 +176,3 @@ func (s *Server) groupPage(ctx context.Context, id int64) (views.AdminGroup, []s
 	}
 	return d, choices, nil
 }
-
