@@ -157,19 +157,22 @@ func (c *Cache) Get(ctx context.Context, plaintext string) (Info, error) {
 		}
 		return e.info, nil
 	}
-	if present, loaded := c.known.contains(h[:]); loaded && !present && !c.strange.allow(now) {
-		return Info{}, ErrUnknown
-	}
-	if !c.misses.allow(now) {
-		return Info{}, ErrBusy
-	}
+	// Budgets are spent per lookup, inside the single flight: concurrent requests with
+	// one new key cost one token.
 	v, err, _ := c.sf.Do(string(h[:]), func() (any, error) {
+		if present, loaded := c.known.contains(h[:]); loaded && !present && !c.strange.allow(now) {
+			return Info{}, ErrUnknown
+		}
+		if !c.misses.allow(now) {
+			return Info{}, ErrBusy
+		}
 		info, err := c.load(ctx, h[:])
 		switch {
 		case errors.Is(err, ErrUnknown):
 			c.put(h, cacheEntry{unknown: true, expires: c.now().Add(c.negTTL)})
 		case err == nil:
 			c.put(h, cacheEntry{info: info, expires: c.now().Add(c.ttl)})
+			c.known.add(h[:])
 		}
 		return info, err
 	})

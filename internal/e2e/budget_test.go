@@ -30,13 +30,30 @@ func (s *stack) metric(t *testing.T, name string) float64 {
 	return 0
 }
 
+// settledMetric reads a counter once completions (which run after each response) have
+// stopped moving it.
+func (s *stack) settledMetric(t *testing.T, name string) float64 {
+	t.Helper()
+	last := s.metric(t, name)
+	for i := 0; i < 50; i++ {
+		time.Sleep(40 * time.Millisecond)
+		v := s.metric(t, name)
+		if v == last {
+			return v
+		}
+		last = v
+	}
+	t.Fatalf("%s never settled", name)
+	return 0
+}
+
 // TestHotPathBudget: in steady state a proxied request makes no PostgreSQL round trip
 // and exactly two Redis round trips (admission, completion), streamed or not.
 func TestHotPathBudget(t *testing.T) {
 	s := newStack(t, func(su *setup) { su.quotaFlush = time.Hour })
 	stream := `{"model":"` + model + `","max_tokens":32,"stream":true,"messages":[{"role":"user","content":"budget"}]}`
 	rawPost(t, s.proxyURL, s.seeded.DemoKey, smallBody, nil) // warm the key cache and balance snapshot
-	db0, rd0 := s.metric(t, "tollgate_db_acquires_total"), s.metric(t, "tollgate_redis_roundtrips_total")
+	db0, rd0 := s.settledMetric(t, "tollgate_db_acquires_total"), s.settledMetric(t, "tollgate_redis_roundtrips_total")
 	const n = 20
 	for i := range n {
 		body := smallBody
@@ -47,7 +64,7 @@ func TestHotPathBudget(t *testing.T) {
 			t.Fatalf("%d %s", resp.StatusCode, b)
 		}
 	}
-	db1, rd1 := s.metric(t, "tollgate_db_acquires_total"), s.metric(t, "tollgate_redis_roundtrips_total")
+	db1, rd1 := s.settledMetric(t, "tollgate_db_acquires_total"), s.settledMetric(t, "tollgate_redis_roundtrips_total")
 	if d := db1 - db0; d != 0 {
 		t.Errorf("%v PostgreSQL acquisitions for %d requests, want 0", d, n)
 	}

@@ -9,7 +9,8 @@ import (
 )
 
 // instrument exposes the proxy's I/O budget as metrics: every PostgreSQL connection
-// acquisition and every Redis round trip (a command or a pipeline). In steady state a
+// acquisition and every Redis round trip (a command or a pipeline; connection handshakes
+// excluded). In steady state a
 // request should move the first by zero and the second by two (admission, completion).
 func instrument(reg prometheus.Registerer, pool *pgxpool.Pool, rdb *redis.Client) {
 	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
@@ -28,14 +29,28 @@ func (r roundTrips) DialHook(next redis.DialHook) redis.DialHook { return next }
 
 func (r roundTrips) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
-		r.c.Inc()
+		if !handshake(cmd.Name()) {
+			r.c.Inc()
+		}
 		return next(ctx, cmd)
 	}
 }
 
 func (r roundTrips) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
 	return func(ctx context.Context, cmds []redis.Cmder) error {
-		r.c.Inc()
+		// A new connection's handshake (HELLO, CLIENT SETINFO) is not request work.
+		if len(cmds) == 0 || !handshake(cmds[0].Name()) {
+			r.c.Inc()
+		}
 		return next(ctx, cmds)
 	}
+}
+
+// handshake commands set up a new connection; they are not request work.
+func handshake(name string) bool {
+	switch name {
+	case "hello", "client", "auth", "select":
+		return true
+	}
+	return false
 }

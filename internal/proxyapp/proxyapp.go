@@ -213,6 +213,9 @@ func Serve(ctx context.Context, cfg config.Proxy, log *slog.Logger, ln net.Liste
 		log.Warn("shutdown timed out; closing remaining connections", "err", err)
 		hs.Close()
 	}
+	if !deps.Server.WaitCompletions(10 * time.Second) {
+		log.Error("shutdown: usage completions still running after 10 s")
+	}
 	log.Info("proxy stopped")
 	return nil
 }

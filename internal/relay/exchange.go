@@ -269,7 +269,7 @@ func (x *exchange) run(body []byte, req *sniffed, cands []*schedule.Account, are
 		s.cfg.Gate.Track(lease) // renewed while it runs, with every other lease of this process
 		last = x.attempt(acc, attemptBody, upstreamModel)
 		if last.committed {
-			x.complete(lease, attempt, &last, upstreamModel)
+			x.completeAfterResponse(lease, attempt, last, upstreamModel)
 			return last.status
 		}
 		if last.class == "auth_failed" && acc.Kind == "oauth" && refreshed == nil && s.cfg.Refresh != nil {
@@ -298,7 +298,7 @@ func (x *exchange) run(body []byte, req *sniffed, cands []*schedule.Account, are
 	}
 	// No account could serve: the client gets the last upstream answer as it was.
 	x.deliver(&last)
-	x.complete(lease, 0, &last, "")
+	x.completeAfterResponse(lease, 0, last, "")
 	return last.status
 }
 
@@ -462,6 +462,17 @@ func (x *exchange) deliver(o *outcome) {
 	x.w.Header().Set("Content-Length", strconv.Itoa(len(o.body)))
 	x.w.WriteHeader(o.status)
 	x.w.Write(o.body) //nolint:errcheck
+}
+
+// completeAfterResponse completes the attempt once the handler has returned, so the
+// client's response ends without waiting for the Redis round trip. Graceful shutdown
+// waits for these (Server.WaitCompletions).
+func (x *exchange) completeAfterResponse(lease limit.Lease, attempt int, o outcome, upstreamModel string) {
+	x.s.completions.Add(1)
+	go func() {
+		defer x.s.completions.Done()
+		x.complete(lease, attempt, &o, upstreamModel)
+	}()
 }
 
 // complete releases the lease and bills what the attempt consumed, in one Redis call;

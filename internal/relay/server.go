@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -77,6 +78,9 @@ type Server struct {
 	states     chan stateChange
 	egress     egressPool
 	quotas     quotas
+	// completions counts attempts whose completion (lease release, usage record) is
+	// still running after their response ended.
+	completions sync.WaitGroup
 }
 
 // New returns a server; call Run to keep its caches fresh.
@@ -118,6 +122,21 @@ func (s *Server) Handler() http.Handler {
 		anthropicError(w, http.StatusNotFound, errNotFound, "Tollgate: no route for "+r.Method+" "+r.URL.Path, "")
 	})
 	return mux
+}
+
+// WaitCompletions waits (up to timeout) for completions still recording usage.
+func (s *Server) WaitCompletions(timeout time.Duration) bool {
+	done := make(chan struct{})
+	go func() {
+		s.completions.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return true
+	case <-time.After(timeout):
+		return false
+	}
 }
 
 // Drain makes /readyz fail so load balancers stop sending new requests during shutdown.
