@@ -51,6 +51,11 @@ func (s *Server) createKey(ctx context.Context, userID int64, name, ip string) (
 	if err != nil {
 		return sqlc.APIKey{}, "", fmt.Errorf("create api key for user %d: %w", userID, err)
 	}
+	// Announce the new key so proxies add it to their set of existing keys at once (a
+	// missed announcement only delays it to their next snapshot reload).
+	if err := invalidate.Publish(ctx, s.rdb, s.redisPrefix, invalidate.Event{Kind: invalidate.Key, ID: hex.EncodeToString(gen.Hash)}); err != nil {
+		s.log.Warn("announce new api key", "key_id", key.ID, "err", err)
+	}
 	return key, gen.Plaintext, nil
 }
 
