@@ -111,6 +111,13 @@ func TestKeyRevoke(t *testing.T) {
 		if err != nil || keys[0].Name != name {
 			t.Fatalf("create %s: %v", name, err)
 		}
+		// A new key is announced to the proxies too.
+		msgCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		msg, err := sub.ReceiveMessage(msgCtx)
+		if ev, ok := invalidate.Parse(msg.Payload); err != nil || !ok || ev.ID != hex.EncodeToString(keys[0].Hash) {
+			t.Fatalf("create %s announced %q (%v)", name, msg.Payload, err)
+		}
 		return keys[0].ID
 	}
 
