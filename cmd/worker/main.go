@@ -66,7 +66,7 @@ func run(ctx context.Context, stderr io.Writer) error {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	host, _ := os.Hostname()
 	name := fmt.Sprintf("%s-%d", host, os.Getpid())
-	consumer := usage.NewConsumer(rdb, pool, cfg.RedisPrefix, name, log, usage.WithMetrics(reg))
+	consumer := usage.NewConsumer(rdb, pool, cfg.RedisPrefix, name, log, usage.WithMetrics(reg), usage.WithClaimIdle(cfg.UsageClaimIdle))
 
 	jobs, err := job.NewClient(pool, log, job.Config{FXSourceURL: cfg.FXSourceURL})
 	if err != nil {

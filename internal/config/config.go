@@ -117,6 +117,9 @@ type Worker struct {
 	Common
 	HealthAddr  string `env:"WORKER_HEALTH_ADDR" envDefault:":8082"`
 	FXSourceURL string `env:"FX_SOURCE_URL"`
+	// UsageClaimIdle: usage entries a worker read but did not acknowledge for this long
+	// (it died mid-batch) are taken over by another worker.
+	UsageClaimIdle time.Duration `env:"USAGE_CLAIM_IDLE" envDefault:"30s"`
 }
 
 // LoadWeb reads and validates cmd/web's environment.

@@ -3,6 +3,7 @@ package relay
 import (
 	"encoding/json"
 	"testing"
+	"unicode/utf8"
 )
 
 func TestSniff(t *testing.T) {
@@ -38,6 +39,13 @@ func FuzzSniff(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
 		s, err := sniff(body)
+		if !utf8.Valid(body) {
+			// Refused outright (encoding/json would decode it with replacement characters).
+			if err == nil {
+				t.Fatalf("sniff accepted invalid UTF-8 %q", body)
+			}
+			return
+		}
 		// Keys are matched exactly, as the providers do (encoding/json's struct decoding
 		// would fold case), so the reference is a map lookup.
 		var obj map[string]json.RawMessage

@@ -57,7 +57,7 @@ func Ingest(ctx context.Context, pool *pgxpool.Pool, events []Event) (IngestResu
 			row, _, err := billing.Post(ctx, tx, billing.Entry{
 				UserID: u, Amount: -res.Debits[u], Kind: "usage",
 				Ref:  fmt.Sprintf("usage:%s:%d", batch, u),
-				Note: fmt.Sprintf("%d requests", len(ids[u])),
+				Note: requestsNote(len(ids[u])),
 			})
 			if err != nil {
 				return err
@@ -121,4 +121,11 @@ func batchID() string {
 	b := make([]byte, 8)
 	rand.Read(b) //nolint:errcheck // never fails
 	return hex.EncodeToString(b)
+}
+
+func requestsNote(n int) string {
+	if n == 1 {
+		return "1 request"
+	}
+	return fmt.Sprintf("%d requests", n)
 }
