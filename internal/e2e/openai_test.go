@@ -2,15 +2,18 @@ package e2e
 
 import (
 	"context"
+	"encoding/base64"
 	"io"
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/openai/openai-go/v3"
 	"github.com/openai/openai-go/v3/option"
 	"github.com/openai/openai-go/v3/responses"
 
+	"github.com/tollgate/tollgate/internal/account"
 	"github.com/tollgate/tollgate/internal/fakellm"
 )
 
@@ -222,4 +225,41 @@ func (s *stack) rawOpenAI(t *testing.T, path, body string) string {
 		t.Fatalf("%s: %d %s", path, resp.StatusCode, b)
 	}
 	return string(b)
+}
+
+// TestChatGPTOAuthAccountUsesTheCodexBackend: a ChatGPT OAuth account serves the
+// Responses API through the Codex backend path, with its Bearer token and the ChatGPT
+// account id from the token's claims; it never serves Chat Completions.
+func TestChatGPTOAuthAccountUsesTheCodexBackend(t *testing.T) {
+	claims := base64.RawURLEncoding.EncodeToString([]byte(`{"https://api.openai.com/auth":{"chatgpt_account_id":"acct-1234"}}`))
+	token := "eyJhbGciOiJub25lIn0." + claims + ".sig"
+	s := newStack(t, func(su *setup) {
+		su.accounts = []accountSpec{{name: "chatgpt", provider: "openai", priority: 1, baseURL: "/backend-api/codex",
+			oauth: &account.Credential{AccessToken: token, RefreshToken: "rt"}}}
+	})
+	// Only the OAuth account may serve Responses: take the API-key demo account out.
+	s.exec(t, "UPDATE accounts SET state = 'disabled' WHERE name = 'fakellm-openai'")
+	s.publish("accounts:")
+	time.Sleep(200 * time.Millisecond)
+	seq := s.fake.LastSeq()
+	raw := s.rawOpenAI(t, "/v1/responses", `{"model":"`+gptModel+`","input":"hello codex backend"}`)
+	if !strings.Contains(raw, "Hello from fakellm") {
+		t.Fatalf("response %s", raw)
+	}
+	served := s.fake.ServedSince(seq)
+	if len(served) != 1 || served[0].Path != "/backend-api/codex/responses" ||
+		served[0].Header.Get("Authorization") != "Bearer "+token || served[0].Header.Get("Chatgpt-Account-Id") != "acct-1234" {
+		t.Fatalf("upstream saw %+v", served)
+	}
+	// Chat Completions cannot use a ChatGPT token: no account for it.
+	req, _ := http.NewRequest(http.MethodPost, s.proxyURL+"/v1/chat/completions", strings.NewReader(`{"model":"`+gptModel+`","messages":[{"role":"user","content":"hi"}]}`))
+	req.Header.Set("Authorization", "Bearer "+s.seeded.DemoKey)
+	resp, err := httpClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 503 {
+		t.Fatalf("chat through a ChatGPT-only pool: %d", resp.StatusCode)
+	}
 }

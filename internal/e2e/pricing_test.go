@@ -114,3 +114,29 @@ func TestPriceEditAppliesFromItsTime(t *testing.T) {
 		t.Fatalf("the first event changed: price %d billed %d", first, firstBilled)
 	}
 }
+
+// TestUnpricedModelAndFallbackRule: a model without a price is refused (never served
+// free) until the operator adds a fallback rule — a prefix rule with an empty pattern —
+// which then prices it.
+func TestUnpricedModelAndFallbackRule(t *testing.T) {
+	s := newStack(t)
+	body := `{"model":"claude-brand-new","max_tokens":8,"messages":[{"role":"user","content":"hi"}]}`
+	seq := s.fake.LastSeq()
+	if status, e := s.post(t, s.seeded.DemoKey, body); status != 400 || e.Error.Type != "tollgate_unpriced_model" {
+		t.Fatalf("unpriced: %d %+v", status, e)
+	}
+	if n := len(s.fake.ServedSince(seq)); n != 0 {
+		t.Fatal("an unpriced model reached the upstream")
+	}
+	s.exec(t, `INSERT INTO prices (provider, pattern, match, effective_from, input_pico, output_pico, cache_write_5m_pico,
+		cache_write_1h_pico, cache_read_pico, note) VALUES ('anthropic', '', 'prefix', now() - interval '1 minute', 5000000, 25000000, 6250000, 10000000, 500000, 'fallback')`)
+	s.publish("prices:")
+	waitStatus(t, s, body, 200, "")
+	s.ingest(1)
+	var billed int64
+	var pattern string
+	s.pool.QueryRow(context.Background(), "SELECT e.billed_cost_nano, p.pattern FROM usage_events e JOIN prices p ON p.id = e.price_id").Scan(&billed, &pattern)
+	if billed <= 0 || pattern != "" {
+		t.Fatalf("billed %d with price pattern %q", billed, pattern)
+	}
+}

@@ -15,6 +15,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -204,8 +205,8 @@ func addAccounts(t *testing.T, pool *pgxpool.Pool, su setup, fakeURL string, res
 			t.Fatal(err)
 		}
 		base := a.baseURL
-		if base == "" {
-			base = fakeURL
+		if base == "" || strings.HasPrefix(base, "/") {
+			base = fakeURL + base // a path: on fakellm
 		}
 		provider := a.provider
 		if provider == "" {

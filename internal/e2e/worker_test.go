@@ -1,0 +1,125 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/tollgate/tollgate/internal/billing"
+	"github.com/tollgate/tollgate/internal/usage"
+)
+
+// startWorker runs cmd/worker as its own process on the stack's stores.
+func (s *stack) startWorker(t *testing.T) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command(binary(t, "worker"))
+	cmd.Env = append(os.Environ(), "DATABASE_URL="+s.dbURL, "REDIS_URL="+s.redisURL, "REDIS_PREFIX="+s.prefix,
+		"SECRET_KEY="+secretKey, "WORKER_HEALTH_ADDR="+freeAddr(t), "ENV=test", "LOG_LEVEL=warn", "USAGE_CLAIM_IDLE=1s")
+	if os.Getenv("TEST_LOG") != "" {
+		cmd.Stderr = os.Stderr
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+	})
+	return cmd
+}
+
+// syntheticEvents are usage events of the demo user, as a proxy would append them.
+func (s *stack) syntheticEvents(t *testing.T, n int) ([]usage.Event, int64) {
+	t.Helper()
+	var keyID, groupID, priceID int64
+	ctx := context.Background()
+	s.pool.QueryRow(ctx, "SELECT id, (SELECT group_id FROM users WHERE id = $1) FROM api_keys WHERE user_id = $1", s.seeded.DemoUserID).Scan(&keyID, &groupID)
+	s.pool.QueryRow(ctx, "SELECT id FROM prices WHERE pattern = $1", model).Scan(&priceID)
+	evs := make([]usage.Event, n)
+	var total int64
+	for i := range evs {
+		billed := int64(1000 + i%977)
+		total += billed
+		evs[i] = usage.Event{RequestID: fmt.Sprintf("req_synthetic_%06d", i), Time: time.Now(), UserID: s.seeded.DemoUserID,
+			KeyID: keyID, GroupID: groupID, AccountID: s.seeded.AccountID, Provider: "anthropic", Endpoint: "messages",
+			ModelRequested: model, ModelUpstream: model, Usage: billing.Usage{Input: 10, Output: 5},
+			OfficialNano: billed, BilledNano: billed, FactorNum: 1, FactorDen: 1, PriceID: priceID, Status: 200, Attempt: 1}
+	}
+	return evs, total
+}
+
+func (s *stack) usageCount(t *testing.T) int {
+	var n int
+	s.pool.QueryRow(context.Background(), "SELECT count(*) FROM usage_events").Scan(&n)
+	return n
+}
+
+// TestWorkerKilledMidBatch: a worker SIGKILLed while ingesting leaves its entries
+// pending; another worker takes them over, with no duplicate and no missing row, and the
+// ledger debits exactly the events' cost.
+func TestWorkerKilledMidBatch(t *testing.T) {
+	s := newStack(t)
+	ctx := context.Background()
+	before := s.balance(s.seeded.DemoUserID)
+	const n = 20000
+	evs, total := s.syntheticEvents(t, n)
+	for i := 0; i < n; i += 2000 {
+		if err := usage.Append(ctx, s.rdb, s.prefix, evs[i:i+2000]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a := s.startWorker(t)
+	for deadline := time.Now().Add(30 * time.Second); s.usageCount(t) == 0; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the first worker ingested nothing")
+		}
+	}
+	a.Process.Signal(syscall.SIGKILL)
+	a.Wait()
+	killedAt := s.usageCount(t)
+	s.startWorker(t)
+	for deadline := time.Now().Add(60 * time.Second); s.usageCount(t) < n; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d events ingested after the kill", s.usageCount(t), n)
+		}
+	}
+	t.Logf("killed after %d rows; the second worker finished the other %d", killedAt, n-killedAt)
+	var rows, distinct int
+	var billed int64
+	s.pool.QueryRow(ctx, "SELECT count(*), count(DISTINCT request_id), sum(billed_cost_nano) FROM usage_events").Scan(&rows, &distinct, &billed)
+	if rows != n || distinct != n || billed != total {
+		t.Fatalf("%d rows (%d distinct) billing %d; want %d rows billing %d", rows, distinct, billed, n, total)
+	}
+	if got := s.balance(s.seeded.DemoUserID); got != before-total {
+		t.Fatalf("balance %d, want %d", got, before-total)
+	}
+	if pending, _ := s.rdb.XPending(ctx, usage.StreamKey(s.prefix), usage.ConsumerGroup).Result(); pending.Count != 0 {
+		t.Fatalf("%d entries still pending", pending.Count)
+	}
+}
+
+// TestTwoWorkersRunPeriodicJobsOnce: with two workers on the same stores, a periodic job
+// runs once per schedule (River elects one leader to insert it).
+func TestTwoWorkersRunPeriodicJobsOnce(t *testing.T) {
+	s := newStack(t)
+	s.startWorker(t)
+	s.startWorker(t)
+	count := func() int {
+		var n int
+		s.pool.QueryRow(context.Background(), "SELECT count(*) FROM river_job WHERE kind = 'usage_rollup'").Scan(&n)
+		return n
+	}
+	for deadline := time.Now().Add(30 * time.Second); count() == 0; time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("no usage_rollup job was run")
+		}
+	}
+	time.Sleep(3 * time.Second)
+	if n := count(); n != 1 {
+		t.Fatalf("usage_rollup ran %d times on start with two workers, want once", n)
+	}
+}
