@@ -30,7 +30,7 @@ fi
 # Fuzz every parser of untrusted input for a short budget (FUZZTIME, default 8s each);
 # the corpora under testdata/fuzz keep what earlier runs found.
 fuzztime=${FUZZTIME:-8s}
-for target in "FuzzSniff ./internal/relay" "FuzzAnthropicTap ./internal/relay" "FuzzParseRequest ./internal/fakellm"; do
+for target in "FuzzSniff ./internal/relay" "FuzzAnthropicTap ./internal/relay" "FuzzOtherTaps ./internal/relay" "FuzzParseRequest ./internal/fakellm"; do
   set -- $target
   echo "test: fuzz $1 ($2) for $fuzztime"
   if ! go test -run '^$' -fuzz "^$1\$" -fuzztime "$fuzztime" "$2" >.dev/logs/fuzz-$1.log 2>&1; then
