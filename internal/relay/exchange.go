@@ -175,18 +175,26 @@ func toCandidates(accs []*schedule.Account) []limit.Candidate {
 	return out
 }
 
-// sessionOf derives the sticky-session key, namespaced by API key: Claude Code's session
-// header or metadata.user_id, else a hash of the system prompt and first message (the
-// stable head of a conversation). "" when the request carries no hint.
+// sessionOf derives the sticky-session key, namespaced by API key: Claude Code's or
+// Codex's session header, metadata.user_id, OpenAI's prompt_cache_key or
+// previous_response_id, else a hash of the system prompt and first message (the stable
+// head of a conversation). "" when the request carries no hint.
 func sessionOf(keyID int64, r *http.Request, req *sniffed) string {
 	h := fnv.New64a()
+	var meta string
+	if req.Metadata != nil {
+		meta = metadataSession(req.Metadata)
+	}
 	switch {
 	case r.Header.Get("X-Claude-Code-Session-Id") != "":
 		h.Write([]byte("s:" + r.Header.Get("X-Claude-Code-Session-Id")))
 	case r.Header.Get("Session_id") != "" || r.Header.Get("Session-Id") != "":
 		h.Write([]byte("s:" + r.Header.Get("Session_id") + r.Header.Get("Session-Id")))
-	case req.Metadata != nil && metadataSession(req.Metadata) != "":
-		h.Write([]byte("m:" + metadataSession(req.Metadata)))
+	case meta != "":
+		h.Write([]byte("m:" + meta))
+	case req.Hints != nil: // OpenAI prompt_cache_key / previous_response_id
+		h.Write([]byte("h:"))
+		h.Write(req.Hints)
 	case req.System != nil || req.FirstMsg != nil:
 		h.Write(req.System)
 		h.Write([]byte{0})
