@@ -41,6 +41,9 @@ type Options struct {
 	Log         *slog.Logger
 }
 
+// DefaultGroupConcurrency is the seeded default group's per-user concurrency limit.
+const DefaultGroupConcurrency = 10
+
 // Demo account and user names, stable so the seed can find what it made before.
 const (
 	DemoEmail        = "demo@tollgate.local"
@@ -69,7 +72,10 @@ func Run(ctx context.Context, pool *pgxpool.Pool, opts Options) (Result, error) 
 	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
 		group, err := q.GroupGetDefault(ctx, tx)
 		if errors.Is(err, pgx.ErrNoRows) {
-			group, err = q.GroupInsert(ctx, tx, sqlc.GroupInsertParams{Name: "default", Description: "Default tier", IsDefault: true})
+			group, err = q.GroupInsert(ctx, tx, sqlc.GroupInsertParams{Name: "default", Description: "Default tier", IsDefault: true,
+				// A concurrency limit per user bounds how far a balance can be overdrawn (one
+				// in-flight request per slot when it reaches zero).
+				DefaultConcurrency: DefaultGroupConcurrency})
 			log.Info("seeded default group")
 		}
 		if err != nil {
