@@ -22,6 +22,7 @@ import (
 
 	"github.com/tollgate/tollgate/internal/config"
 	"github.com/tollgate/tollgate/internal/db"
+	"github.com/tollgate/tollgate/internal/invalidate"
 	"github.com/tollgate/tollgate/internal/job"
 	"github.com/tollgate/tollgate/internal/logging"
 	"github.com/tollgate/tollgate/internal/usage"
@@ -68,7 +69,12 @@ func run(ctx context.Context, stderr io.Writer) error {
 	name := fmt.Sprintf("%s-%d", host, os.Getpid())
 	consumer := usage.NewConsumer(rdb, pool, cfg.RedisPrefix, name, log, usage.WithMetrics(reg), usage.WithClaimIdle(cfg.UsageClaimIdle))
 
-	jobs, err := job.NewClient(pool, log, job.Config{FXSourceURL: cfg.FXSourceURL})
+	jobs, err := job.NewClient(pool, log, job.Config{FXSourceURL: cfg.FXSourceURL, OnFXRate: func(ctx context.Context) {
+		// Proxies reload prices, group factors and the rate on this event.
+		if err := invalidate.Publish(ctx, rdb, cfg.RedisPrefix, invalidate.Event{Kind: invalidate.Prices}); err != nil {
+			log.Warn("announce new exchange rate", "err", err)
+		}
+	}})
 	if err != nil {
 		return err
 	}

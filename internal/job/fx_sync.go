@@ -37,6 +37,7 @@ type FXSyncWorker struct {
 	log    *slog.Logger
 	source string
 	client *http.Client
+	onRate func(ctx context.Context)
 }
 
 // NewFXSyncWorker returns the worker of FXSyncArgs reading source with client (nil: a
@@ -72,5 +73,8 @@ func (w *FXSyncWorker) Work(ctx context.Context, _ *river.Job[FXSyncArgs]) error
 		return fmt.Errorf("store exchange rate: %w", err)
 	}
 	w.log.Info("exchange rate synced", "usd_cny_micro", row.RateMicro, "source", row.Source)
+	if w.onRate != nil {
+		w.onRate(ctx)
+	}
 	return nil
 }

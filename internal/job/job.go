@@ -4,6 +4,7 @@
 package job
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -50,6 +51,9 @@ type Config struct {
 	FXSourceURL string
 	// HTTPClient fetches the exchange rate; nil means one with a 15-second timeout.
 	HTTPClient *http.Client
+	// OnFXRate runs after a new rate is stored (the worker announces it so proxies
+	// reload their price snapshot at once); nil does nothing.
+	OnFXRate func(ctx context.Context)
 }
 
 // NewClient returns a River client with every worker and the periodic schedule; the
@@ -58,7 +62,9 @@ func NewClient(pool *pgxpool.Pool, log *slog.Logger, cfg Config) (*river.Client[
 	workers := river.NewWorkers()
 	river.AddWorker(workers, NewUsageRollupWorker(pool, log))
 	river.AddWorker(workers, NewLedgerCheckWorker(pool, log))
-	river.AddWorker(workers, NewFXSyncWorker(pool, log, cfg.FXSourceURL, cfg.HTTPClient))
+	fx := NewFXSyncWorker(pool, log, cfg.FXSourceURL, cfg.HTTPClient)
+	fx.onRate = cfg.OnFXRate
+	river.AddWorker(workers, fx)
 
 	var periodic []*river.PeriodicJob
 	for _, p := range Schedule() {
