@@ -69,9 +69,11 @@ func Build(ctx context.Context, cfg config.Proxy, log *slog.Logger) (*Deps, erro
 		pool.Close()
 		return nil, fmt.Errorf("parse REDIS_URL: %w", err)
 	}
-	// Every request holds a connection only for its two script calls, but 10,000 open
-	// streams complete in bursts: a large pool avoids pool timeouts then.
-	ropts.PoolSize = 1024
+	// Every request holds a connection only for its two script calls (lease renewals are
+	// batched), so a moderate pool serves 10,000 open streams; each connection is also a
+	// file descriptor, which open streams need two of.
+	ropts.PoolSize = 512
+	ropts.PoolTimeout = 5 * time.Second
 	ropts.MinIdleConns = 16
 	// Fail fast when Redis is away: the request gets a clear 503 in a second or two
 	// instead of hanging through go-redis's default retries.

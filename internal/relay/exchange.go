@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/tollgate/tollgate/internal/apikey"
@@ -257,6 +258,12 @@ type outcome struct {
 	usage      billing.Usage
 	sawUsage   bool
 	upstreamID string
+	local      bool // failed for lack of local resources (never the account's fault)
+}
+
+// localExhaustion reports errors of this machine running out of descriptors or buffers.
+func localExhaustion(err error) bool {
+	return errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) || errors.Is(err, syscall.ENOBUFS)
 }
 
 func (x *exchange) run(body []byte, req *sniffed, cands []*schedule.Account, areq limit.Request, lease limit.Lease) int {
@@ -279,6 +286,12 @@ func (x *exchange) run(body []byte, req *sniffed, cands []*schedule.Account, are
 		if last.committed {
 			x.completeAfterResponse(lease, attempt, last, upstreamModel)
 			return last.status
+		}
+		if last.local {
+			x.p.writeError(x.w, http.StatusServiceUnavailable, errUnavailable,
+				"Tollgate is overloaded right now ("+last.reason+"); retry shortly", x.rid)
+			x.completeAfterResponse(lease, 0, last, "")
+			return http.StatusServiceUnavailable
 		}
 		if last.class == "auth_failed" && acc.Kind == "oauth" && refreshed == nil && s.cfg.Refresh != nil {
 			// The access token was refused: refresh it once (cluster-wide single use of the
@@ -346,6 +359,13 @@ func (x *exchange) attempt(acc *schedule.Account, body []byte, upstreamModel str
 	defer s.metrics.activeStreams.Dec()
 	resp, err := s.transportFor(acc).RoundTrip(up)
 	if err != nil {
+		if localExhaustion(err) {
+			// Out of file descriptors or buffers here: not the account's fault, and no
+			// other account would fare better.
+			s.log.Error("proxy out of local resources", "request_id", x.rid, "err", err)
+			o.local = true
+			return x.tollgateFailure(o, "proxy_overloaded", "the proxy is out of connections")
+		}
 		s.metrics.upstream.WithLabelValues(acc.Name, "connect_error").Inc()
 		s.log.Warn("upstream unreachable", "request_id", x.rid, "account_id", acc.ID, "err", err)
 		return x.tollgateFailure(o, "connect_error", "connection failed")

@@ -1,7 +1,11 @@
 package relay
 
 import (
+	"fmt"
+	"net"
 	"net/http"
+	"os"
+	"syscall"
 	"testing"
 )
 
@@ -39,5 +43,16 @@ func TestSessionOf(t *testing.T) {
 	}
 	if s := sess(1, nil, `{"model":"m"}`); s != "" {
 		t.Fatalf("no hint gave session %q", s)
+	}
+}
+
+func TestLocalExhaustionIsNotTheAccountsFault(t *testing.T) {
+	emfile := &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("socket", syscall.EMFILE)}
+	if !localExhaustion(fmt.Errorf("round trip: %w", emfile)) {
+		t.Fatal("EMFILE not recognised")
+	}
+	refused := &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}
+	if localExhaustion(refused) {
+		t.Fatal("a refused connection blamed on the proxy")
 	}
 }
