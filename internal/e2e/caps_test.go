@@ -26,17 +26,29 @@ func TestSpendCaps(t *testing.T) {
 			})
 			one := s.expectedBilled(fakellm.Usage{InputTokens: 1000, OutputTokens: 100})
 			s.exec(t, fmt.Sprintf(c.set, one*5/2))
-			for i := 0; i < 3; i++ {
-				if status, e := s.post(t, s.seeded.DemoKey, smallBody); status != 200 {
-					t.Fatalf("request %d under the cap: %d %+v", i, status, e)
+			// A cap of 2.5 requests admits 3. The counter moves in the completion, which
+			// runs just after each response, so a fourth request sent right after the third
+			// may still be admitted — the documented overshoot of one in-flight request.
+			served := 0
+			for {
+				status, e := s.post(t, s.seeded.DemoKey, smallBody)
+				if status == 200 {
+					served++
+					if served > 4 {
+						t.Fatalf("%d requests served under a cap worth 2.5", served)
+					}
+					continue
 				}
+				if status != 429 || e.Error.Type != "tollgate_spend_cap" || !strings.Contains(e.Error.Message, c.msg) {
+					t.Fatalf("over the cap: %d %+v", status, e)
+				}
+				break
 			}
-			status, e := s.post(t, s.seeded.DemoKey, smallBody)
-			if status != 429 || e.Error.Type != "tollgate_spend_cap" || !strings.Contains(e.Error.Message, c.msg) {
-				t.Fatalf("over the cap: %d %+v", status, e)
+			if served < 3 {
+				t.Fatalf("only %d requests served under a cap worth 2.5", served)
 			}
 			// Redis forgets the counters; they come back from the ledger's usage events.
-			s.ingest(3)
+			s.ingest(served)
 			iter := s.rdb.Scan(context.Background(), 0, s.prefix+"spend:*", 100).Iterator()
 			for iter.Next(context.Background()) {
 				s.rdb.Del(context.Background(), iter.Val())
