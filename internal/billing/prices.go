@@ -101,18 +101,6 @@ func (c *Catalogue) Models(provider string) []string {
 	return out
 }
 
-// Len is the number of rows.
-func (c *Catalogue) Len() int {
-	n := 0
-	for _, ps := range c.exact {
-		n += len(ps)
-	}
-	for _, ps := range c.prefix {
-		n += len(ps)
-	}
-	return n
-}
-
 func priceFromRow(r sqlc.Price) *Price {
 	p := &Price{
 		ID: r.ID, Provider: r.Provider, Pattern: r.Pattern, Prefix: r.Match == "prefix",

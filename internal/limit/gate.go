@@ -377,12 +377,6 @@ func (g *Gate) Credit(ctx context.Context, userID, amountNano int64) error {
 	}, key)
 }
 
-// InFlight counts the live leases of an account (for the console and tests).
-func (g *Gate) InFlight(ctx context.Context, accountID int64) (int64, error) {
-	key := g.accountLeases(accountID)
-	return g.rdb.ZCount(ctx, key, "("+strconv.FormatInt(time.Now().UnixMilli(), 10), "+inf").Result()
-}
-
 // Block takes an account out of rotation until the given time, for every proxy at once.
 func (g *Gate) Block(ctx context.Context, accountID int64, until time.Time) error {
 	ttl := time.Until(until)
@@ -425,11 +419,6 @@ func (g *Gate) FlushSessions(ctx context.Context, keyID int64) (int, error) {
 		n++
 	}
 	return n, iter.Err()
-}
-
-// DropSession removes one binding (the bound account degraded).
-func (g *Gate) DropSession(ctx context.Context, session string) error {
-	return g.rdb.Del(ctx, g.stickyKey(session)).Err()
 }
 
 // SetLogger makes the gate log its background failures (lease renewal).

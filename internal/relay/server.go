@@ -8,7 +8,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base32"
-	"errors"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -292,5 +291,3 @@ func keyInQuery(r *http.Request) bool {
 	q := r.URL.Query()
 	return q.Has("key") || q.Has("api_key") || q.Has("x-api-key")
 }
-
-func isUnavailable(err error) bool { return errors.Is(err, limit.ErrUnavailable) }

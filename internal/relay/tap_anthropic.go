@@ -32,12 +32,9 @@ var (
 // Line consumes one line including its newline. partial is true when the line continues
 // in the next call (it was longer than the reader's buffer).
 func (t *anthropicTap) Line(line []byte, partial bool) {
-	if partial || len(t.pending) > 0 {
-		t.pending = append(t.pending, line...)
-		if partial {
-			return
-		}
-		line, t.pending = t.pending, nil
+	line, ok := assemble(&t.pending, line, partial)
+	if !ok {
+		return
 	}
 	line = bytes.TrimRight(line, "\r\n")
 	switch {

@@ -1,0 +1,58 @@
+package limit
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/tollgate/tollgate/internal/testenv"
+)
+
+// TestSessionsFlushAndUnblock: an operator can flush a key's sticky sessions and put an
+// account out of rotation back in; both change what the next admission picks.
+func TestSessionsFlushAndUnblock(t *testing.T) {
+	rdb, prefix := testenv.Redis(t)
+	ctx := context.Background()
+	g := NewGate(rdb, prefix, func(context.Context, int64) (int64, error) { return 1_000_000_000, nil }, nil, Options{})
+	two := []Candidate{{ID: 1, Priority: 1, Weight: 1}, {ID: 2, Priority: 1, Weight: 1}}
+	admit := func(id string) int64 {
+		t.Helper()
+		l, err := g.Admit(ctx, Request{RequestID: id, UserID: 9, KeyID: 7, Session: "7:s", Candidates: two})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := g.Complete(ctx, l, prefix+"usage", nil, 0); err != nil {
+			t.Fatal(err)
+		}
+		return l.AccountID
+	}
+	first := admit("r1")
+	other := map[int64]int64{1: 2, 2: 1}[first]
+	for i := range 10 {
+		if got := admit("again" + string(rune('a'+i))); got != first {
+			t.Fatalf("sticky session moved from %d to %d", first, got)
+		}
+	}
+	// Block the bound account: the session moves; unblock it: still on the new one.
+	if err := g.Block(ctx, first, time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if got := admit("r2"); got != other {
+		t.Fatalf("with %d blocked the session went to %d", first, got)
+	}
+	if err := g.Unblock(ctx, first); err != nil {
+		t.Fatal(err)
+	}
+	if got := admit("r3"); got != other {
+		t.Fatalf("after unblocking, the session left %d for %d", other, got)
+	}
+	// Flushing the key's sessions forgets the binding (both accounts are equal again, so
+	// the next choice is free; the binding key itself must be gone).
+	n, err := g.FlushSessions(ctx, 7)
+	if err != nil || n != 1 {
+		t.Fatalf("flushed %d bindings (%v), want 1", n, err)
+	}
+	if exists, _ := rdb.Exists(ctx, prefix+"sticky:7:s").Result(); exists != 0 {
+		t.Fatal("binding still there after the flush")
+	}
+}
