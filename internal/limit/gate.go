@@ -43,6 +43,9 @@ type Options struct {
 	MaxWait     time.Duration `env:"ADMISSION_MAX_WAIT" envDefault:"20s"`   // longest a request waits for a free slot
 	StickyTTL   time.Duration `env:"STICKY_TTL" envDefault:"1h"`            // sliding session binding
 	SnapshotTTL time.Duration `env:"BALANCE_SNAPSHOT_TTL" envDefault:"15m"` // balance snapshot lifetime before re-reading the ledger
+	// Pipelines bounds the admission and completion pipelines in flight to Redis at
+	// once; calls arriving while all are busy leave together in the next (batch.go).
+	Pipelines int `env:"REDIS_PIPELINES" envDefault:"4"`
 }
 
 // Gate is the Redis side of the hot path.
@@ -54,6 +57,7 @@ type Gate struct {
 	opts        Options
 	sf          singleflight.Group
 	waiters     *waiters
+	batch       *batcher
 	tracked     tracked
 	log         *slog.Logger
 }
@@ -72,7 +76,11 @@ func NewGate(rdb redis.UniversalClient, prefix string, loadBalance BalanceLoader
 	if opts.SnapshotTTL == 0 {
 		opts.SnapshotTTL = 15 * time.Minute
 	}
-	return &Gate{rdb: rdb, prefix: prefix, loadBalance: loadBalance, loadSpend: loadSpend, opts: opts, waiters: newWaiters()}
+	if opts.Pipelines == 0 {
+		opts.Pipelines = 4
+	}
+	return &Gate{rdb: rdb, prefix: prefix, loadBalance: loadBalance, loadSpend: loadSpend, opts: opts,
+		waiters: newWaiters(), batch: newBatcher(rdb, opts.Pipelines)}
 }
 
 // Options returns the effective options.
@@ -322,7 +330,7 @@ func (g *Gate) run(ctx context.Context, req Request, releaseAccount int64, failo
 		keys = append(keys, g.accountLeases(c.ID), g.AccountStateKey(c.ID), g.waitingKey("a:"+strconv.FormatInt(c.ID, 10)))
 		args = append(args, c.ID, c.Priority, max(c.Weight, 1), c.MaxConcurrency)
 	}
-	res, err := admitScript.Run(ctx, g.rdb, keys, args...).Int64Slice()
+	res, err := g.batch.run(admitScript, keys, args...).Int64Slice()
 	if err != nil {
 		return 0, 0, fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
@@ -349,7 +357,7 @@ func (g *Gate) primeBalance(ctx context.Context, userID int64) error {
 func (g *Gate) Complete(ctx context.Context, l Lease, stream string, event []byte, billedNano int64) error {
 	u, k, a := "u:"+strconv.FormatInt(l.UserID, 10), "k:"+strconv.FormatInt(l.KeyID, 10), "a:"+strconv.FormatInt(l.AccountID, 10)
 	spend := g.spendKeys(l.UserID, l.KeyID, time.Now())
-	err := completeScript.Run(ctx, g.rdb,
+	err := g.batch.run(completeScript,
 		[]string{stream, g.balanceKey(l.UserID), g.userLeases(l.UserID), g.keyLeases(l.KeyID), g.accountLeases(l.AccountID),
 			g.releaseChannel(), spend[0], spend[1], spend[2], g.waitingKey(u), g.waitingKey(k), g.waitingKey(a)},
 		event, billedNano, l.RequestID, u+" "+k+" "+a).Err()

@@ -497,10 +497,10 @@ func (x *exchange) deliver(o *outcome) {
 // waits for these (Server.WaitCompletions).
 func (x *exchange) completeAfterResponse(lease limit.Lease, attempt int, o outcome, upstreamModel string) {
 	x.s.completions.Add(1)
-	go func() {
+	x.s.after(func() {
 		defer x.s.completions.Done()
 		x.complete(lease, attempt, &o, upstreamModel)
-	}()
+	})
 }
 
 // complete releases the lease and bills what the attempt consumed, in one Redis call;

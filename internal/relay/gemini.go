@@ -208,11 +208,11 @@ func (t *geminiTap) ErrorType() string            { t.decodeArray(); return t.er
 
 // geminiBodyUsage reads a non-streaming answer (one GenerateContentResponse).
 func geminiBodyUsage(body []byte) (billing.Usage, bool) {
-	var c geminiChunk
-	if json.Unmarshal(body, &c) != nil || c.UsageMetadata == nil {
+	var u geminiUsage
+	if !decodeMember(body, "usageMetadata", &u) {
 		return billing.Usage{}, false
 	}
-	return c.UsageMetadata.usage(), true
+	return u.usage(), true
 }
 
 // geminiModels answers GET /v1beta/models with the models the key may use.

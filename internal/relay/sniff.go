@@ -134,7 +134,76 @@ func skipSpaceBack(b []byte, i int) int {
 	return i
 }
 
-// The skip functions assume valid JSON (checked first with json.Valid).
+// decodeMember decodes the member name (compared as written: no upstream escapes a key)
+// of the top-level JSON object body into dst,
+// without decoding the rest of body: reading a response's usage this way costs a scan
+// instead of a full decode. It reports false when body is not an object, the member is
+// absent or null, or its value does not decode.
+func decodeMember(body []byte, name string, dst any) bool {
+	v := memberValue(body, name)
+	if v == nil || string(v) == "null" {
+		return false
+	}
+	return json.Unmarshal(v, dst) == nil
+}
+
+// memberValue returns the raw value of the member name of the top-level object, or nil.
+func memberValue(body []byte, name string) []byte {
+	var found []byte
+	eachMember(body, func(key, val []byte) bool {
+		if string(key) == name {
+			found = val
+			return false
+		}
+		return true
+	})
+	return found
+}
+
+// eachMember calls fn with the raw key (unescaped quotes removed, escapes left as they
+// are) and raw value of each member of the top-level object, until fn returns false.
+// body need not be valid JSON: every index is checked, the scan stops at the first thing
+// out of place, and the values it yields are decoded (so validated) by the caller.
+func eachMember(body []byte, fn func(key, val []byte) bool) {
+	i := skipSpace(body, 0)
+	if i >= len(body) || body[i] != '{' {
+		return
+	}
+	i++
+	for {
+		i = skipSpace(body, i)
+		if i >= len(body) || body[i] != '"' {
+			return
+		}
+		keyStart := i
+		i = skipString(body, i)
+		if i > len(body) || body[i-1] != '"' || i-1 == keyStart {
+			return
+		}
+		key := body[keyStart+1 : i-1]
+		i = skipSpace(body, i)
+		if i >= len(body) || body[i] != ':' {
+			return
+		}
+		i = skipSpace(body, i+1)
+		if i >= len(body) {
+			return
+		}
+		valStart := i
+		i = skipValue(body, i)
+		if !fn(key, body[valStart:i]) {
+			return
+		}
+		i = skipSpace(body, i)
+		if i >= len(body) || body[i] != ',' {
+			return
+		}
+		i++
+	}
+}
+
+// The skip functions assume valid JSON (checked first with json.Valid); on other input
+// they stay within bounds but may return any index up to len(b).
 
 func skipSpace(b []byte, i int) int {
 	for i < len(b) && (b[i] == ' ' || b[i] == '\n' || b[i] == '\r' || b[i] == '\t') {

@@ -80,13 +80,11 @@ func (t *chatTap) ErrorType() string            { return t.errorType }
 
 // chatBodyUsage reads a non-streaming chat.completion's usage.
 func chatBodyUsage(body []byte) (billing.Usage, bool) {
-	var m struct {
-		Usage *openAIUsage `json:"usage"`
-	}
-	if json.Unmarshal(body, &m) != nil || m.Usage == nil {
+	var u openAIUsage
+	if !decodeMember(body, "usage", &u) {
 		return billing.Usage{}, false
 	}
-	return m.Usage.usage(), true
+	return u.usage(), true
 }
 
 // responsesUsage is the Responses API's usage object.
@@ -175,13 +173,11 @@ func (t *responsesTap) ErrorType() string            { return t.errorType }
 
 // responsesBodyUsage reads a non-streaming Response object's usage.
 func responsesBodyUsage(body []byte) (billing.Usage, bool) {
-	var m struct {
-		Usage *responsesUsage `json:"usage"`
-	}
-	if json.Unmarshal(body, &m) != nil || m.Usage == nil {
+	var u responsesUsage
+	if !decodeMember(body, "usage", &u) {
 		return billing.Usage{}, false
 	}
-	return m.Usage.usage(), true
+	return u.usage(), true
 }
 
 // jsonErrorType reads error.type or error.code (or a top-level code) of an error payload.
