@@ -150,7 +150,7 @@ func (s *stack) startProcesses(ctx context.Context) error {
 		return err
 	}
 	if !s.noProxy {
-		if s.proxy, err = startChild(s.root, "proxy", filepath.Join(s.bin, "proxy"), append(s.commonEnv(), "PROXY_ADDR="+s.proxyAddr)); err != nil {
+		if s.proxy, err = startChild(s.root, "proxy", filepath.Join(s.bin, "proxy"), append(append(s.commonEnv(), "PROXY_ADDR="+s.proxyAddr), strings.Fields(os.Getenv("BENCH_PROXY_ENV"))...)); err != nil {
 			return err
 		}
 	}

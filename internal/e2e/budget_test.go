@@ -48,7 +48,9 @@ func (s *stack) settledMetric(t *testing.T, name string) float64 {
 }
 
 // TestHotPathBudget: in steady state a proxied request makes no PostgreSQL round trip
-// and exactly two Redis round trips (admission, completion), streamed or not.
+// and two Redis round trips (admission, completion); a stream makes a third, the
+// checkpoint of its first usage report. Under load these share pipelines with other
+// requests' calls, so this is the most they cost.
 func TestHotPathBudget(t *testing.T) {
 	s := newStack(t, func(su *setup) { su.quotaFlush = time.Hour })
 	stream := `{"model":"` + model + `","max_tokens":32,"stream":true,"messages":[{"role":"user","content":"budget"}]}`
@@ -68,7 +70,7 @@ func TestHotPathBudget(t *testing.T) {
 	if d := db1 - db0; d != 0 {
 		t.Errorf("%v PostgreSQL acquisitions for %d requests, want 0", d, n)
 	}
-	if d := rd1 - rd0; d != 2*n {
-		t.Errorf("%v Redis round trips for %d requests, want %d", d, n, 2*n)
+	if want := float64(2*n + n/2); rd1-rd0 != want {
+		t.Errorf("%v Redis round trips for %d requests (half of them streams), want %v", rd1-rd0, n, want)
 	}
 }

@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -77,9 +79,12 @@ func TestRedisOutage(t *testing.T) {
 	}
 }
 
-// TestPostgresOutage: with PostgreSQL down, known keys keep being served (caches and
-// Redis carry the hot path), nothing is lost, and the ledger catches up when it returns.
+// TestPostgresOutage: with PostgreSQL down for 30 s under steady load (four clients,
+// streams and plain requests), known keys keep being served (caches and Redis carry the
+// hot path), nothing is lost, and the ledger catches up when it returns. The web app's
+// error page for the same situation is tested in internal/web (TestDatabaseDown).
 func TestPostgresOutage(t *testing.T) {
+	const outage = 30 * time.Second
 	pg := testenv.Postgres(t)
 	s := newStack(t, func(su *setup) { su.pg = pg })
 	ctx := context.Background()
@@ -88,14 +93,28 @@ func TestPostgresOutage(t *testing.T) {
 	if status, _ := s.post(t, s.seeded.DemoKey, smallBody); status != 200 {
 		t.Fatalf("before the outage: %d", status)
 	}
+	stream := `{"model":"` + model + `","max_tokens":32,"stream":true,"messages":[{"role":"user","content":"still here"}]}`
 
 	pg.Stop()
 	down := time.Now()
-	const during = 12
-	for i := 0; i < during; i++ {
-		if status, e := s.post(t, s.seeded.DemoKey, smallBody); status != 200 {
-			t.Fatalf("request %d during the outage: %d %+v", i, status, e)
-		}
+	var during atomic.Int64
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Go(func() {
+			for i := 0; time.Since(down) < outage; i++ {
+				body := smallBody
+				if (i+w)%2 == 1 {
+					body = stream
+				}
+				resp, b := rawPost(t, s.proxyURL, s.seeded.DemoKey, body, nil)
+				if resp.StatusCode != 200 || (body == stream && !strings.Contains(string(b), "message_stop")) {
+					t.Errorf("request during the outage: %d %s", resp.StatusCode, b)
+					return
+				}
+				during.Add(1)
+				time.Sleep(50 * time.Millisecond)
+			}
+		})
 	}
 	// The worker cannot ingest; the events wait in the stream.
 	if _, err := s.consumer.ProcessOnce(ctx); err == nil {
@@ -106,10 +125,14 @@ func TestPostgresOutage(t *testing.T) {
 	if status != 503 || e.Error.Type != "tollgate_unavailable" {
 		t.Fatalf("unknown key during the outage: %d %+v", status, e)
 	}
-	time.Sleep(time.Until(down.Add(10 * time.Second)))
+	wg.Wait()
+	if t.Failed() {
+		return
+	}
 	pg.Start()
+	t.Logf("%d requests served during the %s outage", during.Load(), outage)
 
-	s.ingest(during + 1)
+	s.ingest(int(during.Load()) + 1)
 	var want int64
 	for _, e := range s.fake.ServedSince(seq) {
 		want += s.expectedBilled(e.Usage)

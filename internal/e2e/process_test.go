@@ -240,3 +240,117 @@ func TestLimitsHoldAcrossTwoProxies(t *testing.T) {
 	}
 	s.ingest(12)
 }
+
+// TestKilledProxyBillsInFlightStreams kills a proxy process while it relays 20 streams.
+// Each stream's usage so far (message_start's) was checkpointed; once the dead proxy's
+// leases expire, the surviving proxy bills every checkpoint exactly once, and the bill
+// is what fakellm put on the wire for it. Leases and journal are empty afterwards.
+func TestKilledProxyBillsInFlightStreams(t *testing.T) {
+	const ttl = 2 * time.Second
+	const n = 20
+	s := newStack(t, func(su *setup) { su.limits = limit.Options{LeaseTTL: ttl} })
+	ctx := context.Background()
+	s.exec(t, "UPDATE groups SET default_concurrency = 0") // all 20 at once
+	url, cmd := s.startProxy(t, "LEASE_TTL="+ttl.String())
+	s.fake.SetScript(func(r *fakellm.Request) fakellm.Behavior {
+		return fakellm.Behavior{EventDelay: 250 * time.Millisecond}
+	})
+	before := s.balance(s.seeded.DemoUserID)
+	seq := int64(0)
+	if served := s.fake.Served(); len(served) > 0 {
+		seq = served[len(served)-1].Seq
+	}
+
+	body := `{"model":"` + model + `","max_tokens":64,"stream":true,"messages":[{"role":"user","content":"an answer long enough to be cut in the middle of it"}]}`
+	rids := make([]string, n)
+	var wg sync.WaitGroup
+	bodies := make(chan io.Closer, n)
+	for i := range n {
+		wg.Go(func() {
+			req, _ := http.NewRequest(http.MethodPost, url+"/v1/messages", strings.NewReader(body))
+			req.Header.Set("X-Api-Key", s.seeded.DemoKey)
+			req.Header.Set("Anthropic-Version", "2023-06-01")
+			resp, err := httpClient.Do(req)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			bodies <- resp.Body
+			rids[i] = resp.Header.Get("X-Tollgate-Request-Id")
+			if _, err := bufio.NewReader(resp.Body).ReadString('\n'); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	if t.Failed() {
+		return
+	}
+	// Every stream has relayed message_start; wait for the checkpoints to land.
+	journal := s.prefix + "journal:ev"
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if got, _ := s.rdb.HLen(ctx, journal).Result(); got == n {
+			break
+		}
+		if time.Now().After(deadline) {
+			got, err := s.rdb.HLen(ctx, journal).Result()
+			t.Fatalf("%d of %d streams checkpointed (%v)", got, n, err)
+		}
+	}
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	cmd.Wait()
+	close(bodies)
+	for b := range bodies {
+		b.Close()
+	}
+
+	// fakellm notices the dead connection at its next event and logs what it wrote.
+	var cut []fakellm.Served
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		cut = s.fake.ServedSince(seq)
+		if len(cut) == n {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("fakellm logged %d of %d streams", len(cut), n)
+		}
+	}
+	var want fakellm.Usage
+	var wantBilled int64
+	for _, e := range cut {
+		if e.Complete {
+			t.Fatalf("stream %s completed although its proxy was killed", e.RequestID)
+		}
+		want.InputTokens += e.Usage.InputTokens
+		want.OutputTokens += e.Usage.OutputTokens
+		wantBilled += s.expectedBilled(e.Usage)
+	}
+
+	// The in-process proxy sweeps every third of the TTL: all 20 are billed once.
+	s.ingest(n)
+	var rows, input, output, billed int64
+	var classes []string
+	err := s.pool.QueryRow(ctx, `SELECT count(*), sum(input_tokens), sum(output_tokens), sum(billed_cost_nano),
+		array_agg(DISTINCT error_class) FROM usage_events WHERE request_id = ANY($1)`, rids).Scan(&rows, &input, &output, &billed, &classes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rows != n || input != want.InputTokens || output != want.OutputTokens || billed != wantBilled {
+		t.Fatalf("billed %d rows, %d in / %d out tokens, %d nano; fakellm wrote %d streams, %d in / %d out, %d nano",
+			rows, input, output, billed, n, want.InputTokens, want.OutputTokens, wantBilled)
+	}
+	if len(classes) != 1 || classes[0] != "proxy_lost" {
+		t.Fatalf("error classes %v, want [proxy_lost]", classes)
+	}
+	if after := s.balance(s.seeded.DemoUserID); before-after != wantBilled {
+		t.Fatalf("wallet moved by %d nano, want %d", before-after, wantBilled)
+	}
+	if got, _ := s.rdb.HLen(ctx, journal).Result(); got != 0 {
+		t.Fatalf("%d journal entries left", got)
+	}
+	if got, _ := s.rdb.ZCard(ctx, s.prefix+"conc:k:"+strconv.FormatInt(s.keyID(), 10)).Result(); got != 0 {
+		t.Fatalf("%d leases left", got)
+	}
+}

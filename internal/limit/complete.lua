@@ -6,12 +6,25 @@
 -- KEYS[6] release channel
 -- KEYS[7..9] spend counters (key today, key this month, user today)
 -- KEYS[10..12] waiting flags of the user, the key and the account
+-- KEYS[13] journal (sorted set)  KEYS[14] journal events (hash); see checkpoint.lua
 -- ARGV[1] usage event JSON ('' when the attempt consumed nothing)
 -- ARGV[2] billed nano-USD  ARGV[3] lease member  ARGV[4] wake message
+-- ARGV[5] '1' if the request has a journal entry (a checkpoint): the entry is taken
+--         and only the call that takes it bills, so a request is billed once even when
+--         the proxy that served it and a proxy sweeping orphans both complete it.
+--
+-- Returns 1, or 2 when the journal entry was already taken (nothing billed).
 redis.call('ZREM', KEYS[3], ARGV[3])
 redis.call('ZREM', KEYS[4], ARGV[3])
 redis.call('ZREM', KEYS[5], ARGV[3])
-if ARGV[1] ~= '' then
+local result = 1
+if ARGV[5] == '1' then
+  redis.call('ZREM', KEYS[13], ARGV[3])
+  if redis.call('HDEL', KEYS[14], ARGV[3]) == 0 then
+    result = 2
+  end
+end
+if ARGV[1] ~= '' and result == 1 then
   redis.call('XADD', KEYS[1], '*', 'e', ARGV[1])
   local billed = tonumber(ARGV[2])
   -- A missing snapshot stays missing: the next admission loads the ledger balance.
@@ -32,4 +45,4 @@ end
 if redis.call('EXISTS', KEYS[10], KEYS[11], KEYS[12]) > 0 then
   redis.call('PUBLISH', KEYS[6], ARGV[4])
 end
-return 1
+return result

@@ -25,9 +25,12 @@ var (
 	admitLua string
 	//go:embed complete.lua
 	completeLua string
+	//go:embed checkpoint.lua
+	checkpointLua string
 
-	admitScript    = redis.NewScript(admitLua)
-	completeScript = redis.NewScript(completeLua)
+	admitScript      = redis.NewScript(admitLua)
+	completeScript   = redis.NewScript(completeLua)
+	checkpointScript = redis.NewScript(checkpointLua)
 )
 
 // BalanceLoader reads a user's balance from the ledger (PostgreSQL) on a snapshot miss.
@@ -114,6 +117,8 @@ type Lease struct {
 	KeyID     int64
 	AccountID int64
 	Waited    time.Duration
+	// Journaled: a checkpoint of the request's usage is in the journal (Checkpoint).
+	Journaled bool
 }
 
 // Refusal is a request refused by a limit; the relay renders it in the protocol's shape.
@@ -152,6 +157,8 @@ func (g *Gate) rpmKey(key int64, now time.Time) string {
 	return g.prefix + "rpm:" + strconv.FormatInt(key, 10) + ":" + strconv.FormatInt(now.Unix()/60, 10)
 }
 func (g *Gate) releaseChannel() string         { return g.prefix + "released" }
+func (g *Gate) journalKey() string             { return g.prefix + "journal" }
+func (g *Gate) journalEventsKey() string       { return g.prefix + "journal:ev" }
 func (g *Gate) waitingKey(scope string) string { return g.prefix + "waiting:" + scope }
 
 // spendKeys are the spend counters of a request at time now: the key's today and this
@@ -352,19 +359,76 @@ func (g *Gate) primeBalance(ctx context.Context, userID int64) error {
 	return err
 }
 
+// ErrSwept: the request's journal entry was taken by an orphan sweep, which billed the
+// checkpoint; this completion released the leases and billed nothing.
+var ErrSwept = errors.New("request already billed from its checkpoint by an orphan sweep")
+
 // Complete releases the lease and, when the attempt consumed tokens, appends its usage
 // event (JSON) to the stream and debits the balance snapshot — one atomic call.
 func (g *Gate) Complete(ctx context.Context, l Lease, stream string, event []byte, billedNano int64) error {
 	u, k, a := "u:"+strconv.FormatInt(l.UserID, 10), "k:"+strconv.FormatInt(l.KeyID, 10), "a:"+strconv.FormatInt(l.AccountID, 10)
 	spend := g.spendKeys(l.UserID, l.KeyID, time.Now())
-	err := g.batch.run(completeScript,
+	journaled := "0"
+	if l.Journaled {
+		journaled = "1"
+	}
+	res, err := g.batch.run(completeScript,
 		[]string{stream, g.balanceKey(l.UserID), g.userLeases(l.UserID), g.keyLeases(l.KeyID), g.accountLeases(l.AccountID),
-			g.releaseChannel(), spend[0], spend[1], spend[2], g.waitingKey(u), g.waitingKey(k), g.waitingKey(a)},
-		event, billedNano, l.RequestID, u+" "+k+" "+a).Err()
+			g.releaseChannel(), spend[0], spend[1], spend[2], g.waitingKey(u), g.waitingKey(k), g.waitingKey(a),
+			g.journalKey(), g.journalEventsKey()},
+		event, billedNano, l.RequestID, u+" "+k+" "+a, journaled).Int64()
 	if err != nil && !errors.Is(err, redis.Nil) {
 		return fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
+	if res == 2 {
+		return ErrSwept
+	}
 	return nil
+}
+
+// Checkpoint keeps event — the request's usage event as far as its stream has reported
+// usage — in the journal while the lease lives. If the proxy serving the request dies,
+// its lease stops being renewed and Orphans hands the checkpoint to another proxy,
+// which bills it with Complete. It reports whether the checkpoint was kept (false when
+// the lease is already gone).
+func (g *Gate) Checkpoint(ctx context.Context, l Lease, event []byte) (bool, error) {
+	n, err := g.batch.run(checkpointScript, []string{g.accountLeases(l.AccountID), g.journalKey(), g.journalEventsKey()},
+		l.RequestID, time.Now().Add(g.opts.LeaseTTL).UnixMilli(), event).Int64()
+	if err != nil {
+		return false, fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	return n == 1, nil
+}
+
+// Orphan is a journaled request whose lease expired: the proxy serving it died (or lost
+// Redis for longer than the lease TTL).
+type Orphan struct {
+	RequestID string
+	Event     []byte // the last checkpoint
+}
+
+// Orphans returns up to n journaled requests whose lease has expired.
+func (g *Gate) Orphans(ctx context.Context, n int64) ([]Orphan, error) {
+	ids, err := g.rdb.ZRangeByScore(ctx, g.journalKey(), &redis.ZRangeBy{
+		Min: "-inf", Max: strconv.FormatInt(time.Now().UnixMilli(), 10), Count: n}).Result()
+	if err != nil || len(ids) == 0 {
+		return nil, err
+	}
+	evs, err := g.rdb.HMGet(ctx, g.journalEventsKey(), ids...).Result()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Orphan, 0, len(ids))
+	for i, id := range ids {
+		ev, _ := evs[i].(string)
+		if ev == "" {
+			// Completed between the two reads, or a torn entry: drop the id.
+			g.rdb.ZRem(ctx, g.journalKey(), id)
+			continue
+		}
+		out = append(out, Orphan{RequestID: id, Event: []byte(ev)})
+	}
+	return out, nil
 }
 
 // Credit moves a user's balance snapshot after a committed ledger credit (top-up,

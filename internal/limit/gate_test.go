@@ -2,6 +2,7 @@ package limit
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -54,5 +55,51 @@ func TestSessionsFlushAndUnblock(t *testing.T) {
 	}
 	if exists, _ := rdb.Exists(ctx, prefix+"sticky:7:s").Result(); exists != 0 {
 		t.Fatal("binding still there after the flush")
+	}
+}
+
+// TestCheckpointBilledOnce: a checkpointed request whose lease expired is an orphan; the
+// sweep's completion bills it, and the completion of the proxy that was still serving it
+// (it lost Redis for longer than the TTL) bills nothing. A checkpoint after completion
+// writes nothing.
+func TestCheckpointBilledOnce(t *testing.T) {
+	rdb, prefix := testenv.Redis(t)
+	ctx := context.Background()
+	g := NewGate(rdb, prefix, func(context.Context, int64) (int64, error) { return 1_000_000_000, nil }, nil,
+		Options{LeaseTTL: 300 * time.Millisecond})
+	stream := prefix + "usage"
+	one := []Candidate{{ID: 1, Priority: 1, Weight: 1}}
+	l, err := g.Admit(ctx, Request{RequestID: "r1", UserID: 9, KeyID: 7, Candidates: one})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if kept, err := g.Checkpoint(ctx, l, []byte(`{"rid":"r1"}`)); err != nil || !kept {
+		t.Fatalf("checkpoint kept=%v err=%v", kept, err)
+	}
+	if o, err := g.Orphans(ctx, 10); err != nil || len(o) != 0 {
+		t.Fatalf("orphans while the lease lives: %v %v", o, err)
+	}
+	time.Sleep(400 * time.Millisecond) // not renewed: the lease and the journal entry expire
+	o, err := g.Orphans(ctx, 10)
+	if err != nil || len(o) != 1 || o[0].RequestID != "r1" || string(o[0].Event) != `{"rid":"r1"}` {
+		t.Fatalf("orphans = %+v, %v", o, err)
+	}
+	swept := l
+	swept.Journaled = true
+	if err := g.Complete(ctx, swept, stream, o[0].Event, 5); err != nil {
+		t.Fatalf("sweep completion: %v", err)
+	}
+	l.Journaled = true
+	if err := g.Complete(ctx, l, stream, []byte(`{"rid":"r1","final":true}`), 7); !errors.Is(err, ErrSwept) {
+		t.Fatalf("late completion: %v, want ErrSwept", err)
+	}
+	if n, _ := rdb.XLen(ctx, stream).Result(); n != 1 {
+		t.Fatalf("%d usage events, want 1", n)
+	}
+	if kept, err := g.Checkpoint(ctx, l, []byte(`{"rid":"r1"}`)); err != nil || kept {
+		t.Fatalf("checkpoint after completion kept=%v err=%v", kept, err)
+	}
+	if n, _ := rdb.HLen(ctx, prefix+"journal:ev").Result(); n != 0 {
+		t.Fatalf("%d journal entries left", n)
 	}
 }

@@ -56,8 +56,9 @@ func (g *Gate) renewLoop(ctx context.Context) {
 			due = due[len(batch):]
 			pipe := g.rdb.Pipeline()
 			for _, l := range batch {
-				// XX: never resurrect a lease completion already released.
-				for _, key := range []string{g.userLeases(l.UserID), g.keyLeases(l.KeyID), g.accountLeases(l.AccountID)} {
+				// XX: never resurrect a lease completion already released. The journal
+				// entry (a stream's checkpoint) lives as long as the lease.
+				for _, key := range []string{g.userLeases(l.UserID), g.keyLeases(l.KeyID), g.accountLeases(l.AccountID), g.journalKey()} {
 					pipe.ZAddXX(ctx, key, redis.Z{Score: exp, Member: l.RequestID})
 				}
 			}

@@ -11,7 +11,8 @@ import (
 // instrument exposes the proxy's I/O budget as metrics: every PostgreSQL connection
 // acquisition and every Redis round trip (a command or a pipeline; connection handshakes
 // excluded). In steady state a
-// request should move the first by zero and the second by two (admission, completion).
+// request should move the first by zero and the second by at most two (admission,
+// completion; three for a stream, which checkpoints its first usage report).
 func instrument(reg prometheus.Registerer, pool *pgxpool.Pool, rdb *redis.Client) {
 	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
 		Name: "tollgate_db_acquires_total", Help: "PostgreSQL connections acquired from the proxy's pool.",

@@ -239,6 +239,14 @@ type exchange struct {
 	// clientStream: the client asked for a stream; filter edits what it receives.
 	clientStream bool
 	filter       lineFilter
+	// The attempt running now, for a stream's checkpoint (checkpoint).
+	lease         *limit.Lease
+	attemptNo     int
+	upstreamModel string
+	// ckpt is closed when the checkpoint call has returned; journaled says whether the
+	// journal holds it (set before the close).
+	ckpt      chan struct{}
+	journaled bool
 }
 
 // outcome is what one attempt produced.
@@ -282,6 +290,7 @@ func (x *exchange) run(body []byte, req *sniffed, cands []*schedule.Account, are
 			attemptBody = req.withModel(body, upstreamModel)
 		}
 		s.cfg.Gate.Track(lease) // renewed while it runs, with every other lease of this process
+		x.lease, x.attemptNo, x.upstreamModel = &lease, attempt, upstreamModel
 		last = x.attempt(acc, attemptBody, upstreamModel)
 		if last.committed {
 			x.completeAfterResponse(lease, attempt, last, upstreamModel)
@@ -422,11 +431,14 @@ func (x *exchange) tollgateFailure(o outcome, class, reason string) outcome {
 // what the proxy allocated under streaming load.
 var readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 16<<10) }}
 
-// pipeStream copies lines to the client as they arrive, flushing at the end of each SSE
-// event (or every line of a streamed JSON body), and feeds each line to the usage tap.
+// pipeStream copies lines to the client as they arrive and feeds each line to the usage
+// tap. Whole events (SSE events; lines of a streamed JSON body) are flushed as soon as
+// the next read could wait for the upstream: an event never waits for a later one, and
+// events that arrived together leave in one write instead of a write each.
 func (x *exchange) pipeStream(o *outcome, body io.Reader, flushLines bool) {
 	flusher, _ := x.w.(http.Flusher)
 	t := x.p.newTap()
+	early, _ := t.(earlyUsage)
 	br := readerPool.Get().(*bufio.Reader)
 	br.Reset(body)
 	defer func() {
@@ -435,11 +447,24 @@ func (x *exchange) pipeStream(o *outcome, body io.Reader, flushLines bool) {
 	}()
 	clientGone := false
 	partialBefore := false
+	pending := false // whole events written to the client but not flushed yet
 	for {
+		if pending && !lineBuffered(br) {
+			// The next read may wait for the upstream: everything that has arrived goes
+			// out now. Events that arrived together leave in one write; none waits for a
+			// later one.
+			flusher.Flush()
+			pending = false
+		}
 		line, err := br.ReadSlice('\n')
 		partial := errors.Is(err, bufio.ErrBufferFull)
 		if len(line) > 0 {
 			t.Line(line, partial)
+			if early != nil && x.ckpt == nil {
+				if u, ok := early.UsageSoFar(); ok && !u.Zero() {
+					x.checkpoint(o, u)
+				}
+			}
 			out := line
 			if x.filter != nil && !partial && !partialBefore {
 				out = x.filter(line) // filters see whole lines only
@@ -448,7 +473,7 @@ func (x *exchange) pipeStream(o *outcome, body io.Reader, flushLines bool) {
 				if _, werr := x.w.Write(out); werr != nil {
 					clientGone = true
 				} else if flusher != nil && (flushLines || len(out) == 1 || (len(out) == 2 && out[0] == '\r')) {
-					flusher.Flush() // a blank line ends an event
+					pending = true // a blank line ends an event
 				}
 			}
 		}
@@ -476,6 +501,40 @@ func (x *exchange) pipeStream(o *outcome, body io.Reader, flushLines bool) {
 		o.class = "client_disconnected"
 	}
 	o.usage, o.sawUsage = t.Usage()
+}
+
+// checkpoint journals the usage a stream has reported so far (Anthropic's message_start:
+// input and cache tokens, usually most of the price), off the stream's path. If this
+// proxy dies before the stream completes, another proxy finds the lease expired and bills
+// the checkpoint (Server.sweepOrphans), marked proxy_lost; the request id keeps it to one
+// bill. One checkpoint per stream: the next usage comes with the end of the stream,
+// followed at once by the completion.
+func (x *exchange) checkpoint(o *outcome, u billing.Usage) {
+	x.ckpt = make(chan struct{})
+	probe := *o
+	probe.usage, probe.sawUsage, probe.class = u, true, "proxy_lost"
+	_, payload, _, ok := x.usageEvent(&probe, x.attemptNo, x.upstreamModel)
+	if !ok {
+		close(x.ckpt)
+		return
+	}
+	lease := *x.lease
+	x.s.after(func() {
+		defer close(x.ckpt)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		kept, err := x.s.cfg.Gate.Checkpoint(ctx, lease, payload)
+		if err != nil {
+			x.s.log.Warn("checkpoint stream usage", "request_id", x.rid, "err", err)
+		}
+		x.journaled = kept
+	})
+}
+
+// lineBuffered reports whether br holds a whole line, so reading it needs no I/O.
+func lineBuffered(br *bufio.Reader) bool {
+	b, _ := br.Peek(br.Buffered())
+	return bytes.IndexByte(b, '\n') >= 0
 }
 
 // deliver sends an uncommitted failure to the client unchanged (or Tollgate's 502 when
@@ -509,31 +568,19 @@ func (x *exchange) complete(lease limit.Lease, attempt int, o *outcome, upstream
 	s := x.s
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(x.r.Context()), 5*time.Second)
 	defer cancel()
-	var payload []byte
-	var ev usage.Event
-	billed := int64(0)
-	if x.p.billable && o.sawUsage && !o.usage.Zero() {
-		done := time.Now()
-		q, err := s.cfg.Pricing.Quote(x.key.GroupID, x.p.provider, upstreamModel, o.usage, x.start)
-		if err != nil {
-			// Checked before forwarding; only a catalogue edit in between gets here.
-			s.log.Error("price served request", "request_id", x.rid, "model", upstreamModel, "err", err)
-		} else {
-			ev = usage.Event{
-				RequestID: x.rid, Time: done, UserID: x.key.UserID, KeyID: x.key.KeyID, GroupID: x.key.GroupID,
-				AccountID: o.acc.ID, Provider: x.p.provider, Endpoint: x.p.endpoint,
-				ModelRequested: x.model, ModelUpstream: upstreamModel, Usage: o.usage,
-				OfficialNano: q.OfficialNano, BilledNano: q.BilledNano, FactorNum: q.Factor.Num, FactorDen: q.Factor.Den,
-				PriceID: q.PriceID, FXRateMicro: q.FXRateMicro, Status: o.status, Stream: o.stream,
-				TTFBMillis: int(o.ttfb.Milliseconds()), DurationMillis: int(done.Sub(x.start).Milliseconds()),
-				ClientIP: x.clientIP.String(), UserAgent: truncate(x.r.UserAgent(), 256), ErrorClass: o.class, Attempt: attempt,
-			}
-			payload, _ = json.Marshal(ev)
-			billed = q.BilledNano
-		}
+	ev, payload, billed, _ := x.usageEvent(o, attempt, upstreamModel)
+	if x.ckpt != nil {
+		<-x.ckpt // the checkpoint call has returned (it runs on a completion worker too)
+		lease.Journaled = x.journaled
 	}
 	err := s.cfg.Gate.Complete(ctx, lease, usage.StreamKey(s.cfg.Prefix), payload, billed)
 	if err == nil {
+		return
+	}
+	if errors.Is(err, limit.ErrSwept) {
+		// This proxy lost Redis for longer than the lease TTL and another one billed the
+		// checkpoint meanwhile; the request id allows one bill.
+		s.log.Warn("stream billed from its checkpoint while it ran (leases were not renewed in time)", "request_id", x.rid)
 		return
 	}
 	if payload == nil {
@@ -555,6 +602,32 @@ func (x *exchange) complete(lease limit.Lease, attempt int, o *outcome, upstream
 	}
 	// Last resort: the event in the log is enough to bill it by hand.
 	s.log.Error("usage event NOT recorded", "request_id", x.rid, "err", err, "event", string(payload))
+}
+
+// usageEvent prices what the attempt consumed; ok is false when there is nothing to bill.
+func (x *exchange) usageEvent(o *outcome, attempt int, upstreamModel string) (ev usage.Event, payload []byte, billed int64, ok bool) {
+	s := x.s
+	if !x.p.billable || !o.sawUsage || o.usage.Zero() {
+		return ev, nil, 0, false
+	}
+	done := time.Now()
+	q, err := s.cfg.Pricing.Quote(x.key.GroupID, x.p.provider, upstreamModel, o.usage, x.start)
+	if err != nil {
+		// Checked before forwarding; only a catalogue edit in between gets here.
+		s.log.Error("price served request", "request_id", x.rid, "model", upstreamModel, "err", err)
+		return ev, nil, 0, false
+	}
+	ev = usage.Event{
+		RequestID: x.rid, Time: done, UserID: x.key.UserID, KeyID: x.key.KeyID, GroupID: x.key.GroupID,
+		AccountID: o.acc.ID, Provider: x.p.provider, Endpoint: x.p.endpoint,
+		ModelRequested: x.model, ModelUpstream: upstreamModel, Usage: o.usage,
+		OfficialNano: q.OfficialNano, BilledNano: q.BilledNano, FactorNum: q.Factor.Num, FactorDen: q.Factor.Den,
+		PriceID: q.PriceID, FXRateMicro: q.FXRateMicro, Status: o.status, Stream: o.stream,
+		TTFBMillis: int(o.ttfb.Milliseconds()), DurationMillis: int(done.Sub(x.start).Milliseconds()),
+		ClientIP: x.clientIP.String(), UserAgent: truncate(x.r.UserAgent(), 256), ErrorClass: o.class, Attempt: attempt,
+	}
+	payload, _ = json.Marshal(ev)
+	return ev, payload, q.BilledNano, true
 }
 
 func joinURL(base, path, rawQuery string) string {

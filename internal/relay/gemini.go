@@ -203,8 +203,17 @@ func (t *geminiTap) decodeArray() {
 }
 
 func (t *geminiTap) Usage() (billing.Usage, bool) { t.decodeArray(); return t.usage, t.sawUsage }
-func (t *geminiTap) Finished() bool               { t.decodeArray(); return t.finished }
-func (t *geminiTap) ErrorType() string            { t.decodeArray(); return t.errType }
+
+// UsageSoFar: an SSE stream's chunks each carry the usage so far; a JSON-array stream is
+// decoded only at its end, so it reports nothing before.
+func (t *geminiTap) UsageSoFar() (billing.Usage, bool) {
+	if t.mode != 's' {
+		return billing.Usage{}, false
+	}
+	return t.usage, t.sawUsage
+}
+func (t *geminiTap) Finished() bool    { t.decodeArray(); return t.finished }
+func (t *geminiTap) ErrorType() string { t.decodeArray(); return t.errType }
 
 // geminiBodyUsage reads a non-streaming answer (one GenerateContentResponse).
 func geminiBodyUsage(body []byte) (billing.Usage, bool) {

@@ -53,3 +53,11 @@ type tap interface {
 	// ErrorType is the type of an in-stream error event, if one was seen.
 	ErrorType() string
 }
+
+// earlyUsage is a tap whose stream reports usage before its end (Anthropic's
+// message_start, every chunk of a Gemini SSE stream): the relay checkpoints the first
+// report so a proxy that dies mid-stream does not lose the bill (exchange.checkpoint).
+type earlyUsage interface {
+	// UsageSoFar is what the stream reported up to now; it must not disturb the tap.
+	UsageSoFar() (billing.Usage, bool)
+}

@@ -8,6 +8,8 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base32"
+	"encoding/json"
+	"errors"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -198,6 +200,7 @@ func (s *Server) Run(ctx context.Context) {
 	go s.stateWriter(ctx)
 	go s.quotaWriter(ctx)
 	go s.spoolLoop(ctx)
+	go s.sweepLoop(ctx)
 	go s.cfg.Gate.Run(ctx)
 	s.invalidationLoop(ctx)
 }
@@ -213,6 +216,54 @@ func (s *Server) reloadSnapshots(ctx context.Context) {
 	}
 	if err := s.cfg.Pricing.Reload(ctx); err != nil {
 		s.log.Error("reload price snapshot", "err", err)
+	}
+}
+
+// sweepLoop bills the checkpoints of streams whose proxy died mid-stream (their leases
+// expired without a completion), every third of the lease TTL and at start. Every proxy
+// sweeps; the completion script lets one of them bill each request.
+func (s *Server) sweepLoop(ctx context.Context) {
+	t := time.NewTicker(max(s.cfg.Gate.Options().LeaseTTL/3, time.Second))
+	defer t.Stop()
+	for {
+		s.sweepOrphans(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (s *Server) sweepOrphans(ctx context.Context) {
+	for range 10 { // at most 1,000 per sweep; the next sweep goes on
+		orphans, err := s.cfg.Gate.Orphans(ctx, 100)
+		if err != nil {
+			if ctx.Err() == nil {
+				s.log.Warn("look for orphaned streams", "err", err)
+			}
+			return
+		}
+		for _, o := range orphans {
+			var ev usage.Event
+			if err := json.Unmarshal(o.Event, &ev); err != nil {
+				s.log.Error("orphaned stream checkpoint unreadable; billing it needs a hand", "request_id", o.RequestID, "err", err, "event", string(o.Event))
+				continue
+			}
+			lease := limit.Lease{RequestID: o.RequestID, UserID: ev.UserID, KeyID: ev.KeyID, AccountID: ev.AccountID, Journaled: true}
+			err := s.cfg.Gate.Complete(ctx, lease, usage.StreamKey(s.cfg.Prefix), o.Event, ev.BilledNano)
+			switch {
+			case err == nil:
+				s.log.Warn("billed a stream whose proxy died, from its checkpoint", "request_id", o.RequestID, "billed_nano", ev.BilledNano)
+			case errors.Is(err, limit.ErrSwept): // another proxy took it
+			default:
+				s.log.Warn("bill orphaned stream (will retry)", "request_id", o.RequestID, "err", err)
+				return
+			}
+		}
+		if len(orphans) < 100 {
+			return
+		}
 	}
 }
 

@@ -218,6 +218,7 @@ func anthropicBodyUsage(body []byte) (billing.Usage, bool) {
 	return u, true
 }
 
-func (t *anthropicTap) Usage() (billing.Usage, bool) { return t.usage, t.sawUsage }
-func (t *anthropicTap) Finished() bool               { return t.stopped }
-func (t *anthropicTap) ErrorType() string            { return t.errorType }
+func (t *anthropicTap) Usage() (billing.Usage, bool)      { return t.usage, t.sawUsage }
+func (t *anthropicTap) UsageSoFar() (billing.Usage, bool) { return t.usage, t.sawUsage }
+func (t *anthropicTap) Finished() bool                    { return t.stopped }
+func (t *anthropicTap) ErrorType() string                 { return t.errorType }
