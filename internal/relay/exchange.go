@@ -427,9 +427,11 @@ func (x *exchange) tollgateFailure(o outcome, class, reason string) outcome {
 	return o
 }
 
-// readerPool recycles the stream readers: a fresh 16 KiB buffer per stream was most of
-// what the proxy allocated under streaming load.
-var readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 16<<10) }}
+// readerPool recycles the stream readers: a fresh buffer per stream was most of what the
+// proxy allocated under streaming load. 4 KiB holds any ordinary SSE line; longer lines
+// (a Responses API response.completed carrying the whole answer) pass through in pieces
+// and the taps assemble them.
+var readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4<<10) }}
 
 // pipeStream copies lines to the client as they arrive and feeds each line to the usage
 // tap. Whole events (SSE events; lines of a streamed JSON body) are flushed as soon as

@@ -66,9 +66,9 @@ func NewTransport() *http.Transport {
 		TLSHandshakeTimeout:   10 * time.Second,
 		ExpectContinueTimeout: time.Second,
 		DisableCompression:    true,
-		// Small per-connection buffers: with thousands of open streams they add up, and
-		// SSE events are small.
-		WriteBufferSize: 8 << 10,
-		ReadBufferSize:  8 << 10,
+		// Small per-connection buffers: with thousands of open streams they add up (10,000
+		// streams × 8 KiB is 80 MB), and SSE events are small.
+		WriteBufferSize: 4 << 10,
+		ReadBufferSize:  4 << 10,
 	}
 }
