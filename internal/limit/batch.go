@@ -8,14 +8,14 @@ import (
 )
 
 // batcher sends the script calls that are waiting at the same moment in one pipelined
-// round trip — group commit for the hot path. A call that finds a lane free runs on its
-// own goroutine at once, taking along whatever is queued: no hand-off, so no added
-// latency when the proxy is quiet (waking another goroutine on an idle machine cost
-// 50–100 µs here, more than the round trip). Calls arriving while every lane is busy
-// queue up and leave together with the next free lane. Under load this turns the two
-// round trips per request into two per batch: one write and one read for the proxy, one
-// read and one write for Redis, for many requests. The scripts still run one by one
-// inside Redis, each atomic, so batching changes nothing about what they decide.
+// round trip — group commit for the hot path. A call that finds a lane free is sent at
+// once from its own goroutine, taking along whatever is queued: when the proxy is quiet
+// nothing waits and nothing is handed to another goroutine. Calls arriving while every
+// lane is busy queue up and leave together with the next free lane. Under load this
+// turns the two round trips per request into two per batch: one write and one read for
+// the proxy, one read and one write for Redis, for many requests. The scripts still run
+// one by one inside Redis, each atomic, so batching changes nothing about what they
+// decide.
 type batcher struct {
 	rdb redis.UniversalClient
 

@@ -90,7 +90,7 @@ func (s *Server) handle(w http.ResponseWriter, r *http.Request, p *protocol, rid
 	if status != 0 {
 		return status
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes))
+	body, err := readBody(w, r, s.cfg.MaxBodyBytes)
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
@@ -166,6 +166,23 @@ func (s *Server) handle(w http.ResponseWriter, r *http.Request, p *protocol, rid
 		body, x.filter = p.prepare(&req, body)
 	}
 	return x.run(body, &req, cands, areq, lease)
+}
+
+// readBody reads the request body, at most limit bytes. With a small Content-Length
+// (every SDK sends one) the buffer is allocated once at its size instead of grown by
+// doubling; a large one is not trusted with memory before its bytes arrive.
+func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
+	if r.ContentLength > limit {
+		return nil, &http.MaxBytesError{Limit: limit}
+	}
+	if r.ContentLength >= 0 && r.ContentLength <= 1<<20 {
+		body := make([]byte, r.ContentLength)
+		if _, err := io.ReadFull(r.Body, body); err != nil {
+			return nil, err
+		}
+		return body, nil
+	}
+	return io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
 }
 
 func toCandidates(accs []*schedule.Account) []limit.Candidate {
@@ -521,7 +538,9 @@ func (x *exchange) checkpoint(o *outcome, u billing.Usage) {
 		return
 	}
 	lease := *x.lease
-	x.s.after(func() {
+	// Its own goroutine, not a completion worker: the completion waits for it on a
+	// worker, and checkpoints queued behind waiting completions would never run.
+	go func() {
 		defer close(x.ckpt)
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
@@ -530,7 +549,7 @@ func (x *exchange) checkpoint(o *outcome, u billing.Usage) {
 			x.s.log.Warn("checkpoint stream usage", "request_id", x.rid, "err", err)
 		}
 		x.journaled = kept
-	})
+	}()
 }
 
 // lineBuffered reports whether br holds a whole line, so reading it needs no I/O.
@@ -568,17 +587,17 @@ func (x *exchange) completeAfterResponse(lease limit.Lease, attempt int, o outco
 // if Redis fails, the event goes straight to PostgreSQL so it is never lost.
 func (x *exchange) complete(lease limit.Lease, attempt int, o *outcome, upstreamModel string) {
 	s := x.s
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(x.r.Context()), 5*time.Second)
-	defer cancel()
 	ev, payload, billed, _ := x.usageEvent(o, attempt, upstreamModel)
 	if x.ckpt != nil {
-		<-x.ckpt // the checkpoint call has returned (it runs on a completion worker too)
+		<-x.ckpt // the checkpoint call has returned
 		lease.Journaled = x.journaled
 	}
-	err := s.cfg.Gate.Complete(ctx, lease, usage.StreamKey(s.cfg.Prefix), payload, billed)
+	err := s.cfg.Gate.Complete(context.Background(), lease, usage.StreamKey(s.cfg.Prefix), payload, billed)
 	if err == nil {
 		return
 	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second) // for the fallbacks
+	defer cancel()
 	if errors.Is(err, limit.ErrSwept) {
 		// This proxy lost Redis for longer than the lease TTL and another one billed the
 		// checkpoint meanwhile; the request id allows one bill.
