@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -164,11 +165,34 @@ func (g *Gate) waitingKey(scope string) string { return g.prefix + "waiting:" + 
 // spendKeys are the spend counters of a request at time now: the key's today and this
 // month, the user's today (UTC).
 func (g *Gate) spendKeys(userID, keyID int64, now time.Time) [3]string {
-	now = now.UTC()
-	day, month := now.Format("20060102"), now.Format("200601")
+	day, month := dayMonth(now)
 	k, u := strconv.FormatInt(keyID, 10), strconv.FormatInt(userID, 10)
 	return [3]string{g.prefix + "spend:k:" + k + ":d:" + day, g.prefix + "spend:k:" + k + ":m:" + month, g.prefix + "spend:u:" + u + ":d:" + day}
 }
+
+// dayMonth returns now's UTC day and month as "20060102" and "200601", formatted once a
+// day rather than twice per request.
+func dayMonth(now time.Time) (day, month string) {
+	n := now.Unix()
+	d := n / 86400
+	if n < 0 && n%86400 != 0 {
+		d--
+	}
+	if c := dayCache.Load(); c != nil && c.day == d {
+		return c.d, c.m
+	}
+	u := now.UTC()
+	c := &formattedDay{day: d, d: u.Format("20060102"), m: u.Format("200601")}
+	dayCache.Store(c)
+	return c.d, c.m
+}
+
+type formattedDay struct {
+	day  int64
+	d, m string
+}
+
+var dayCache atomic.Pointer[formattedDay]
 
 // BalanceKey is the Redis key of a user's balance snapshot in nano-USD.
 func (g *Gate) BalanceKey(userID int64) string { return g.balanceKey(userID) }

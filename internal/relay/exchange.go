@@ -382,7 +382,11 @@ func (x *exchange) attempt(acc *schedule.Account, body []byte, upstreamModel str
 	up.ContentLength = int64(len(body))
 
 	s.metrics.activeStreams.Inc()
-	defer s.metrics.activeStreams.Dec()
+	s.inflight.Add(1)
+	defer func() {
+		s.metrics.activeStreams.Dec()
+		s.inflight.Add(-1)
+	}()
 	resp, err := s.transportFor(acc).RoundTrip(up)
 	if err != nil {
 		if localExhaustion(err) {
@@ -647,8 +651,7 @@ func (x *exchange) usageEvent(o *outcome, attempt int, upstreamModel string) (ev
 		TTFBMillis: int(o.ttfb.Milliseconds()), DurationMillis: int(done.Sub(x.start).Milliseconds()),
 		ClientIP: x.clientIP.String(), UserAgent: truncate(x.r.UserAgent(), 256), ErrorClass: o.class, Attempt: attempt,
 	}
-	payload, _ = json.Marshal(ev)
-	return ev, payload, q.BilledNano, true
+	return ev, ev.AppendJSON(make([]byte, 0, 640)), q.BilledNano, true
 }
 
 func joinURL(base, path, rawQuery string) string {

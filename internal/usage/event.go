@@ -6,7 +6,9 @@ package usage
 import (
 	"context"
 	"encoding/json"
+	"strconv"
 	"time"
+	"unicode/utf8"
 
 	"github.com/redis/go-redis/v9"
 
@@ -66,4 +68,119 @@ func Append(ctx context.Context, rdb redis.UniversalClient, prefix string, evs [
 	}
 	_, err := pipe.Exec(ctx)
 	return err
+}
+
+// AppendJSON appends the event as JSON, the same document encoding/json makes of it
+// (TestAppendJSON decodes both and compares) at a fraction of the cost: the proxy encodes
+// one per request.
+func (e *Event) AppendJSON(b []byte) []byte {
+	b = append(b, `{"rid":`...)
+	b = appendString(b, e.RequestID)
+	b = append(b, `,"t":"`...)
+	b = e.Time.AppendFormat(b, time.RFC3339Nano)
+	b = appendInt(b, `","uid":`, e.UserID)
+	b = appendInt(b, `,"kid":`, e.KeyID)
+	b = appendInt(b, `,"gid":`, e.GroupID)
+	b = appendInt(b, `,"aid":`, e.AccountID)
+	b = append(b, `,"prov":`...)
+	b = appendString(b, e.Provider)
+	b = append(b, `,"ep":`...)
+	b = appendString(b, e.Endpoint)
+	b = append(b, `,"model":`...)
+	b = appendString(b, e.ModelRequested)
+	b = append(b, `,"umodel":`...)
+	b = appendString(b, e.ModelUpstream)
+	u := e.Usage
+	b = appendInt(b, `,"usage":{"input":`, u.Input)
+	b = appendInt(b, `,"output":`, u.Output)
+	b = appendInt(b, `,"cache_write_5m":`, u.CacheWrite5m)
+	b = appendInt(b, `,"cache_write_1h":`, u.CacheWrite1h)
+	b = appendInt(b, `,"cache_read":`, u.CacheRead)
+	if u.Reasoning != 0 {
+		b = appendInt(b, `,"reasoning":`, u.Reasoning)
+	}
+	b = appendInt(b, `},"official":`, e.OfficialNano)
+	b = appendInt(b, `,"billed":`, e.BilledNano)
+	b = appendInt(b, `,"fnum":`, e.FactorNum)
+	b = appendInt(b, `,"fden":`, e.FactorDen)
+	b = appendInt(b, `,"pid":`, e.PriceID)
+	if e.FXRateMicro != 0 {
+		b = appendInt(b, `,"fx":`, e.FXRateMicro)
+	}
+	b = appendInt(b, `,"status":`, int64(e.Status))
+	b = append(b, `,"stream":`...)
+	b = strconv.AppendBool(b, e.Stream)
+	b = appendInt(b, `,"ttfb":`, int64(e.TTFBMillis))
+	b = appendInt(b, `,"dur":`, int64(e.DurationMillis))
+	if e.ClientIP != "" {
+		b = append(b, `,"ip":`...)
+		b = appendString(b, e.ClientIP)
+	}
+	if e.UserAgent != "" {
+		b = append(b, `,"ua":`...)
+		b = appendString(b, e.UserAgent)
+	}
+	if e.ErrorClass != "" {
+		b = append(b, `,"err":`...)
+		b = appendString(b, e.ErrorClass)
+	}
+	b = appendInt(b, `,"attempt":`, int64(e.Attempt))
+	return append(b, '}')
+}
+
+func appendInt(b []byte, key string, v int64) []byte {
+	return strconv.AppendInt(append(b, key...), v, 10)
+}
+
+// appendString appends s as a JSON string. Like encoding/json it writes invalid UTF-8 as
+// U+FFFD; it leaves <, > and & as they are (encoding/json escapes them for HTML; both
+// decode to the same string).
+func appendString(b []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c >= utf8.RuneSelf {
+			r, size := utf8.DecodeRuneInString(s[i:])
+			if r == utf8.RuneError && size == 1 {
+				b = append(b, s[start:i]...)
+				b = append(b, `\ufffd`...)
+				i += size
+				start = i
+				continue
+			}
+			if r == '\u2028' || r == '\u2029' {
+				b = append(b, s[start:i]...)
+				b = append(b, `\u202`...)
+				b = append(b, hex[r&0xf])
+				i += size
+				start = i
+				continue
+			}
+			i += size
+			continue
+		}
+		if c >= 0x20 && c != '"' && c != '\\' {
+			i++
+			continue
+		}
+		b = append(b, s[start:i]...)
+		switch c {
+		case '"', '\\':
+			b = append(b, '\\', c)
+		case '\n':
+			b = append(b, '\\', 'n')
+		case '\r':
+			b = append(b, '\\', 'r')
+		case '\t':
+			b = append(b, '\\', 't')
+		default:
+			b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+		}
+		i++
+		start = i
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
 }
