@@ -7,21 +7,34 @@
 -- KEYS[7..9] spend counters (key today, key this month, user today)
 -- KEYS[10..12] waiting flags of the user, the key and the account
 -- KEYS[13] journal (sorted set)  KEYS[14] journal events (hash); see checkpoint.lua
+-- KEYS[15] the request's sweep mark (an unused key when ARGV[5] is '0')
 -- ARGV[1] usage event JSON ('' when the attempt consumed nothing)
 -- ARGV[2] billed nano-USD  ARGV[3] lease member  ARGV[4] wake message
--- ARGV[5] '1' if the request has a journal entry (a checkpoint): the entry is taken
---         and only the call that takes it bills, so a request is billed once even when
---         the proxy that served it and a proxy sweeping orphans both complete it.
+-- ARGV[5] journal mode, so that a request is billed once even when the proxy that served
+--         it and a proxy sweeping orphans both complete it:
+--   '0' no checkpoint was kept;
+--   '1' the serving proxy completes a request it checkpointed: it bills unless a sweep
+--       has marked the request (the journal entry alone is no proof: Redis may have
+--       lost it in a restart, and then the serving proxy must still bill);
+--   '2' a sweep completes an orphan: it bills only if it takes the journal entry, and
+--       marks the request for a day.
 --
--- Returns 1, or 2 when the journal entry was already taken (nothing billed).
+-- Returns 1, or 2 when the request was billed by the other side (nothing billed now).
 redis.call('ZREM', KEYS[3], ARGV[3])
 redis.call('ZREM', KEYS[4], ARGV[3])
 redis.call('ZREM', KEYS[5], ARGV[3])
 local result = 1
 if ARGV[5] == '1' then
   redis.call('ZREM', KEYS[13], ARGV[3])
+  if redis.call('HDEL', KEYS[14], ARGV[3]) == 0 and redis.call('EXISTS', KEYS[15]) == 1 then
+    result = 2
+  end
+elseif ARGV[5] == '2' then
+  redis.call('ZREM', KEYS[13], ARGV[3])
   if redis.call('HDEL', KEYS[14], ARGV[3]) == 0 then
     result = 2
+  else
+    redis.call('SET', KEYS[15], '1', 'EX', 86400)
   end
 end
 if ARGV[1] ~= '' and result == 1 then

@@ -120,6 +120,8 @@ type Lease struct {
 	Waited    time.Duration
 	// Journaled: a checkpoint of the request's usage is in the journal (Checkpoint).
 	Journaled bool
+	// Orphan: the completion is an orphan sweep's, billing the checkpoint (Orphans).
+	Orphan bool
 }
 
 // Refusal is a request refused by a limit; the relay renders it in the protocol's shape.
@@ -383,8 +385,9 @@ func (g *Gate) primeBalance(ctx context.Context, userID int64) error {
 	return err
 }
 
-// ErrSwept: the request's journal entry was taken by an orphan sweep, which billed the
-// checkpoint; this completion released the leases and billed nothing.
+// ErrSwept: the other side billed the request — an orphan sweep billed the checkpoint
+// before its own proxy completed it, or (for a sweep) the proxy completed it first. This
+// completion released the leases and billed nothing.
 var ErrSwept = errors.New("request already billed from its checkpoint by an orphan sweep")
 
 // Complete releases the lease and, when the attempt consumed tokens, appends its usage
@@ -392,15 +395,18 @@ var ErrSwept = errors.New("request already billed from its checkpoint by an orph
 func (g *Gate) Complete(ctx context.Context, l Lease, stream string, event []byte, billedNano int64) error {
 	u, k, a := "u:"+strconv.FormatInt(l.UserID, 10), "k:"+strconv.FormatInt(l.KeyID, 10), "a:"+strconv.FormatInt(l.AccountID, 10)
 	spend := g.spendKeys(l.UserID, l.KeyID, time.Now())
-	journaled := "0"
-	if l.Journaled {
-		journaled = "1"
+	mode, mark := "0", g.prefix+"swept:-"
+	switch {
+	case l.Orphan:
+		mode, mark = "2", g.prefix+"swept:"+l.RequestID
+	case l.Journaled:
+		mode, mark = "1", g.prefix+"swept:"+l.RequestID
 	}
 	res, err := g.batch.run(completeScript,
 		[]string{stream, g.balanceKey(l.UserID), g.userLeases(l.UserID), g.keyLeases(l.KeyID), g.accountLeases(l.AccountID),
 			g.releaseChannel(), spend[0], spend[1], spend[2], g.waitingKey(u), g.waitingKey(k), g.waitingKey(a),
-			g.journalKey(), g.journalEventsKey()},
-		event, billedNano, l.RequestID, u+" "+k+" "+a, journaled).Int64()
+			g.journalKey(), g.journalEventsKey(), mark},
+		event, billedNano, l.RequestID, u+" "+k+" "+a, mode).Int64()
 	if err != nil && !errors.Is(err, redis.Nil) {
 		return fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}

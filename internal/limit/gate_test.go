@@ -85,7 +85,7 @@ func TestCheckpointBilledOnce(t *testing.T) {
 		t.Fatalf("orphans = %+v, %v", o, err)
 	}
 	swept := l
-	swept.Journaled = true
+	swept.Orphan = true
 	if err := g.Complete(ctx, swept, stream, o[0].Event, 5); err != nil {
 		t.Fatalf("sweep completion: %v", err)
 	}
@@ -101,6 +101,43 @@ func TestCheckpointBilledOnce(t *testing.T) {
 	}
 	if n, _ := rdb.HLen(ctx, prefix+"journal:ev").Result(); n != 0 {
 		t.Fatalf("%d journal entries left", n)
+	}
+
+	// The other order: the proxy completes first, a sweep that read the entry before
+	// bills nothing.
+	l2, err := g.Admit(ctx, Request{RequestID: "r2", UserID: 9, KeyID: 7, Candidates: one})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if kept, _ := g.Checkpoint(ctx, l2, []byte(`{"rid":"r2"}`)); !kept {
+		t.Fatal("checkpoint r2 not kept")
+	}
+	l2.Journaled = true
+	if err := g.Complete(ctx, l2, stream, []byte(`{"rid":"r2","final":true}`), 7); err != nil {
+		t.Fatal(err)
+	}
+	late := l2
+	late.Journaled, late.Orphan = false, true
+	if err := g.Complete(ctx, late, stream, []byte(`{"rid":"r2"}`), 5); !errors.Is(err, ErrSwept) {
+		t.Fatalf("late sweep: %v, want ErrSwept", err)
+	}
+
+	// Redis lost the journal (a restart without persistence): the serving proxy still
+	// bills its request.
+	l3, err := g.Admit(ctx, Request{RequestID: "r3", UserID: 9, KeyID: 7, Candidates: one})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if kept, _ := g.Checkpoint(ctx, l3, []byte(`{"rid":"r3"}`)); !kept {
+		t.Fatal("checkpoint r3 not kept")
+	}
+	rdb.Del(ctx, prefix+"journal", prefix+"journal:ev")
+	l3.Journaled = true
+	if err := g.Complete(ctx, l3, stream, []byte(`{"rid":"r3","final":true}`), 7); err != nil {
+		t.Fatalf("completion after the journal was lost: %v", err)
+	}
+	if n, _ := rdb.XLen(ctx, stream).Result(); n != 3 {
+		t.Fatalf("%d usage events, want 3 (r1 swept, r2 and r3 by their proxy)", n)
 	}
 }
 

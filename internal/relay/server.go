@@ -281,7 +281,7 @@ func (s *Server) sweepOrphans(ctx context.Context) {
 				s.log.Error("orphaned stream checkpoint unreadable; billing it needs a hand", "request_id", o.RequestID, "err", err, "event", string(o.Event))
 				continue
 			}
-			lease := limit.Lease{RequestID: o.RequestID, UserID: ev.UserID, KeyID: ev.KeyID, AccountID: ev.AccountID, Journaled: true}
+			lease := limit.Lease{RequestID: o.RequestID, UserID: ev.UserID, KeyID: ev.KeyID, AccountID: ev.AccountID, Orphan: true}
 			err := s.cfg.Gate.Complete(ctx, lease, usage.StreamKey(s.cfg.Prefix), o.Event, ev.BilledNano)
 			switch {
 			case err == nil:
