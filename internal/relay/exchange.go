@@ -471,6 +471,7 @@ func (x *exchange) pipeStream(o *outcome, body io.Reader, flushLines bool) {
 	clientGone := false
 	partialBefore := false
 	pending := false // whole events written to the client but not flushed yet
+	var due *billing.Usage // usage to checkpoint once what carried it is on its way
 	for {
 		if pending && !lineBuffered(br) {
 			// The next read may wait for the upstream: everything that has arrived goes
@@ -479,13 +480,17 @@ func (x *exchange) pipeStream(o *outcome, body io.Reader, flushLines bool) {
 			flusher.Flush()
 			pending = false
 		}
+		if due != nil {
+			x.checkpoint(o, *due)
+			due = nil
+		}
 		line, err := br.ReadSlice('\n')
 		partial := errors.Is(err, bufio.ErrBufferFull)
 		if len(line) > 0 {
 			t.Line(line, partial)
-			if early != nil && x.ckpt == nil {
+			if early != nil && x.ckpt == nil && due == nil {
 				if u, ok := early.UsageSoFar(); ok && !u.Zero() {
-					x.checkpoint(o, u)
+					due = &u
 				}
 			}
 			out := line
