@@ -17,9 +17,18 @@
 --       has marked the request (the journal entry alone is no proof: Redis may have
 --       lost it in a restart, and then the serving proxy must still bill);
 --   '2' a sweep completes an orphan: it bills only if it takes the journal entry, and
---       marks the request for a day.
+--       marks the request for a day; if the entry was renewed since the sweep read it
+--       (its proxy is alive after all), nothing at all happens.
+-- ARGV[6] now (ms), for mode '2'
 --
--- Returns 1, or 2 when the request was billed by the other side (nothing billed now).
+-- Returns 1; 2 when the request was billed by the other side (nothing billed now); 3
+-- when a sweep found the request alive (nothing changed).
+if ARGV[5] == '2' then
+  local expiry = redis.call('ZSCORE', KEYS[13], ARGV[3])
+  if expiry and tonumber(expiry) > tonumber(ARGV[6]) then
+    return 3
+  end
+end
 redis.call('ZREM', KEYS[3], ARGV[3])
 redis.call('ZREM', KEYS[4], ARGV[3])
 redis.call('ZREM', KEYS[5], ARGV[3])

@@ -406,14 +406,31 @@ func (g *Gate) Complete(ctx context.Context, l Lease, stream string, event []byt
 		[]string{stream, g.balanceKey(l.UserID), g.userLeases(l.UserID), g.keyLeases(l.KeyID), g.accountLeases(l.AccountID),
 			g.releaseChannel(), spend[0], spend[1], spend[2], g.waitingKey(u), g.waitingKey(k), g.waitingKey(a),
 			g.journalKey(), g.journalEventsKey(), mark},
-		event, billedNano, l.RequestID, u+" "+k+" "+a, mode).Int64()
+		event, billedNano, l.RequestID, u+" "+k+" "+a, mode, time.Now().UnixMilli()).Int64()
 	if err != nil && !errors.Is(err, redis.Nil) {
 		return fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
-	if res == 2 {
+	switch res {
+	case 2:
 		return ErrSwept
+	case 3:
+		return ErrAlive
 	}
 	return nil
+}
+
+// ErrAlive: a sweep's completion found the request's lease renewed since Orphans read
+// it — its proxy is alive and will complete it. Nothing was changed.
+var ErrAlive = errors.New("the request's proxy renewed its lease: not an orphan")
+
+// Forget drops a request's journal entry without billing it (an unreadable checkpoint,
+// logged by the caller for billing by hand).
+func (g *Gate) Forget(ctx context.Context, requestID string) error {
+	pipe := g.rdb.TxPipeline()
+	pipe.ZRem(ctx, g.journalKey(), requestID)
+	pipe.HDel(ctx, g.journalEventsKey(), requestID)
+	_, err := pipe.Exec(ctx)
+	return err
 }
 
 // Checkpoint keeps event — the request's usage event as far as its stream has reported

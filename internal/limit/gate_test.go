@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/tollgate/tollgate/internal/testenv"
 )
 
@@ -138,6 +140,36 @@ func TestCheckpointBilledOnce(t *testing.T) {
 	}
 	if n, _ := rdb.XLen(ctx, stream).Result(); n != 3 {
 		t.Fatalf("%d usage events, want 3 (r1 swept, r2 and r3 by their proxy)", n)
+	}
+
+	// A sweep that read an expired entry, which its proxy renewed just after: nothing
+	// happens, the entry stays for the proxy's own completion.
+	l4, err := g.Admit(ctx, Request{RequestID: "r4", UserID: 9, KeyID: 7, Candidates: one})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if kept, _ := g.Checkpoint(ctx, l4, []byte(`{"rid":"r4"}`)); !kept {
+		t.Fatal("checkpoint r4 not kept")
+	}
+	time.Sleep(400 * time.Millisecond)
+	if o, _ := g.Orphans(ctx, 10); len(o) != 1 || o[0].RequestID != "r4" {
+		t.Fatalf("orphans = %+v", o)
+	}
+	rdb.ZAdd(ctx, prefix+"journal", redis.Z{Score: float64(time.Now().Add(time.Minute).UnixMilli()), Member: "r4"}) // the renewal
+	sweep4 := l4
+	sweep4.Orphan = true
+	if err := g.Complete(ctx, sweep4, stream, []byte(`{"rid":"r4"}`), 5); !errors.Is(err, ErrAlive) {
+		t.Fatalf("sweep of a renewed request: %v, want ErrAlive", err)
+	}
+	if n, _ := rdb.HLen(ctx, prefix+"journal:ev").Result(); n != 1 {
+		t.Fatalf("%d journal entries after the refused sweep, want 1", n)
+	}
+	l4.Journaled = true
+	if err := g.Complete(ctx, l4, stream, []byte(`{"rid":"r4","final":true}`), 7); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := rdb.XLen(ctx, stream).Result(); n != 4 {
+		t.Fatalf("%d usage events, want 4", n)
 	}
 }
 

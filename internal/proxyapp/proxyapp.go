@@ -69,8 +69,8 @@ func Build(ctx context.Context, cfg config.Proxy, log *slog.Logger) (*Deps, erro
 		pool.Close()
 		return nil, fmt.Errorf("parse REDIS_URL: %w", err)
 	}
-	// Every request holds a connection only for its two script calls (lease renewals are
-	// batched), so a moderate pool serves 10,000 open streams; each connection is also a
+	// Script calls leave in shared pipelines (limit/batch.go) and lease renewals are
+	// batched, so a moderate pool serves 10,000 open streams; each connection is also a
 	// file descriptor, which open streams need two of.
 	ropts.PoolSize = 512
 	ropts.PoolTimeout = 5 * time.Second
@@ -78,7 +78,9 @@ func Build(ctx context.Context, cfg config.Proxy, log *slog.Logger) (*Deps, erro
 	// Fail fast when Redis is away: the request gets a clear 503 in a second or two
 	// instead of hanging through go-redis's default retries.
 	ropts.DialTimeout, ropts.ReadTimeout, ropts.WriteTimeout = time.Second, 2*time.Second, 2*time.Second
-	ropts.MaxRetries = 1
+	// No retries: go-redis would send a whole pipeline again after a read timeout, and
+	// the scripts in it (completions: XADD, DECRBY) may already have run. Callers decide.
+	ropts.MaxRetries = -1
 	// RESP2: with RESP3 go-redis checks every connection for push notifications before
 	// each command, an extra read per round trip on the hot path; Tollgate uses none.
 	ropts.Protocol = 2

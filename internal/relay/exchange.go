@@ -170,12 +170,13 @@ func (s *Server) handle(w http.ResponseWriter, r *http.Request, p *protocol, rid
 
 // readBody reads the request body, at most limit bytes. With a small Content-Length
 // (every SDK sends one) the buffer is allocated once at its size instead of grown by
-// doubling; a large one is not trusted with memory before its bytes arrive.
+// doubling; a large one is not trusted with memory before its bytes arrive (64 KiB per
+// connection at most is held for a body that trickles in).
 func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
 	if r.ContentLength > limit {
 		return nil, &http.MaxBytesError{Limit: limit}
 	}
-	if r.ContentLength >= 0 && r.ContentLength <= 1<<20 {
+	if r.ContentLength >= 0 && r.ContentLength <= 64<<10 {
 		body := make([]byte, r.ContentLength)
 		if _, err := io.ReadFull(r.Body, body); err != nil {
 			return nil, err
@@ -260,10 +261,10 @@ type exchange struct {
 	lease         *limit.Lease
 	attemptNo     int
 	upstreamModel string
-	// ckpt is closed when the checkpoint call has returned; journaled says whether the
-	// journal holds it (set before the close).
-	ckpt      chan struct{}
-	journaled bool
+	// ckpt is closed when the checkpoint call has returned.
+	ckpt chan struct{}
+	// completing: the completion (which stops renewing the lease) is on its way.
+	completing bool
 }
 
 // outcome is what one attempt produced.
@@ -293,7 +294,11 @@ func localExhaustion(err error) bool {
 
 func (x *exchange) run(body []byte, req *sniffed, cands []*schedule.Account, areq limit.Request, lease limit.Lease) int {
 	s := x.s
-	defer s.cfg.Gate.Untrack(lease.RequestID)
+	defer func() {
+		if !x.completing { // a panic: stop renewing; the lease expires
+			s.cfg.Gate.Untrack(lease.RequestID)
+		}
+	}()
 	var last outcome
 	var refreshed *schedule.Account // an OAuth account with the credential refreshed in this request
 	for attempt := 1; ; attempt++ {
@@ -470,7 +475,7 @@ func (x *exchange) pipeStream(o *outcome, body io.Reader, flushLines bool) {
 	}()
 	clientGone := false
 	partialBefore := false
-	pending := false // whole events written to the client but not flushed yet
+	pending := false       // whole events written to the client but not flushed yet
 	var due *billing.Usage // usage to checkpoint once what carried it is on its way
 	for {
 		if pending && !lineBuffered(br) {
@@ -553,11 +558,9 @@ func (x *exchange) checkpoint(o *outcome, u billing.Usage) {
 		defer close(x.ckpt)
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		kept, err := x.s.cfg.Gate.Checkpoint(ctx, lease, payload)
-		if err != nil {
+		if _, err := x.s.cfg.Gate.Checkpoint(ctx, lease, payload); err != nil {
 			x.s.log.Warn("checkpoint stream usage", "request_id", x.rid, "err", err)
 		}
-		x.journaled = kept
 	}()
 }
 
@@ -585,6 +588,7 @@ func (x *exchange) deliver(o *outcome) {
 // client's response ends without waiting for the Redis round trip. Graceful shutdown
 // waits for these (Server.WaitCompletions).
 func (x *exchange) completeAfterResponse(lease limit.Lease, attempt int, o outcome, upstreamModel string) {
+	x.completing = true // the lease is renewed until the completion has run
 	x.s.completions.Add(1)
 	x.s.after(func() {
 		defer x.s.completions.Done()
@@ -596,10 +600,14 @@ func (x *exchange) completeAfterResponse(lease limit.Lease, attempt int, o outco
 // if Redis fails, the event goes straight to PostgreSQL so it is never lost.
 func (x *exchange) complete(lease limit.Lease, attempt int, o *outcome, upstreamModel string) {
 	s := x.s
+	defer s.cfg.Gate.Untrack(lease.RequestID)
 	ev, payload, billed, _ := x.usageEvent(o, attempt, upstreamModel)
 	if x.ckpt != nil {
-		<-x.ckpt // the checkpoint call has returned
-		lease.Journaled = x.journaled
+		// Journaled even if the checkpoint reported failure or was not kept: the script
+		// may have run all the same, and a journaled completion bills unless a sweep has
+		// marked the request, so it is right either way.
+		<-x.ckpt
+		lease.Journaled = true
 	}
 	err := s.cfg.Gate.Complete(context.Background(), lease, usage.StreamKey(s.cfg.Prefix), payload, billed)
 	if err == nil {

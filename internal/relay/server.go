@@ -279,6 +279,9 @@ func (s *Server) sweepOrphans(ctx context.Context) {
 			var ev usage.Event
 			if err := json.Unmarshal(o.Event, &ev); err != nil {
 				s.log.Error("orphaned stream checkpoint unreadable; billing it needs a hand", "request_id", o.RequestID, "err", err, "event", string(o.Event))
+				if err := s.cfg.Gate.Forget(ctx, o.RequestID); err != nil {
+					s.log.Warn("drop unreadable checkpoint", "request_id", o.RequestID, "err", err)
+				}
 				continue
 			}
 			lease := limit.Lease{RequestID: o.RequestID, UserID: ev.UserID, KeyID: ev.KeyID, AccountID: ev.AccountID, Orphan: true}
@@ -286,7 +289,7 @@ func (s *Server) sweepOrphans(ctx context.Context) {
 			switch {
 			case err == nil:
 				s.log.Warn("billed a stream whose proxy died, from its checkpoint", "request_id", o.RequestID, "billed_nano", ev.BilledNano)
-			case errors.Is(err, limit.ErrSwept): // another proxy took it
+			case errors.Is(err, limit.ErrSwept), errors.Is(err, limit.ErrAlive): // billed elsewhere, or not an orphan
 			default:
 				s.log.Warn("bill orphaned stream (will retry)", "request_id", o.RequestID, "err", err)
 				return

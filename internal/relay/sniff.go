@@ -221,7 +221,7 @@ func skipString(b []byte, i int) int {
 			return i + 1
 		}
 	}
-	return i
+	return len(b) // unterminated (a backslash at the very end must not step past it)
 }
 
 func skipValue(b []byte, i int) int {

@@ -152,3 +152,19 @@ func FuzzUsageScan(f *testing.F) {
 		}
 	})
 }
+
+// An unterminated string ending in a backslash, in a body whose slice has no spare
+// capacity, once made the member scan slice past the end.
+func TestMemberValueTrailingBackslash(t *testing.T) {
+	for _, s := range []string{`{"id":"x\`, `{"usage":"\`, `{"a":{"b":"\`, `{"\`} {
+		body := []byte(s)[:len(s):len(s)]
+		var u struct{}
+		if decodeMember(body, "usage", &u) {
+			t.Errorf("decodeMember(%q) found usage", s)
+		}
+		anthropicBodyUsage(body)
+		chatBodyUsage(body)
+		responsesBodyUsage(body)
+		geminiBodyUsage(body)
+	}
+}
