@@ -30,7 +30,7 @@ func sniff(body []byte) (sniffed, error) {
 	if !utf8.Valid(body) {
 		return s, errors.New("request body is not valid UTF-8")
 	}
-	if !json.Valid(body) {
+	if !validJSON(body) {
 		var v any
 		err := json.Unmarshal(body, &v) // only to explain what is wrong
 		return s, fmt.Errorf("request body is not valid JSON: %v", err)
@@ -202,7 +202,7 @@ func eachMember(body []byte, fn func(key, val []byte) bool) {
 	}
 }
 
-// The skip functions assume valid JSON (checked first with json.Valid); on other input
+// The skip functions assume valid JSON (checked first with validJSON); on other input
 // they stay within bounds but may return any index up to len(b).
 
 func skipSpace(b []byte, i int) int {
