@@ -68,3 +68,30 @@ func FuzzAppendJSON(f *testing.F) {
 		sameAsEncodingJSON(t, Event{RequestID: rid, UserAgent: ua, ModelRequested: model, ErrorClass: class, Time: time.Unix(1, 2)})
 	})
 }
+
+func benchEvent() Event {
+	return Event{RequestID: "req_nmf6dc7bsl7r2xghkjoy55ugqe", Time: time.Now(), UserID: 1, KeyID: 2, GroupID: 3, AccountID: 4,
+		Provider: "anthropic", Endpoint: "messages", ModelRequested: "claude-sonnet-4-5", ModelUpstream: "claude-sonnet-4-5",
+		Usage: billing.Usage{Input: 1200, Output: 60, CacheRead: 30000}, OfficialNano: 117000, BilledNano: 117000, FactorNum: 1,
+		FactorDen: 1, PriceID: 9, Status: 200, Stream: true, TTFBMillis: 12, DurationMillis: 900, ClientIP: "203.0.113.7",
+		UserAgent: "claude-cli/2.1.197 (external, cli)", Attempt: 1}
+}
+
+func BenchmarkAppendJSON(b *testing.B) {
+	e := benchEvent()
+	buf := make([]byte, 0, 640)
+	b.ReportAllocs()
+	for b.Loop() {
+		buf = e.AppendJSON(buf[:0])
+	}
+}
+
+func BenchmarkMarshalJSON(b *testing.B) {
+	e := benchEvent()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := json.Marshal(e); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
