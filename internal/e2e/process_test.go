@@ -16,8 +16,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/tollgate/tollgate/internal/fakellm"
 	"github.com/tollgate/tollgate/internal/limit"
+	"github.com/tollgate/tollgate/internal/seed"
+	"github.com/tollgate/tollgate/internal/usage"
 )
 
 var binaries struct {
@@ -352,5 +356,46 @@ func TestKilledProxyBillsInFlightStreams(t *testing.T) {
 	}
 	if got, _ := s.rdb.ZCard(ctx, s.prefix+"conc:k:"+strconv.FormatInt(s.keyID(), 10)).Result(); got != 0 {
 		t.Fatalf("%d leases left", got)
+	}
+}
+
+// TestSweepSkipsRecordedRequests: a checkpoint whose request is already recorded in
+// PostgreSQL (its completion went through the fallback while Redis was away, and the
+// journal entry outlived it) is dropped by the sweep, not billed a second time.
+func TestSweepSkipsRecordedRequests(t *testing.T) {
+	s := newStack(t, func(su *setup) { su.limits = limit.Options{LeaseTTL: 2 * time.Second} })
+	ctx := context.Background()
+	stream := `{"model":"` + model + `","max_tokens":32,"stream":true,"messages":[{"role":"user","content":"recorded"}]}`
+	resp, b := rawPost(t, s.proxyURL, s.seeded.DemoKey, stream, nil)
+	if resp.StatusCode != 200 {
+		t.Fatalf("%d %s", resp.StatusCode, b)
+	}
+	rid := resp.Header.Get("X-Tollgate-Request-Id")
+	s.ingest(1)
+	balance := s.balance(s.seeded.DemoUserID)
+	snapKey := s.prefix + "bal:" + strconv.FormatInt(s.seeded.DemoUserID, 10)
+	snap, _ := s.rdb.Get(ctx, snapKey).Int64()
+	events, _ := s.rdb.XLen(ctx, s.prefix+"usage").Result()
+
+	ev := usage.Event{RequestID: rid, Time: time.Now(), UserID: s.seeded.DemoUserID, KeyID: s.keyID(),
+		AccountID: s.accountID(seed.DemoAccountName), BilledNano: 5000, ErrorClass: "proxy_lost", Status: 200, Stream: true}
+	s.rdb.HSet(ctx, s.prefix+"journal:ev", rid, ev.AppendJSON(nil))
+	s.rdb.ZAdd(ctx, s.prefix+"journal", redis.Z{Score: float64(time.Now().Add(-time.Second).UnixMilli()), Member: rid})
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if n, _ := s.rdb.HLen(ctx, s.prefix+"journal:ev").Result(); n == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the sweep left the checkpoint of a recorded request")
+		}
+	}
+	if n, _ := s.rdb.XLen(ctx, s.prefix+"usage").Result(); n != events {
+		t.Fatalf("usage stream %d -> %d entries: the recorded request was billed again", events, n)
+	}
+	if got, _ := s.rdb.Get(ctx, snapKey).Int64(); got != snap {
+		t.Fatalf("balance snapshot moved %d -> %d", snap, got)
+	}
+	if got := s.balance(s.seeded.DemoUserID); got != balance {
+		t.Fatalf("balance moved %d -> %d", balance, got)
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -138,6 +139,13 @@ func Build(ctx context.Context, cfg config.Proxy, log *slog.Logger) (*Deps, erro
 		Fallback: func(ctx context.Context, ev usage.Event) error {
 			_, err := usage.Ingest(ctx, pool, []usage.Event{ev})
 			return err
+		},
+		Recorded: func(ctx context.Context, requestID string) (bool, error) {
+			_, err := sqlc.New().UsageEventGetByRequestID(ctx, pool, requestID)
+			if errors.Is(err, pgx.ErrNoRows) {
+				return false, nil
+			}
+			return err == nil, err
 		},
 		Spool:      spool,
 		SpoolEvery: cfg.SpoolEvery,

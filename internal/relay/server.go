@@ -43,6 +43,9 @@ type Config struct {
 	// Fallback records a usage event when the Redis completion fails, so a served
 	// request is never lost (normally a direct PostgreSQL ingest).
 	Fallback func(ctx context.Context, ev usage.Event) error
+	// Recorded reports whether PostgreSQL already holds a request's usage event (one the
+	// fallback wrote): an orphan sweep then drops its checkpoint instead of billing it.
+	Recorded func(ctx context.Context, requestID string) (bool, error)
 	// Spool keeps events that neither Redis nor the fallback took; Deliver hands them
 	// on later (Redis stream, else PostgreSQL).
 	Spool        *usage.Spool
@@ -283,6 +286,21 @@ func (s *Server) sweepOrphans(ctx context.Context) {
 					s.log.Warn("drop unreadable checkpoint", "request_id", o.RequestID, "err", err)
 				}
 				continue
+			}
+			if s.cfg.Recorded != nil {
+				// Completed through the PostgreSQL fallback while Redis was away (the journal
+				// entry outlived it): billed already.
+				done, err := s.cfg.Recorded(ctx, o.RequestID)
+				if err != nil {
+					s.log.Warn("look up orphaned stream in the ledger (will retry)", "request_id", o.RequestID, "err", err)
+					return
+				}
+				if done {
+					if err := s.cfg.Gate.Forget(ctx, o.RequestID); err != nil {
+						s.log.Warn("drop checkpoint of a recorded request", "request_id", o.RequestID, "err", err)
+					}
+					continue
+				}
 			}
 			lease := limit.Lease{RequestID: o.RequestID, UserID: ev.UserID, KeyID: ev.KeyID, AccountID: ev.AccountID, Orphan: true}
 			err := s.cfg.Gate.Complete(ctx, lease, usage.StreamKey(s.cfg.Prefix), o.Event, ev.BilledNano)
