@@ -556,9 +556,7 @@ func (x *exchange) checkpoint(o *outcome, u billing.Usage) {
 	// worker, and checkpoints queued behind waiting completions would never run.
 	go func() {
 		defer close(x.ckpt)
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if _, err := x.s.cfg.Gate.Checkpoint(ctx, lease, payload); err != nil {
+		if _, err := x.s.cfg.Gate.Checkpoint(context.Background(), lease, payload); err != nil {
 			x.s.log.Warn("checkpoint stream usage", "request_id", x.rid, "err", err)
 		}
 	}()
@@ -613,14 +611,14 @@ func (x *exchange) complete(lease limit.Lease, attempt int, o *outcome, upstream
 	if err == nil {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second) // for the fallbacks
-	defer cancel()
 	if errors.Is(err, limit.ErrSwept) {
 		// This proxy lost Redis for longer than the lease TTL and another one billed the
 		// checkpoint meanwhile; the request id allows one bill.
 		s.log.Warn("stream billed from its checkpoint while it ran (leases were not renewed in time)", "request_id", x.rid)
 		return
 	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second) // for the fallbacks
+	defer cancel()
 	if payload == nil {
 		s.log.Warn("release leases (they expire by themselves)", "request_id", x.rid, "err", err)
 		return
