@@ -14,14 +14,20 @@
 -- ARGV[9] random rotation for tie-breaks                    ARGV[10] candidate count
 -- ARGV[11..13] caps (nano-USD; 0: none) for KEYS[7..9]
 -- ARGV[14] how long a waiting flag lives (ms)
--- ARGV[15..] per candidate: id, priority, weight, max concurrency
+-- ARGV[15] '1': purge the expired leases of every candidate, counted or not (see below)
+-- ARGV[16..] per candidate: id, priority, weight, max concurrency
 --
 -- A request about to wait for a slot raises the waiting flag of the full scope; the
 -- completion script publishes a release only when a flag is up, so an idle proxy fleet
 -- pays no PUBLISH per request.
 --
 -- Leases are sorted-set members scored by expiry: expired ones are purged before
--- counting, so a process that dies without releasing leaks nothing past the TTL.
+-- counting, so a process that dies without releasing leaks nothing past the TTL. The
+-- one set nobody needs to count — the only candidate, with no concurrency limit — is
+-- purged when the caller asks (ARGV[15], about one call in 64).
+--
+-- Every redis.call costs about as much as the command itself (1–2 µs here), so the
+-- script reads every plain key it needs in one MGET.
 --
 -- Returns {code, value}:
 --   1 admitted, value = account id        0 balance used up       -1 no balance snapshot
@@ -35,16 +41,22 @@ local now = tonumber(ARGV[1])
 local expiry = tonumber(ARGV[2])
 local member = ARGV[3]
 local failover = ARGV[8] == '1'
+local n = tonumber(ARGV[10])
+
+-- balance, RPM counter, spend counters, sticky binding, then each candidate's state
+local reads = {KEYS[1], KEYS[2], KEYS[7], KEYS[8], KEYS[9], KEYS[5]}
+for i = 1, n do reads[6 + i] = KEYS[11 + (i - 1) * 3 + 2] end
+local v = redis.call('MGET', unpack(reads))
 
 if failover then
   redis.call('ZREM', KEYS[6], member)
 else
-  local bal = redis.call('GET', KEYS[1])
+  local bal = v[1]
   if not bal then return {-1, 0} end
   if tonumber(bal) <= 0 then return {0, 0} end
   local rpm = tonumber(ARGV[6])
   if rpm > 0 then
-    local used = tonumber(redis.call('GET', KEYS[2]) or '0')
+    local used = tonumber(v[2] or '0')
     if used >= rpm then
       return {4, 60000 - (now % 60000)}
     end
@@ -52,7 +64,7 @@ else
   for c = 1, 3 do
     local cap = tonumber(ARGV[10 + c])
     if cap > 0 then
-      local spent = redis.call('GET', KEYS[6 + c])
+      local spent = v[2 + c]
       if not spent then return {-2, c} end
       if tonumber(spent) >= cap then return {7, c} end
     end
@@ -75,32 +87,41 @@ else
   end
 end
 
-local n = tonumber(ARGV[10])
 local sticky = nil
 if tonumber(ARGV[7]) > 0 then
-  sticky = redis.call('GET', KEYS[5])
+  sticky = v[6]
 end
+local purge = ARGV[15] == '1'
 local best, bestPrio, bestLoad = nil, nil, nil
 local stickyIdx = nil
 local anyUsable = false
 local rot = tonumber(ARGV[9])
 for j = 0, n - 1 do
   local i = ((j + rot) % n) + 1
-  local base = 14 + (i - 1) * 4
+  local base = 15 + (i - 1) * 4
   local id, prio, weight, maxc = ARGV[base + 1], tonumber(ARGV[base + 2]), tonumber(ARGV[base + 3]), tonumber(ARGV[base + 4])
-  local leases, state = KEYS[11 + (i - 1) * 3 + 1], KEYS[11 + (i - 1) * 3 + 2]
-  local blockedUntil = tonumber(redis.call('GET', state) or '0')
+  local leases = KEYS[11 + (i - 1) * 3 + 1]
+  local blockedUntil = tonumber(v[6 + i] or '0')
   if blockedUntil <= now then
     anyUsable = true
-    redis.call('ZREMRANGEBYSCORE', leases, '-inf', now)
-    local inflight = redis.call('ZCARD', leases)
-    if maxc == 0 or inflight < maxc then
+    if maxc == 0 and n == 1 then
+      -- Alone and unlimited: its load decides nothing.
+      if purge then redis.call('ZREMRANGEBYSCORE', leases, '-inf', now) end
+      best, bestPrio, bestLoad = i, prio, 0
       if sticky == id then stickyIdx = i end
-      local load = inflight / weight
-      if best == nil or prio < bestPrio or (prio == bestPrio and load < bestLoad) then
-        best, bestPrio, bestLoad = i, prio, load
+    else
+      redis.call('ZREMRANGEBYSCORE', leases, '-inf', now)
+      local inflight = redis.call('ZCARD', leases)
+      if maxc == 0 or inflight < maxc then
+        if sticky == id then stickyIdx = i end
+        local load = inflight / weight
+        if best == nil or prio < bestPrio or (prio == bestPrio and load < bestLoad) then
+          best, bestPrio, bestLoad = i, prio, load
+        end
       end
     end
+  elseif purge then
+    redis.call('ZREMRANGEBYSCORE', leases, '-inf', now)
   end
 end
 if stickyIdx ~= nil then best = stickyIdx end
@@ -114,14 +135,16 @@ if best == nil then
   return {6, 0}
 end
 
-local accountId = ARGV[14 + (best - 1) * 4 + 1]
+local accountId = ARGV[15 + (best - 1) * 4 + 1]
 redis.call('ZADD', KEYS[11 + (best - 1) * 3 + 1], expiry, member)
 if not failover then
   if tonumber(ARGV[4]) > 0 then redis.call('ZADD', KEYS[3], expiry, member) end
   if tonumber(ARGV[5]) > 0 then redis.call('ZADD', KEYS[4], expiry, member) end
   if tonumber(ARGV[6]) > 0 then
-    redis.call('INCR', KEYS[2])
-    redis.call('PEXPIRE', KEYS[2], 61000)
+    -- The window's counter is made here and nowhere else: it needs its expiry once.
+    if redis.call('INCR', KEYS[2]) == 1 then
+      redis.call('PEXPIRE', KEYS[2], 61000)
+    end
   end
 end
 if tonumber(ARGV[7]) > 0 then

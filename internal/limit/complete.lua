@@ -20,6 +20,8 @@
 --       marks the request for a day; if the entry was renewed since the sweep read it
 --       (its proxy is alive after all), nothing at all happens.
 -- ARGV[6] now (ms), for mode '2'
+-- ARGV[7], ARGV[8] '1' when the request may hold a lease in the user's, the key's set
+--         (admission takes them only where the scope has a concurrency limit)
 --
 -- Returns 1; 2 when the request was billed by the other side (nothing billed now); 3
 -- when a sweep found the request alive (nothing changed).
@@ -29,8 +31,8 @@ if ARGV[5] == '2' then
     return 3
   end
 end
-redis.call('ZREM', KEYS[3], ARGV[3])
-redis.call('ZREM', KEYS[4], ARGV[3])
+if ARGV[7] == '1' then redis.call('ZREM', KEYS[3], ARGV[3]) end
+if ARGV[8] == '1' then redis.call('ZREM', KEYS[4], ARGV[3]) end
 redis.call('ZREM', KEYS[5], ARGV[3])
 local result = 1
 if ARGV[5] == '1' then
@@ -49,16 +51,18 @@ end
 if ARGV[1] ~= '' and result == 1 then
   redis.call('XADD', KEYS[1], '*', 'e', ARGV[1])
   local billed = tonumber(ARGV[2])
-  -- A missing snapshot stays missing: the next admission loads the ledger balance.
-  if billed > 0 and redis.call('EXISTS', KEYS[2]) == 1 then
-    redis.call('DECRBY', KEYS[2], billed)
-  end
-  -- Spend counters, like the snapshot, only move when present: a missing one is loaded
-  -- from the ledger's usage events at the next admission that needs it.
   if billed > 0 then
-    for c = 7, 9 do
-      if redis.call('EXISTS', KEYS[c]) == 1 then
-        redis.call('INCRBY', KEYS[c], billed)
+    -- A missing snapshot stays missing: the next admission loads the ledger balance.
+    -- Spend counters, like the snapshot, only move when present: a missing one is
+    -- loaded from the ledger's usage events at the next admission that needs it. One
+    -- MGET tells which are present (a redis.call costs as much as the command).
+    local v = redis.call('MGET', KEYS[2], KEYS[7], KEYS[8], KEYS[9])
+    if v[1] then
+      redis.call('DECRBY', KEYS[2], billed)
+    end
+    for c = 2, 4 do
+      if v[c] then
+        redis.call('INCRBY', KEYS[5 + c], billed)
       end
     end
   end

@@ -122,7 +122,33 @@ type Lease struct {
 	Journaled bool
 	// Orphan: the completion is an orphan sweep's, billing the checkpoint (Orphans).
 	Orphan bool
+	// sets records which of the user's and the key's lease sets admission wrote, so that
+	// completion and renewal leave the others alone. Zero (a lease rebuilt from the
+	// journal) means all of them.
+	sets uint8
 }
+
+const (
+	setsKnown uint8 = 1 << iota
+	setUser
+	setKey
+)
+
+// heldSets: admission takes a user or key lease only where that scope has a limit.
+func heldSets(req Request) uint8 {
+	s := setsKnown
+	if req.UserConcurrency > 0 {
+		s |= setUser
+	}
+	if req.KeyConcurrency > 0 {
+		s |= setKey
+	}
+	return s
+}
+
+// holdsUser and holdsKey report whether the lease may sit in the user's or the key's set.
+func (l Lease) holdsUser() bool { return l.sets&setsKnown == 0 || l.sets&setUser != 0 }
+func (l Lease) holdsKey() bool  { return l.sets&setsKnown == 0 || l.sets&setKey != 0 }
 
 // Refusal is a request refused by a limit; the relay renders it in the protocol's shape.
 type Refusal struct {
@@ -213,7 +239,8 @@ func (g *Gate) Admit(ctx context.Context, req Request) (Lease, error) {
 		var scopes []string
 		switch code {
 		case 1:
-			return Lease{RequestID: req.RequestID, UserID: req.UserID, KeyID: req.KeyID, AccountID: val, Waited: time.Since(start)}, nil
+			return Lease{RequestID: req.RequestID, UserID: req.UserID, KeyID: req.KeyID, AccountID: val, Waited: time.Since(start),
+				sets: heldSets(req)}, nil
 		case -1:
 			if primed {
 				return Lease{}, fmt.Errorf("%w: balance snapshot did not settle", ErrUnavailable)
@@ -351,14 +378,14 @@ func (g *Gate) run(ctx context.Context, req Request, releaseAccount int64, failo
 	keys = append(keys, g.balanceKey(req.UserID), g.rpmKey(req.KeyID, now), g.userLeases(req.UserID),
 		g.keyLeases(req.KeyID), stickyKey, release, spend[0], spend[1], spend[2],
 		g.waitingKey("u:"+strconv.FormatInt(req.UserID, 10)), g.waitingKey("k:"+strconv.FormatInt(req.KeyID, 10)))
-	args := make([]any, 0, 14+4*len(req.Candidates))
+	args := make([]any, 0, 15+4*len(req.Candidates))
 	fo := "0"
 	if failover {
 		fo = "1"
 	}
 	args = append(args, now.UnixMilli(), now.Add(g.opts.LeaseTTL).UnixMilli(), req.RequestID,
 		req.UserConcurrency, req.KeyConcurrency, req.KeyRPM, stickyTTL, fo, rand.IntN(1<<20), len(req.Candidates),
-		req.KeyDailyCap, req.KeyMonthlyCap, req.UserDailyCap, (g.opts.MaxWait + time.Second).Milliseconds())
+		req.KeyDailyCap, req.KeyMonthlyCap, req.UserDailyCap, (g.opts.MaxWait + time.Second).Milliseconds(), purgeFlag())
 	for _, c := range req.Candidates {
 		keys = append(keys, g.accountLeases(c.ID), g.AccountStateKey(c.ID), g.waitingKey("a:"+strconv.FormatInt(c.ID, 10)))
 		args = append(args, c.ID, c.Priority, max(c.Weight, 1), c.MaxConcurrency)
@@ -368,6 +395,16 @@ func (g *Gate) run(ctx context.Context, req Request, releaseAccount int64, failo
 		return 0, 0, fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
 	return res[0], res[1], nil
+}
+
+// purgeFlag asks about one admission in 64 to purge expired leases from the sets it
+// does not count (admit.lua); the others leave them, as they cost nothing but memory
+// and only a dead process leaves any.
+func purgeFlag() int {
+	if rand.IntN(64) == 0 {
+		return 1
+	}
+	return 0
 }
 
 func (g *Gate) primeBalance(ctx context.Context, userID int64) error {
@@ -406,7 +443,7 @@ func (g *Gate) Complete(ctx context.Context, l Lease, stream string, event []byt
 		[]string{stream, g.balanceKey(l.UserID), g.userLeases(l.UserID), g.keyLeases(l.KeyID), g.accountLeases(l.AccountID),
 			g.releaseChannel(), spend[0], spend[1], spend[2], g.waitingKey(u), g.waitingKey(k), g.waitingKey(a),
 			g.journalKey(), g.journalEventsKey(), mark},
-		event, billedNano, l.RequestID, u+" "+k+" "+a, mode, time.Now().UnixMilli()).Int64()
+		event, billedNano, l.RequestID, u+" "+k+" "+a, mode, time.Now().UnixMilli(), flag(l.holdsUser()), flag(l.holdsKey())).Int64()
 	if err != nil && !errors.Is(err, redis.Nil) {
 		return fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
@@ -417,6 +454,13 @@ func (g *Gate) Complete(ctx context.Context, l Lease, stream string, event []byt
 		return ErrAlive
 	}
 	return nil
+}
+
+func flag(b bool) string {
+	if b {
+		return "1"
+	}
+	return "0"
 }
 
 // ErrAlive: a sweep's completion found the request's lease renewed since Orphans read

@@ -58,9 +58,15 @@ func (g *Gate) renewLoop(ctx context.Context) {
 			for _, l := range batch {
 				// XX: never resurrect a lease completion already released. The journal
 				// entry (a stream's checkpoint) lives as long as the lease.
-				for _, key := range []string{g.userLeases(l.UserID), g.keyLeases(l.KeyID), g.accountLeases(l.AccountID), g.journalKey()} {
-					pipe.ZAddXX(ctx, key, redis.Z{Score: exp, Member: l.RequestID})
+				z := redis.Z{Score: exp, Member: l.RequestID}
+				if l.holdsUser() {
+					pipe.ZAddXX(ctx, g.userLeases(l.UserID), z)
 				}
+				if l.holdsKey() {
+					pipe.ZAddXX(ctx, g.keyLeases(l.KeyID), z)
+				}
+				pipe.ZAddXX(ctx, g.accountLeases(l.AccountID), z)
+				pipe.ZAddXX(ctx, g.journalKey(), z)
 			}
 			rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 			_, err := pipe.Exec(rctx)
