@@ -3,6 +3,7 @@ package limit
 import (
 	"context"
 	"errors"
+	"strconv"
 	"testing"
 	"time"
 
@@ -182,6 +183,75 @@ func TestDayMonth(t *testing.T) {
 		d, m := dayMonth(tm)
 		if d != tm.UTC().Format("20060102") || m != tm.UTC().Format("200601") {
 			t.Errorf("dayMonth(%v) = %s %s", tm, d, m)
+		}
+	}
+}
+
+// TestUncountedLeasesArePurged: the lone unlimited account's lease set is not counted at
+// admission, so nothing purges it there every time; a dead process's lease in it must
+// still go (about one admission in 64 purges), and completion must release a lease
+// from every set it sits in — only those admission wrote for a live lease, all of them
+// for a lease rebuilt from the journal.
+func TestUncountedLeasesArePurged(t *testing.T) {
+	rdb, prefix := testenv.Redis(t)
+	ctx := context.Background()
+	g := NewGate(rdb, prefix, func(context.Context, int64) (int64, error) { return 1_000_000_000, nil }, nil, Options{})
+	one := []Candidate{{ID: 3, Priority: 1, Weight: 1}}
+	accSet := prefix + "conc:a:3"
+	dead := time.Now().Add(-time.Minute).UnixMilli()
+	if err := rdb.ZAdd(ctx, accSet, redis.Z{Score: float64(dead), Member: "dead"}).Err(); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; ; i++ {
+		l, err := g.Admit(ctx, Request{RequestID: "p" + strconv.Itoa(i), UserID: 9, KeyID: 7, Candidates: one})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if l.holdsUser() || l.holdsKey() {
+			t.Fatal("a lease without user or key limits claims their sets")
+		}
+		if err := g.Complete(ctx, l, prefix+"usage", nil, 0); err != nil {
+			t.Fatal(err)
+		}
+		if score, err := rdb.ZScore(ctx, accSet, "dead").Result(); errors.Is(err, redis.Nil) {
+			break
+		} else if err != nil || score != float64(dead) {
+			t.Fatalf("dead lease: %v %v", score, err)
+		}
+		if i == 3000 { // (63/64)^3000 ≈ 3e-21
+			t.Fatal("the expired lease was never purged")
+		}
+	}
+	if n, _ := rdb.ZCard(ctx, accSet).Result(); n != 0 {
+		t.Fatalf("%d leases left in the account's set", n)
+	}
+
+	// With limits, the lease sits in all three sets and completion empties them.
+	l, err := g.Admit(ctx, Request{RequestID: "lim", UserID: 9, KeyID: 7, UserConcurrency: 5, KeyConcurrency: 5, Candidates: one})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sets := []string{prefix + "conc:u:9", prefix + "conc:k:7", accSet}
+	for _, s := range sets {
+		if n, _ := rdb.ZCard(ctx, s).Result(); n != 1 {
+			t.Fatalf("%s holds %d leases, want 1", s, n)
+		}
+	}
+	if err := g.Complete(ctx, l, prefix+"usage", nil, 0); err != nil {
+		t.Fatal(err)
+	}
+	// A lease rebuilt from the journal (no record of its sets) releases from all.
+	l2, err := g.Admit(ctx, Request{RequestID: "orphan", UserID: 9, KeyID: 7, UserConcurrency: 5, KeyConcurrency: 5, Candidates: one})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rebuilt := Lease{RequestID: l2.RequestID, UserID: 9, KeyID: 7, AccountID: l2.AccountID}
+	if err := g.Complete(ctx, rebuilt, prefix+"usage", nil, 0); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range sets {
+		if n, _ := rdb.ZCard(ctx, s).Result(); n != 0 {
+			t.Fatalf("%s holds %d leases after completion", s, n)
 		}
 	}
 }
