@@ -132,26 +132,72 @@ const clockTicks = 100
 
 // procCPU returns the CPU time (user + system) process pid has used.
 func procCPU(pid int) (time.Duration, error) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	st, err := readProcStat(pid)
 	if err != nil {
 		return 0, err
+	}
+	return st.cpu, nil
+}
+
+// procStat is what the bench reads from /proc/PID/stat.
+type procStat struct {
+	ppid     int
+	cpu      time.Duration // utime + stime
+	children time.Duration // cutime + cstime: children that exited and were waited for
+}
+
+func readProcStat(pid int) (procStat, error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return procStat{}, err
 	}
 	// The command name is in parentheses and may hold spaces; fields follow the last ')'.
 	i := bytes.LastIndexByte(b, ')')
 	if i < 0 {
-		return 0, errors.New("malformed /proc stat")
+		return procStat{}, errors.New("malformed /proc stat")
 	}
 	f := strings.Fields(string(b[i+1:]))
-	// After ')': state(3) ppid(4) … utime(14) stime(15), so utime is f[11].
-	if len(f) < 13 {
-		return 0, errors.New("short /proc stat")
+	// After ')': state(3) ppid(4) … utime(14) stime(15) cutime(16) cstime(17), so ppid is
+	// f[1] and utime f[11].
+	if len(f) < 15 {
+		return procStat{}, errors.New("short /proc stat")
 	}
-	ut, err1 := strconv.ParseInt(f[11], 10, 64)
-	st, err2 := strconv.ParseInt(f[12], 10, 64)
-	if err := errors.Join(err1, err2); err != nil {
+	var n [5]int64
+	for j, k := range [5]int{1, 11, 12, 13, 14} {
+		if n[j], err = strconv.ParseInt(f[k], 10, 64); err != nil {
+			return procStat{}, fmt.Errorf("/proc stat: %w", err)
+		}
+	}
+	tick := func(t int64) time.Duration { return time.Duration(t) * time.Second / clockTicks }
+	return procStat{ppid: int(n[0]), cpu: tick(n[1] + n[2]), children: tick(n[3] + n[4])}, nil
+}
+
+// treeCPU returns the CPU time of process pid and all its direct children, living or
+// exited (PostgreSQL: the postmaster and its backends, which come and go with
+// connections). A child that exits between two readings moves from the living sum to
+// the parent's cutime, so differences stay exact.
+func treeCPU(pid int) (time.Duration, error) {
+	root, err := readProcStat(pid)
+	if err != nil {
 		return 0, err
 	}
-	return time.Duration(ut+st) * time.Second / clockTicks, nil
+	total := root.cpu + root.children
+	dirs, err := os.ReadDir("/proc")
+	if err != nil {
+		return 0, err
+	}
+	for _, d := range dirs {
+		child, err := strconv.Atoi(d.Name())
+		if err != nil {
+			continue
+		}
+		st, err := readProcStat(child)
+		if err != nil || st.ppid != pid {
+			continue // gone meanwhile, or not a child
+		}
+		total += st.cpu
+	}
+	return total, nil
 }
 
 // procRSS returns the resident set size of process pid in bytes.

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"net/http"
 	"os"
 	"runtime"
@@ -338,14 +339,17 @@ func cmpFloat(a, b float64) int {
 }
 
 // cpuMeter measures the CPU of every process involved over a run: the proxy, Redis
-// (INFO CPU), and for the notes the worker, fakellm and the bench client itself.
+// (INFO CPU), and for the notes the worker, PostgreSQL (the postmaster and its
+// backends), fakellm and the bench client itself.
 type cpuMeter struct {
 	b      *bench
 	pids   [4]int // proxy, worker, fakellm, bench
 	t0     [4]time.Duration
 	redis0 float64
+	pgPID  int // 0 when the postmaster's pid cannot be read
+	pg0    time.Duration
 	// Seconds used during the run, after done.
-	proxy, worker, fakellm, client, redis float64
+	proxy, worker, fakellm, client, redis, pg float64
 }
 
 func (b *bench) startCPU(ctx context.Context) (*cpuMeter, error) {
@@ -360,6 +364,11 @@ func (b *bench) startCPU(ctx context.Context) (*cpuMeter, error) {
 	var err error
 	if m.redis0, err = b.redisCPU(ctx); err != nil {
 		return nil, err
+	}
+	if pid, err := b.s.postmasterPID(); err == nil {
+		if t, err := treeCPU(pid); err == nil {
+			m.pgPID, m.pg0 = pid, t
+		}
 	}
 	return m, nil
 }
@@ -379,33 +388,41 @@ func (m *cpuMeter) done(ctx context.Context) error {
 	}
 	m.proxy, m.worker, m.fakellm, m.client = used[0], used[1], used[2], used[3]
 	m.redis = r - m.redis0
+	m.pg = math.NaN()
+	if m.pgPID != 0 {
+		if t, err := treeCPU(m.pgPID); err == nil {
+			m.pg = (t - m.pg0).Seconds()
+		}
+	}
 	return nil
 }
 
 // cpuTable keeps the CPU per 10k requests of each process over the rounds of a
 // scenario, for a note.
 type cpuTable struct {
-	direct, tollgate [5][]float64 // proxy, redis, worker, fakellm, client
+	direct, tollgate [6][]float64 // proxy, redis, worker, PostgreSQL, fakellm, client
 }
 
-var cpuProcs = [5]string{"proxy", "Redis", "worker", "fakellm", "bench client"}
+var cpuProcs = [6]string{"proxy", "Redis", "worker", "PostgreSQL", "fakellm", "bench client"}
 
 func (c *cpuTable) add(t target, m *cpuMeter, n int) {
 	tab := &c.direct
 	if t.name == "tollgate" {
 		tab = &c.tollgate
 	}
-	for i, v := range [5]float64{m.proxy, m.redis, m.worker, m.fakellm, m.client} {
-		tab[i] = append(tab[i], per10k(v, n))
+	for i, v := range [6]float64{m.proxy, m.redis, m.worker, m.pg, m.fakellm, m.client} {
+		if !math.IsNaN(v) {
+			tab[i] = append(tab[i], per10k(v, n))
+		}
 	}
 }
 
 func (c *cpuTable) note(scenario string) string {
-	line := func(tab *[5][]float64, procs ...int) string {
+	line := func(tab *[6][]float64, procs ...int) string {
 		var parts []string
 		for _, i := range procs {
 			if len(tab[i]) == 0 {
-				return "-"
+				continue
 			}
 			v := slices.Clone(tab[i])
 			slices.Sort(v)
@@ -413,8 +430,8 @@ func (c *cpuTable) note(scenario string) string {
 		}
 		return strings.Join(parts, ", ")
 	}
-	return fmt.Sprintf("%s CPU seconds per 10k requests (medians): direct: %s; tollgate: %s. The worker's figure excludes PostgreSQL's own CPU.",
-		scenario, line(&c.direct, 3, 4), line(&c.tollgate, 0, 1, 2, 3, 4))
+	return fmt.Sprintf("%s CPU seconds per 10k requests (medians): direct: %s; tollgate: %s. PostgreSQL is every backend's CPU (the proxy's and the worker's).",
+		scenario, line(&c.direct, 4, 5), line(&c.tollgate, 0, 1, 2, 3, 4, 5))
 }
 
 // per10k converts CPU seconds over n requests to seconds per 10,000 requests.

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -122,6 +123,17 @@ func setUp(ctx context.Context, s *stack) error {
 	return s.startProcesses(ctx)
 }
 
+// postmasterPID reads the pid of the local PostgreSQL from its data directory
+// (.ci/services.sh keeps it under .dev/pg/data).
+func (s *stack) postmasterPID() (int, error) {
+	b, err := os.ReadFile(filepath.Join(s.root, ".dev", "pg", "data", "postmaster.pid"))
+	if err != nil {
+		return 0, err
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	return strconv.Atoi(strings.TrimSpace(line))
+}
+
 // commonEnv is the environment every Tollgate process of the bench shares.
 func (s *stack) commonEnv() []string {
 	return []string{
@@ -154,7 +166,7 @@ func (s *stack) startProcesses(ctx context.Context) error {
 			return err
 		}
 	}
-	if s.worker, err = startChild(s.root, "worker", filepath.Join(s.bin, "worker"), append(s.commonEnv(), "WORKER_HEALTH_ADDR="+s.workerAddr)); err != nil {
+	if s.worker, err = startChild(s.root, "worker", filepath.Join(s.bin, "worker"), append(append(s.commonEnv(), "WORKER_HEALTH_ADDR="+s.workerAddr), strings.Fields(os.Getenv("BENCH_WORKER_ENV"))...)); err != nil {
 		return err
 	}
 	if err := waitHTTP(ctx, s.fakellm, "http://"+s.fakellmAddr+"/healthz", 20*time.Second); err != nil {
