@@ -67,7 +67,7 @@ func run(ctx context.Context, stderr io.Writer) error {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	host, _ := os.Hostname()
 	name := fmt.Sprintf("%s-%d", host, os.Getpid())
-	consumer := usage.NewConsumer(rdb, pool, cfg.RedisPrefix, name, log, usage.WithMetrics(reg), usage.WithClaimIdle(cfg.UsageClaimIdle))
+	consumer := usage.NewConsumer(rdb, pool, cfg.RedisPrefix, name, log, usage.WithMetrics(reg), usage.WithClaimIdle(cfg.UsageClaimIdle), usage.WithLinger(cfg.UsageLinger))
 
 	jobs, err := job.NewClient(pool, log, job.Config{FXSourceURL: cfg.FXSourceURL, OnFXRate: func(ctx context.Context) {
 		// Proxies reload prices, group factors and the rate on this event.

@@ -120,6 +120,9 @@ type Worker struct {
 	// UsageClaimIdle: usage entries a worker read but did not acknowledge for this long
 	// (it died mid-batch) are taken over by another worker.
 	UsageClaimIdle time.Duration `env:"USAGE_CLAIM_IDLE" envDefault:"30s"`
+	// UsageLinger: after a short batch the consumer waits this long before reading again,
+	// so that busy periods are stored in few large transactions (0: read again at once).
+	UsageLinger time.Duration `env:"USAGE_LINGER" envDefault:"50ms"`
 }
 
 // LoadWeb reads and validates cmd/web's environment.

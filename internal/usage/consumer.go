@@ -43,6 +43,7 @@ type Consumer struct {
 	batch     int
 	block     time.Duration
 	claimIdle time.Duration
+	linger    time.Duration
 	metrics   *consumerMetrics
 
 	// Touched only by the goroutine in Run or ProcessOnce.
@@ -63,6 +64,13 @@ func WithBatchSize(n int) ConsumerOption { return func(c *Consumer) { c.batch = 
 // WithBlock sets how long Run waits on the stream for new entries (default 1 s).
 func WithBlock(d time.Duration) ConsumerOption { return func(c *Consumer) { c.block = d } }
 
+// WithLinger sets how long Run pauses after a batch smaller than the batch size before
+// it reads again (default 50 ms), so that under load entries gather into batches of
+// hundreds instead of one transaction — a commit, a ledger row per user and the
+// stream round trips — for every few. An idle stream is read at once: the first entry
+// after a quiet spell is stored without waiting. 0 disables the pause.
+func WithLinger(d time.Duration) ConsumerOption { return func(c *Consumer) { c.linger = d } }
+
 // WithClaimIdle sets how long an entry must sit unacknowledged in another consumer's
 // pending list before this one takes it over (default 30 s). Shorter risks storing an
 // entry twice (harmless, but wasted work) while its first reader is merely slow.
@@ -79,7 +87,7 @@ func NewConsumer(rdb redis.UniversalClient, pool *pgxpool.Pool, prefix, name str
 	c := &Consumer{
 		rdb: rdb, pool: pool, log: log, name: name,
 		stream: StreamKey(prefix), dead: DeadLetterKey(prefix),
-		batch: 500, block: time.Second, claimIdle: 30 * time.Second,
+		batch: 500, block: time.Second, claimIdle: 30 * time.Second, linger: 50 * time.Millisecond,
 		claimFrom: "0-0",
 	}
 	for _, o := range opts {
@@ -113,12 +121,15 @@ func (c *Consumer) Run(ctx context.Context) error {
 	var backoff time.Duration
 	for ctx.Err() == nil {
 		claim := c.claimFrom != "0-0" || time.Since(c.claimedAt) >= c.claimIdle/2
-		_, err := c.pass(ctx, c.block, claim)
+		n, err := c.pass(ctx, c.block, claim)
 		if err == nil {
 			if backoff > 0 {
 				c.log.Info("usage ingestion recovered")
 			}
 			backoff = 0
+			if n > 0 && n < c.batch && c.linger > 0 {
+				c.pause(ctx, c.linger) // let the next batch gather
+			}
 			continue
 		}
 		if ctx.Err() != nil {
@@ -126,12 +137,19 @@ func (c *Consumer) Run(ctx context.Context) error {
 		}
 		backoff = min(max(2*backoff, 100*time.Millisecond), retryBackoffMax)
 		c.log.Warn("usage ingestion failed; will retry", "err", err, "pending", len(c.retry), "retry_in", backoff)
-		select {
-		case <-ctx.Done():
-		case <-time.After(backoff):
-		}
+		c.pause(ctx, backoff)
 	}
 	return nil
+}
+
+// pause waits for d or until ctx is done.
+func (c *Consumer) pause(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
 }
 
 // ProcessOnce does one pass without waiting for new entries: it retries a batch that

@@ -370,6 +370,52 @@ func TestConsumerRun(t *testing.T) {
 	b.requireStreamSettled(t)
 }
 
+// TestConsumerRunGathersBatchesUnderLoad: the first entry after a quiet spell is stored
+// at once, and a steady trickle of entries is then stored in a few batches (one per
+// linger), not a transaction per entry or two. With the linger off (0) the same trickle
+// takes a batch per entry or two, which this test would reject.
+func TestConsumerRunGathersBatchesUnderLoad(t *testing.T) {
+	t.Parallel()
+	b := setupConsumer(t)
+	const linger = 400 * time.Millisecond
+	c := b.consumer("w", usage.WithBlock(50*time.Millisecond), usage.WithLinger(linger))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	defer func() {
+		cancel()
+		<-done
+	}()
+	waitIngested := func(n int64) time.Duration {
+		t.Helper()
+		start := time.Now()
+		for c.Stats().Ingested < n {
+			if time.Since(start) > 10*time.Second {
+				t.Fatalf("ingested %+v after 10 s, want %d events", c.Stats(), n)
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+		return time.Since(start)
+	}
+
+	b.add(t, b.event(0, "first", 1))
+	if took := waitIngested(1); took >= linger {
+		t.Fatalf("the first entry on an idle stream took %v to store; it should not wait for the linger (%v)", took, linger)
+	}
+	// 60 entries over about 600 ms: without the pause each would find the consumer idle.
+	time.Sleep(linger) // the pause after the first batch is over
+	before := c.Stats().Batches
+	for i := range 60 {
+		b.add(t, b.event(i%2, fmt.Sprintf("trickle-%d", i), 1))
+		time.Sleep(10 * time.Millisecond)
+	}
+	waitIngested(61)
+	if n := c.Stats().Batches - before; n > 5 {
+		t.Fatalf("60 entries arriving over ~600 ms were stored in %d batches; with a %v linger they should take about 3", n, linger)
+	}
+	b.requireLedgerConsistent(t)
+}
+
 // counterValue reads a counter from the registry, as a scrape would.
 func counterValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
 	t.Helper()
