@@ -259,6 +259,7 @@ func (b *testBundle) insertUsage(t *testing.T, user sqlc.User, f usageFixture, e
 		p.UserAgent = append(p.UserAgent, "test")
 		p.ErrorClass = append(p.ErrorClass, "")
 		p.Attempt = append(p.Attempt, 1)
+		p.WalletTxID = append(p.WalletTxID, 0)
 	}
 	rows, err := b.q.UsageEventInsertBatch(context.Background(), b.db, p)
 	if err != nil || len(rows) != len(events) {

@@ -1,12 +1,17 @@
+-- name: UsageEventExistingRequestIDs :many
+-- The request ids of a batch that are stored already (a replayed batch).
+SELECT request_id FROM usage_events WHERE request_id = ANY(@request_ids::text[]);
+
 -- name: UsageEventInsertBatch :many
--- Inserts a batch in one round trip; rows whose request_id exists are skipped, and only
--- the rows actually inserted come back, so the caller debits each event exactly once.
+-- Inserts a batch in one round trip, each row linked to the ledger row that debited it
+-- (wallet_tx_id 0: none); rows whose request_id exists are skipped, and only the rows
+-- actually inserted come back.
 INSERT INTO usage_events (
     request_id, created_at, user_id, api_key_id, group_id, account_id, provider, endpoint,
     model_requested, model_upstream, input_tokens, output_tokens, cache_write_5m_tokens,
     cache_write_1h_tokens, cache_read_tokens, reasoning_tokens, official_cost_nano,
     billed_cost_nano, factor_num, factor_den, price_id, fx_rate_micro, status, stream,
-    ttfb_ms, duration_ms, client_ip, user_agent, error_class, attempt)
+    ttfb_ms, duration_ms, client_ip, user_agent, error_class, attempt, wallet_tx_id)
 -- Parallel unnest() calls in one SELECT list walk the arrays in lockstep.
 SELECT unnest(@request_id::text[]),
        unnest(@created_at::timestamptz[]),
@@ -37,12 +42,10 @@ SELECT unnest(@request_id::text[]),
        unnest(@client_ip::text[]),
        unnest(@user_agent::text[]),
        unnest(@error_class::text[]),
-       unnest(@attempt::integer[])
+       unnest(@attempt::integer[]),
+       nullif(unnest(@wallet_tx_id::bigint[]), 0)
 ON CONFLICT (request_id) DO NOTHING
 RETURNING id, user_id, billed_cost_nano;
-
--- name: UsageEventLinkWalletTx :exec
-UPDATE usage_events SET wallet_tx_id = @wallet_tx_id WHERE id = ANY(@ids::bigint[]);
 
 -- name: UsageEventListByUser :many
 SELECT e.*, coalesce(k.name, '') AS key_name

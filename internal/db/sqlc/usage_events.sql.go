@@ -21,6 +21,31 @@ func (q *Queries) UsageEventCountByUser(ctx context.Context, db DBTX, userID int
 	return count, err
 }
 
+const usageEventExistingRequestIDs = `-- name: UsageEventExistingRequestIDs :many
+SELECT request_id FROM usage_events WHERE request_id = ANY($1::text[])
+`
+
+// The request ids of a batch that are stored already (a replayed batch).
+func (q *Queries) UsageEventExistingRequestIDs(ctx context.Context, db DBTX, requestIds []string) ([]string, error) {
+	rows, err := db.Query(ctx, usageEventExistingRequestIDs, requestIds)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []string{}
+	for rows.Next() {
+		var request_id string
+		if err := rows.Scan(&request_id); err != nil {
+			return nil, err
+		}
+		items = append(items, request_id)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const usageEventGetByRequestID = `-- name: UsageEventGetByRequestID :one
 SELECT id, request_id, created_at, user_id, api_key_id, group_id, account_id, provider, endpoint, model_requested, model_upstream, input_tokens, output_tokens, cache_write_5m_tokens, cache_write_1h_tokens, cache_read_tokens, reasoning_tokens, official_cost_nano, billed_cost_nano, factor_num, factor_den, price_id, fx_rate_micro, status, stream, ttfb_ms, duration_ms, client_ip, user_agent, error_class, attempt, wallet_tx_id, ingested_at FROM usage_events WHERE request_id = $1
 `
@@ -72,7 +97,7 @@ INSERT INTO usage_events (
     model_requested, model_upstream, input_tokens, output_tokens, cache_write_5m_tokens,
     cache_write_1h_tokens, cache_read_tokens, reasoning_tokens, official_cost_nano,
     billed_cost_nano, factor_num, factor_den, price_id, fx_rate_micro, status, stream,
-    ttfb_ms, duration_ms, client_ip, user_agent, error_class, attempt)
+    ttfb_ms, duration_ms, client_ip, user_agent, error_class, attempt, wallet_tx_id)
 SELECT unnest($1::text[]),
        unnest($2::timestamptz[]),
        unnest($3::bigint[]),
@@ -102,7 +127,8 @@ SELECT unnest($1::text[]),
        unnest($27::text[]),
        unnest($28::text[]),
        unnest($29::text[]),
-       unnest($30::integer[])
+       unnest($30::integer[]),
+       nullif(unnest($31::bigint[]), 0)
 ON CONFLICT (request_id) DO NOTHING
 RETURNING id, user_id, billed_cost_nano
 `
@@ -138,6 +164,7 @@ type UsageEventInsertBatchParams struct {
 	UserAgent          []string
 	ErrorClass         []string
 	Attempt            []int32
+	WalletTxID         []int64
 }
 
 type UsageEventInsertBatchRow struct {
@@ -146,8 +173,9 @@ type UsageEventInsertBatchRow struct {
 	BilledCostNano int64
 }
 
-// Inserts a batch in one round trip; rows whose request_id exists are skipped, and only
-// the rows actually inserted come back, so the caller debits each event exactly once.
+// Inserts a batch in one round trip, each row linked to the ledger row that debited it
+// (wallet_tx_id 0: none); rows whose request_id exists are skipped, and only the rows
+// actually inserted come back.
 // Parallel unnest() calls in one SELECT list walk the arrays in lockstep.
 func (q *Queries) UsageEventInsertBatch(ctx context.Context, db DBTX, arg UsageEventInsertBatchParams) ([]UsageEventInsertBatchRow, error) {
 	rows, err := db.Query(ctx, usageEventInsertBatch,
@@ -181,6 +209,7 @@ func (q *Queries) UsageEventInsertBatch(ctx context.Context, db DBTX, arg UsageE
 		arg.UserAgent,
 		arg.ErrorClass,
 		arg.Attempt,
+		arg.WalletTxID,
 	)
 	if err != nil {
 		return nil, err
@@ -198,20 +227,6 @@ func (q *Queries) UsageEventInsertBatch(ctx context.Context, db DBTX, arg UsageE
 		return nil, err
 	}
 	return items, nil
-}
-
-const usageEventLinkWalletTx = `-- name: UsageEventLinkWalletTx :exec
-UPDATE usage_events SET wallet_tx_id = $1 WHERE id = ANY($2::bigint[])
-`
-
-type UsageEventLinkWalletTxParams struct {
-	WalletTxID *int64
-	IDs        []int64
-}
-
-func (q *Queries) UsageEventLinkWalletTx(ctx context.Context, db DBTX, arg UsageEventLinkWalletTxParams) error {
-	_, err := db.Exec(ctx, usageEventLinkWalletTx, arg.WalletTxID, arg.IDs)
-	return err
 }
 
 const usageEventListByUser = `-- name: UsageEventListByUser :many
