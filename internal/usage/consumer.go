@@ -128,7 +128,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 			}
 			backoff = 0
 			if n > 0 && n < c.batch && c.linger > 0 {
-				c.pause(ctx, c.linger) // let the next batch gather
+				pause(ctx, c.linger) // let the next batch gather
 			}
 			continue
 		}
@@ -137,13 +137,13 @@ func (c *Consumer) Run(ctx context.Context) error {
 		}
 		backoff = min(max(2*backoff, 100*time.Millisecond), retryBackoffMax)
 		c.log.Warn("usage ingestion failed; will retry", "err", err, "pending", len(c.retry), "retry_in", backoff)
-		c.pause(ctx, backoff)
+		pause(ctx, backoff)
 	}
 	return nil
 }
 
 // pause waits for d or until ctx is done.
-func (c *Consumer) pause(ctx context.Context, d time.Duration) {
+func pause(ctx context.Context, d time.Duration) {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
