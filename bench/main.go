@@ -45,6 +45,9 @@ type config struct {
 	flushDelay int           // ms between events in the flush check
 	memStreams []int         // concurrent slow streams in the memory scenarios
 	ingestWait time.Duration // longest wait for the worker to catch up
+	// only names the steps to run (BENCH_ONLY, comma-separated step keys); empty: all.
+	// A partial run does not overwrite bench/results.json.
+	only map[string]bool
 }
 
 func loadConfig() config {
@@ -63,6 +66,14 @@ func loadConfig() config {
 		c.flushRuns = 1
 		c.memStreams = []int{1000}
 		c.ingestWait = 30 * time.Second
+	}
+	for _, k := range strings.Split(os.Getenv("BENCH_ONLY"), ",") {
+		if k = strings.TrimSpace(k); k != "" {
+			if c.only == nil {
+				c.only = map[string]bool{}
+			}
+			c.only[k] = true
+		}
 	}
 	return c
 }
@@ -105,6 +116,10 @@ func run(ctx context.Context) error {
 	}
 	b.rep.print(os.Stdout, fmt.Sprintf("Tollgate bench, %s mode, %d rounds interleaved (direct, tollgate, …), %s in all; loopback, fakellm upstream, %d CPUs shared by client, fakellm, proxy, worker, PostgreSQL and Redis.",
 		mode, cfg.rounds, time.Since(started).Round(time.Second), numCPU()))
+	if cfg.only != nil {
+		fmt.Printf("\nBENCH_ONLY run: bench/results.json left as it was.\n")
+		return nil
+	}
 	out := filepath.Join(root, "bench", "results.json")
 	if err := b.rep.writeJSON(out); err != nil {
 		return fmt.Errorf("write %s: %w", out, err)

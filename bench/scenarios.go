@@ -54,32 +54,36 @@ func (b *bench) log(format string, args ...any) {
 }
 
 func (b *bench) runAll(ctx context.Context) error {
-	steps := []struct {
-		name string
-		run  func(context.Context) error
-	}{
-		{"check the 64-event stream", b.checkStreamShape},
-		{"memory idle", b.memoryIdle("memory_idle")},
-		{"throughput (non-streaming, 50 connections) with CPU and ingestion", b.throughput},
-		{"latency at a fixed rate (non-streaming)", b.latency},
-		{"streaming throughput (50 connections)", b.streamMax},
-		{"streaming time to first byte at a fixed rate", b.streamTTFB},
-		{"streaming flush check", b.streamFlush},
+	type step struct {
+		key, name string // key: for BENCH_ONLY
+		run       func(context.Context) error
+	}
+	steps := []step{
+		{"shape", "check the 64-event stream", b.checkStreamShape},
+		{"idle", "memory idle", b.memoryIdle("memory_idle")},
+		{"throughput", "throughput (non-streaming, 50 connections) with CPU and ingestion", b.throughput},
+		{"latency", "latency at a fixed rate (non-streaming)", b.latency},
+		{"stream_max", "streaming throughput (50 connections)", b.streamMax},
+		{"stream_ttfb", "streaming time to first byte at a fixed rate", b.streamTTFB},
+		{"flush", "streaming flush check", b.streamFlush},
 	}
 	for _, n := range b.cfg.memStreams {
-		steps = append(steps, struct {
-			name string
-			run  func(context.Context) error
-		}{fmt.Sprintf("memory with %d slow streams", n), b.memoryStreams(n)})
+		steps = append(steps, step{"memory", fmt.Sprintf("memory with %d slow streams", n), b.memoryStreams(n)})
 	}
-	steps = append(steps, struct {
-		name string
-		run  func(context.Context) error
-	}{"memory idle after load", b.memoryIdle("memory_idle_after_load")})
-	steps = append(steps, struct {
-		name string
-		run  func(context.Context) error
-	}{"usage accounting over the whole run", b.accounting})
+	steps = append(steps, step{"idle_after", "memory idle after load", b.memoryIdle("memory_idle_after_load")},
+		step{"accounting", "usage accounting over the whole run", b.accounting})
+	if b.cfg.only != nil {
+		var keep []step
+		for _, st := range steps {
+			if b.cfg.only[st.key] {
+				keep = append(keep, st)
+			}
+		}
+		if len(keep) == 0 {
+			return fmt.Errorf("BENCH_ONLY names no step; the steps are shape, idle, throughput, latency, stream_max, stream_ttfb, flush, memory, idle_after, accounting")
+		}
+		steps = keep
+	}
 
 	for _, st := range steps {
 		b.log("%s", st.name)

@@ -162,7 +162,7 @@ func (s *stack) startProcesses(ctx context.Context) error {
 		return err
 	}
 	if !s.noProxy {
-		if s.proxy, err = startChild(s.root, "proxy", filepath.Join(s.bin, "proxy"), append(append(s.commonEnv(), "PROXY_ADDR="+s.proxyAddr), strings.Fields(os.Getenv("BENCH_PROXY_ENV"))...)); err != nil {
+		if s.proxy, err = startChild(s.root, "proxy", s.proxyBin(), append(append(s.commonEnv(), "PROXY_ADDR="+s.proxyAddr), strings.Fields(os.Getenv("BENCH_PROXY_ENV"))...)); err != nil {
 			return err
 		}
 	}
@@ -300,4 +300,14 @@ func readEnvFile(path string) (map[string]string, error) {
 		out[strings.TrimSpace(k)] = strings.Trim(strings.TrimSpace(v), `"'`)
 	}
 	return out, sc.Err()
+}
+
+// proxyBin is the proxy binary the bench starts: BENCH_PROXY_BIN, for A/B runs of two
+// builds alternated (bench/README.md, "Comparing two builds"), or the one `make build`
+// made.
+func (s *stack) proxyBin() string {
+	if p := os.Getenv("BENCH_PROXY_BIN"); p != "" {
+		return p
+	}
+	return filepath.Join(s.bin, "proxy")
 }
