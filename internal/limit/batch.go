@@ -28,9 +28,8 @@ type batcher struct {
 const maxBatch = 256
 
 type scriptCall struct {
-	script *redis.Script
-	keys   []string
-	args   []any
+	script *script
+	args   []any // the whole EVALSHA command (evalArgs)
 	cmd    *redis.Cmd
 	done   chan struct{} // closed when cmd holds the reply (queued calls only)
 }
@@ -39,12 +38,12 @@ func newBatcher(rdb redis.UniversalClient, lanes int) *batcher {
 	return &batcher{rdb: rdb, free: max(lanes, 1)}
 }
 
-// run runs script with keys and args and returns its reply. It waits for the reply even
+// run runs the EVALSHA command args of script and returns its reply. It waits for the reply even
 // if the request's context ends: a script that ran must not be forgotten (its leases
 // would leak until they expire), and the pipeline is bounded by the client's read and
 // write timeouts.
-func (b *batcher) run(script *redis.Script, keys []string, args ...any) *redis.Cmd {
-	c := &scriptCall{script: script, keys: keys, args: args}
+func (b *batcher) run(s *script, args []any) *redis.Cmd {
+	c := &scriptCall{script: s, args: args}
 	b.mu.Lock()
 	if b.free > 0 {
 		// Lead: send this call and everything queued, on this goroutine.
@@ -118,7 +117,7 @@ func (b *batcher) exec(batch []*scriptCall) {
 	ctx := context.Background()
 	pipe := b.rdb.Pipeline()
 	for _, c := range batch {
-		c.cmd = pipe.EvalSha(ctx, c.script.Hash(), c.keys, c.args...)
+		c.cmd = pipe.Do(ctx, c.args...)
 	}
 	pipe.Exec(ctx) //nolint:errcheck // every command carries its own error
 	var retry []*scriptCall
@@ -130,14 +129,14 @@ func (b *batcher) exec(batch []*scriptCall) {
 	if len(retry) == 0 {
 		return
 	}
-	loaded := map[*redis.Script]error{}
+	loaded := map[*script]error{}
 	pipe = b.rdb.Pipeline()
 	for _, c := range retry {
 		if _, ok := loaded[c.script]; !ok {
 			loaded[c.script] = c.script.Load(ctx, b.rdb).Err()
 		}
 		if loaded[c.script] == nil {
-			c.cmd = pipe.EvalSha(ctx, c.script.Hash(), c.keys, c.args...)
+			c.cmd = pipe.Do(ctx, c.args...)
 		}
 	}
 	if pipe.Len() > 0 {

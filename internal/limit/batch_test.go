@@ -35,7 +35,7 @@ func TestBatcher(t *testing.T) {
 	defer rdb.Close()
 	trips := &pipelineCounter{}
 	rdb.AddHook(trips)
-	echo := redis.NewScript(`return redis.call('INCRBY', KEYS[1], ARGV[1])`)
+	echo := newScript(`return redis.call('INCRBY', KEYS[1], ARGV[1])`)
 	b := newBatcher(rdb, 2)
 
 	const calls = 500
@@ -45,7 +45,7 @@ func TestBatcher(t *testing.T) {
 	for i := range calls {
 		wg.Go(func() {
 			<-start
-			v, err := b.run(echo, []string{fmt.Sprintf("k%d", i)}, i+1).Int64()
+			v, err := b.run(echo, append(evalArgs(echo, 1, 1), fmt.Sprintf("k%d", i), i+1)).Int64()
 			if err != nil {
 				t.Error(err)
 			}
@@ -69,7 +69,7 @@ func TestBatcher(t *testing.T) {
 	if err := rdb.ScriptFlush(context.Background()).Err(); err != nil {
 		t.Fatal(err)
 	}
-	if v, err := b.run(echo, []string{"k0"}, 10).Int64(); err != nil || v != 11 {
+	if v, err := b.run(echo, append(evalArgs(echo, 1, 1), "k0", 10)).Int64(); err != nil || v != 11 {
 		t.Fatalf("after SCRIPT FLUSH: %d, %v; want 11", v, err)
 	}
 }

@@ -29,10 +29,28 @@ var (
 	//go:embed checkpoint.lua
 	checkpointLua string
 
-	admitScript      = redis.NewScript(admitLua)
-	completeScript   = redis.NewScript(completeLua)
-	checkpointScript = redis.NewScript(checkpointLua)
+	admitScript      = newScript(admitLua)
+	completeScript   = newScript(completeLua)
+	checkpointScript = newScript(checkpointLua)
 )
+
+// script is a Lua script with its SHA boxed once for the EVALSHA argument lists.
+type script struct {
+	*redis.Script
+	sha any
+}
+
+func newScript(src string) *script {
+	s := redis.NewScript(src)
+	return &script{Script: s, sha: s.Hash()}
+}
+
+// evalArgs starts the EVALSHA argument list of a call of s with nkeys keys, with room
+// for n more arguments after them.
+func evalArgs(s *script, nkeys, n int) []any {
+	a := make([]any, 0, 3+nkeys+n)
+	return append(a, "evalsha", s.sha, nkeys)
+}
 
 // BalanceLoader reads a user's balance from the ledger (PostgreSQL) on a snapshot miss.
 type BalanceLoader func(ctx context.Context, userID int64) (int64, error)
@@ -64,6 +82,17 @@ type Gate struct {
 	batch       *batcher
 	tracked     tracked
 	log         *slog.Logger
+
+	users, keys, accounts nameCache // key names per id (names.go)
+	c                     constNames
+}
+
+// constNames are the key names and arguments the script calls share, boxed once.
+type constNames struct {
+	stickyNone, releaseNone, sweptNone     any // placeholders for "no such key"
+	releaseChannel, journal, journalEvents any
+	maxWaitMs                              any
+	stream                                 boxedString
 }
 
 // NewGate returns a gate on rdb with keys under prefix. Call Run to receive wake-ups.
@@ -83,8 +112,14 @@ func NewGate(rdb redis.UniversalClient, prefix string, loadBalance BalanceLoader
 	if opts.Pipelines == 0 {
 		opts.Pipelines = 4
 	}
-	return &Gate{rdb: rdb, prefix: prefix, loadBalance: loadBalance, loadSpend: loadSpend, opts: opts,
-		waiters: newWaiters(), batch: newBatcher(rdb, opts.Pipelines)}
+	g := &Gate{rdb: rdb, prefix: prefix, loadBalance: loadBalance, loadSpend: loadSpend, opts: opts,
+		waiters: newWaiters(), batch: newBatcher(rdb, opts.Pipelines),
+		users: nameCache{prefix: prefix, kind: "u"}, keys: nameCache{prefix: prefix, kind: "k"},
+		accounts: nameCache{prefix: prefix, kind: "a"}}
+	g.c.stickyNone, g.c.releaseNone, g.c.sweptNone = prefix+"sticky:-", prefix+"conc:a:-", prefix+"swept:-"
+	g.c.releaseChannel, g.c.journal, g.c.journalEvents = g.releaseChannel(), g.journalKey(), g.journalEventsKey()
+	g.c.maxWaitMs = (opts.MaxWait + time.Second).Milliseconds()
+	return g
 }
 
 // Options returns the effective options.
@@ -167,52 +202,43 @@ var ErrNoAccount = errors.New("no upstream account is usable now")
 // requests with no limits (there is no silent unlimited mode).
 var ErrUnavailable = errors.New("limits store unavailable")
 
-// Key names. Everything lives under the deployment's prefix.
-func (g *Gate) balanceKey(user int64) string { return g.prefix + "bal:" + strconv.FormatInt(user, 10) }
-func (g *Gate) userLeases(user int64) string {
-	return g.prefix + "conc:u:" + strconv.FormatInt(user, 10)
-}
-func (g *Gate) keyLeases(key int64) string { return g.prefix + "conc:k:" + strconv.FormatInt(key, 10) }
-func (g *Gate) accountLeases(acc int64) string {
-	return g.prefix + "conc:a:" + strconv.FormatInt(acc, 10)
-}
+// Key names. Everything lives under the deployment's prefix; the per-id ones come from
+// the name caches (names.go), which the hot path uses boxed.
+func (g *Gate) balanceKey(user int64) string   { return g.users.get(user).own.(string) }
+func (g *Gate) userLeases(user int64) string   { return g.users.get(user).leases.(string) }
+func (g *Gate) keyLeases(key int64) string     { return g.keys.get(key).leases.(string) }
+func (g *Gate) accountLeases(acc int64) string { return g.accounts.get(acc).leases.(string) }
 
 // AccountStateKey holds the time (ms) until which an account is out of rotation.
-func (g *Gate) AccountStateKey(acc int64) string {
-	return g.prefix + "astate:" + strconv.FormatInt(acc, 10)
-}
-func (g *Gate) stickyKey(session string) string { return g.prefix + "sticky:" + session }
-func (g *Gate) rpmKey(key int64, now time.Time) string {
-	return g.prefix + "rpm:" + strconv.FormatInt(key, 10) + ":" + strconv.FormatInt(now.Unix()/60, 10)
-}
-func (g *Gate) releaseChannel() string         { return g.prefix + "released" }
-func (g *Gate) journalKey() string             { return g.prefix + "journal" }
-func (g *Gate) journalEventsKey() string       { return g.prefix + "journal:ev" }
-func (g *Gate) waitingKey(scope string) string { return g.prefix + "waiting:" + scope }
+func (g *Gate) AccountStateKey(acc int64) string { return g.accounts.get(acc).own.(string) }
+func (g *Gate) stickyKey(session string) string  { return g.prefix + "sticky:" + session }
+func (g *Gate) releaseChannel() string           { return g.prefix + "released" }
+func (g *Gate) journalKey() string               { return g.prefix + "journal" }
+func (g *Gate) journalEventsKey() string         { return g.prefix + "journal:ev" }
 
 // spendKeys are the spend counters of a request at time now: the key's today and this
 // month, the user's today (UTC).
 func (g *Gate) spendKeys(userID, keyID int64, now time.Time) [3]string {
-	day, month := dayMonth(now)
-	k, u := strconv.FormatInt(keyID, 10), strconv.FormatInt(userID, 10)
-	return [3]string{g.prefix + "spend:k:" + k + ":d:" + day, g.prefix + "spend:k:" + k + ":m:" + month, g.prefix + "spend:u:" + u + ":d:" + day}
+	ks := g.keys.spendNames(g.keys.get(keyID), keyID, now)
+	us := g.users.spendNames(g.users.get(userID), userID, now)
+	return [3]string{ks.daily.(string), ks.month.(string), us.daily.(string)}
 }
 
-// dayMonth returns now's UTC day and month as "20060102" and "200601", formatted once a
-// day rather than twice per request.
-func dayMonth(now time.Time) (day, month string) {
+// formatDay returns now's UTC day and month as "20060102" and "200601", formatted once
+// a day rather than twice per request.
+func formatDay(now time.Time) *formattedDay {
 	n := now.Unix()
 	d := n / 86400
 	if n < 0 && n%86400 != 0 {
 		d--
 	}
 	if c := dayCache.Load(); c != nil && c.day == d {
-		return c.d, c.m
+		return c
 	}
 	u := now.UTC()
 	c := &formattedDay{day: d, d: u.Format("20060102"), m: u.Format("200601")}
 	dayCache.Store(c)
-	return c.d, c.m
+	return c
 }
 
 type formattedDay struct {
@@ -363,34 +389,37 @@ func (g *Gate) Failover(ctx context.Context, lease *Lease, req Request) error {
 
 func (g *Gate) run(ctx context.Context, req Request, releaseAccount int64, failover bool) (code, val int64, err error) {
 	now := time.Now()
-	keys := make([]string, 0, 6+2*len(req.Candidates))
-	stickyKey := g.prefix + "sticky:-"
+	u, k := g.users.get(req.UserID), g.keys.get(req.KeyID)
+	var sticky any = g.c.stickyNone
 	stickyTTL := 0
 	if req.Session != "" {
-		stickyKey = g.stickyKey(req.Session)
+		sticky = g.stickyKey(req.Session)
 		stickyTTL = int(g.opts.StickyTTL.Seconds())
 	}
-	release := g.prefix + "conc:a:-"
+	var release any = g.c.releaseNone
 	if releaseAccount != 0 {
-		release = g.accountLeases(releaseAccount)
+		release = g.accounts.get(releaseAccount).leases
 	}
-	spend := g.spendKeys(req.UserID, req.KeyID, now)
-	keys = append(keys, g.balanceKey(req.UserID), g.rpmKey(req.KeyID, now), g.userLeases(req.UserID),
-		g.keyLeases(req.KeyID), stickyKey, release, spend[0], spend[1], spend[2],
-		g.waitingKey("u:"+strconv.FormatInt(req.UserID, 10)), g.waitingKey("k:"+strconv.FormatInt(req.KeyID, 10)))
-	args := make([]any, 0, 15+4*len(req.Candidates))
+	ks, us := g.keys.spendNames(k, req.KeyID, now), g.users.spendNames(u, req.UserID, now)
 	fo := "0"
 	if failover {
 		fo = "1"
 	}
-	args = append(args, now.UnixMilli(), now.Add(g.opts.LeaseTTL).UnixMilli(), req.RequestID,
-		req.UserConcurrency, req.KeyConcurrency, req.KeyRPM, stickyTTL, fo, rand.IntN(1<<20), len(req.Candidates),
-		req.KeyDailyCap, req.KeyMonthlyCap, req.UserDailyCap, (g.opts.MaxWait + time.Second).Milliseconds(), purgeFlag())
+	nc := len(req.Candidates)
+	a := evalArgs(admitScript, 11+3*nc, 15+4*nc)
+	a = append(a, u.own, g.keys.rpmName(k, req.KeyID, now), u.leases, k.leases, sticky, release,
+		ks.daily, ks.month, us.daily, u.waiting, k.waiting)
 	for _, c := range req.Candidates {
-		keys = append(keys, g.accountLeases(c.ID), g.AccountStateKey(c.ID), g.waitingKey("a:"+strconv.FormatInt(c.ID, 10)))
-		args = append(args, c.ID, c.Priority, max(c.Weight, 1), c.MaxConcurrency)
+		n := g.accounts.get(c.ID)
+		a = append(a, n.leases, n.own, n.waiting)
 	}
-	res, err := g.batch.run(admitScript, keys, args...).Int64Slice()
+	a = append(a, now.UnixMilli(), now.Add(g.opts.LeaseTTL).UnixMilli(), req.RequestID,
+		req.UserConcurrency, req.KeyConcurrency, req.KeyRPM, stickyTTL, fo, rand.IntN(1<<20), nc,
+		req.KeyDailyCap, req.KeyMonthlyCap, req.UserDailyCap, g.c.maxWaitMs, purgeFlag())
+	for _, c := range req.Candidates {
+		a = append(a, c.ID, c.Priority, max(c.Weight, 1), c.MaxConcurrency)
+	}
+	res, err := g.batch.run(admitScript, a).Int64Slice()
 	if err != nil {
 		return 0, 0, fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
@@ -430,20 +459,24 @@ var ErrSwept = errors.New("request already billed from its checkpoint by an orph
 // Complete releases the lease and, when the attempt consumed tokens, appends its usage
 // event (JSON) to the stream and debits the balance snapshot — one atomic call.
 func (g *Gate) Complete(ctx context.Context, l Lease, stream string, event []byte, billedNano int64) error {
-	u, k, a := "u:"+strconv.FormatInt(l.UserID, 10), "k:"+strconv.FormatInt(l.KeyID, 10), "a:"+strconv.FormatInt(l.AccountID, 10)
-	spend := g.spendKeys(l.UserID, l.KeyID, time.Now())
-	mode, mark := "0", g.prefix+"swept:-"
+	now := time.Now()
+	u, k, acc := g.users.get(l.UserID), g.keys.get(l.KeyID), g.accounts.get(l.AccountID)
+	ks, us := g.keys.spendNames(k, l.KeyID, now), g.users.spendNames(u, l.UserID, now)
+	var mark any = g.c.sweptNone
+	mode := "0"
 	switch {
 	case l.Orphan:
 		mode, mark = "2", g.prefix+"swept:"+l.RequestID
 	case l.Journaled:
 		mode, mark = "1", g.prefix+"swept:"+l.RequestID
 	}
-	res, err := g.batch.run(completeScript,
-		[]string{stream, g.balanceKey(l.UserID), g.userLeases(l.UserID), g.keyLeases(l.KeyID), g.accountLeases(l.AccountID),
-			g.releaseChannel(), spend[0], spend[1], spend[2], g.waitingKey(u), g.waitingKey(k), g.waitingKey(a),
-			g.journalKey(), g.journalEventsKey(), mark},
-		event, billedNano, l.RequestID, u+" "+k+" "+a, mode, time.Now().UnixMilli(), flag(l.holdsUser()), flag(l.holdsKey())).Int64()
+	a := evalArgs(completeScript, 15, 8)
+	a = append(a, g.c.stream.box(stream), u.own, u.leases, k.leases, acc.leases,
+		g.c.releaseChannel, ks.daily, ks.month, us.daily, u.waiting, k.waiting, acc.waiting,
+		g.c.journal, g.c.journalEvents, mark,
+		event, billedNano, l.RequestID, u.scope+" "+k.scope+" "+acc.scope, mode, now.UnixMilli(),
+		flag(l.holdsUser()), flag(l.holdsKey()))
+	res, err := g.batch.run(completeScript, a).Int64()
 	if err != nil && !errors.Is(err, redis.Nil) {
 		return fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
@@ -483,8 +516,10 @@ func (g *Gate) Forget(ctx context.Context, requestID string) error {
 // which bills it with Complete. It reports whether the checkpoint was kept (false when
 // the lease is already gone).
 func (g *Gate) Checkpoint(ctx context.Context, l Lease, event []byte) (bool, error) {
-	n, err := g.batch.run(checkpointScript, []string{g.accountLeases(l.AccountID), g.journalKey(), g.journalEventsKey()},
-		l.RequestID, time.Now().Add(g.opts.LeaseTTL).UnixMilli(), event).Int64()
+	a := evalArgs(checkpointScript, 3, 3)
+	a = append(a, g.accounts.get(l.AccountID).leases, g.c.journal, g.c.journalEvents,
+		l.RequestID, time.Now().Add(g.opts.LeaseTTL).UnixMilli(), event)
+	n, err := g.batch.run(checkpointScript, a).Int64()
 	if err != nil {
 		return false, fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}

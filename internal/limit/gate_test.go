@@ -174,15 +174,16 @@ func TestCheckpointBilledOnce(t *testing.T) {
 	}
 }
 
-func TestDayMonth(t *testing.T) {
+func TestFormatDay(t *testing.T) {
 	for _, tm := range []time.Time{
 		time.Date(2026, 11, 23, 23, 59, 59, 999, time.UTC), time.Date(2026, 11, 24, 0, 0, 0, 0, time.UTC),
 		time.Date(2026, 12, 31, 23, 0, 0, 0, time.FixedZone("x", -5*3600)), // 2027-01-01 04:00 UTC
 		time.Date(1969, 12, 31, 12, 0, 0, 0, time.UTC), time.Date(2026, 11, 23, 1, 0, 0, 0, time.FixedZone("y", 9*3600)),
 	} {
-		d, m := dayMonth(tm)
+		f := formatDay(tm)
+		d, m := f.d, f.m
 		if d != tm.UTC().Format("20060102") || m != tm.UTC().Format("200601") {
-			t.Errorf("dayMonth(%v) = %s %s", tm, d, m)
+			t.Errorf("formatDay(%v) = %s %s", tm, d, m)
 		}
 	}
 }

@@ -1,0 +1,113 @@
+package limit
+
+import (
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// The script calls name up to twenty Redis keys each. Building those names per request
+// (a concatenation each) and handing them to go-redis as strings (boxed into an
+// interface each) were half of the proxy's allocations per request. A user's, an API
+// key's and an account's names never change, so they are built once, boxed once, and
+// kept here; the dated ones (spend counters, RPM window) are rebuilt when the day or the
+// minute turns.
+
+// names are one user's, key's or account's key names, boxed for the argument lists.
+type names struct {
+	leases  any    // conc:u|k|a:ID, the concurrency lease set
+	waiting any    // waiting:u|k|a:ID, raised while a request waits for a slot
+	scope   string // u|k|a:ID, the release channel's payload word
+	own     any    // users: bal:ID; accounts: astate:ID; keys: nil
+
+	spend atomic.Pointer[datedNames] // users and keys: today's (and this month's) spend counters
+	rpm   atomic.Pointer[minuteName] // keys: this minute's request counter
+}
+
+// datedNames are the spend counters of one UTC day.
+type datedNames struct {
+	day          int64 // days since the epoch
+	daily, month any   // month: keys only
+}
+
+type minuteName struct {
+	minute int64
+	key    any
+}
+
+// maxNames bounds each cache; past it the cache starts over (a rebuild costs a few
+// concatenations per name, so only memory is at stake).
+const maxNames = 1 << 16
+
+// nameCache maps the ids of one kind ("u", "k" or "a") to their names.
+type nameCache struct {
+	prefix, kind string
+	mu           sync.RWMutex
+	m            map[int64]*names
+}
+
+func (c *nameCache) get(id int64) *names {
+	c.mu.RLock()
+	n := c.m[id]
+	c.mu.RUnlock()
+	if n != nil {
+		return n
+	}
+	s := strconv.FormatInt(id, 10)
+	n = &names{leases: c.prefix + "conc:" + c.kind + ":" + s, waiting: c.prefix + "waiting:" + c.kind + ":" + s,
+		scope: c.kind + ":" + s}
+	switch c.kind {
+	case "u":
+		n.own = c.prefix + "bal:" + s
+	case "a":
+		n.own = c.prefix + "astate:" + s
+	}
+	c.mu.Lock()
+	if len(c.m) >= maxNames || c.m == nil {
+		c.m = make(map[int64]*names)
+	}
+	c.m[id] = n
+	c.mu.Unlock()
+	return n
+}
+
+// spendNames returns the key's or user's spend counters of now's UTC day.
+func (c *nameCache) spendNames(n *names, id int64, now time.Time) *datedNames {
+	f := formatDay(now)
+	if s := n.spend.Load(); s != nil && s.day == f.day {
+		return s
+	}
+	// The names read "spend:k:ID:d:20060102", "spend:k:ID:m:200601", "spend:u:ID:d:…".
+	base := c.prefix + "spend:" + c.kind + ":" + strconv.FormatInt(id, 10)
+	s := &datedNames{day: f.day, daily: base + ":d:" + f.d}
+	if c.kind == "k" {
+		s.month = base + ":m:" + f.m
+	}
+	n.spend.Store(s)
+	return s
+}
+
+// rpmName returns the key's request counter of now's minute.
+func (c *nameCache) rpmName(n *names, id int64, now time.Time) any {
+	m := now.Unix() / 60
+	if r := n.rpm.Load(); r != nil && r.minute == m {
+		return r.key
+	}
+	r := &minuteName{minute: m, key: c.prefix + "rpm:" + strconv.FormatInt(id, 10) + ":" + strconv.FormatInt(m, 10)}
+	n.rpm.Store(r)
+	return r.key
+}
+
+// boxedString keeps the last string boxed by box, for a value callers pass again and
+// again (the usage stream's name).
+type boxedString struct{ p atomic.Pointer[[2]any] }
+
+func (b *boxedString) box(s string) any {
+	if p := b.p.Load(); p != nil && p[0].(string) == s {
+		return p[1]
+	}
+	v := any(s)
+	b.p.Store(&[2]any{s, v})
+	return v
+}
