@@ -146,7 +146,8 @@ func (c *Cache) Get(ctx context.Context, plaintext string) (Info, error) {
 	if !WellFormed(plaintext) {
 		return Info{}, ErrUnknown
 	}
-	h := sha256.Sum256([]byte(plaintext))
+	var buf [128]byte // keys are shorter: the copy stays on the stack
+	h := sha256.Sum256(append(buf[:0], plaintext...))
 	now := c.now()
 	c.mu.RLock()
 	e, ok := c.m[h]
@@ -157,6 +158,12 @@ func (c *Cache) Get(ctx context.Context, plaintext string) (Info, error) {
 		}
 		return e.info, nil
 	}
+	return c.miss(ctx, h, now)
+}
+
+// miss looks a key up that the cache does not hold (apart from Get, so that the hash
+// stays on Get's stack: the closure below would move it to the heap on every call).
+func (c *Cache) miss(ctx context.Context, h [32]byte, now time.Time) (Info, error) {
 	// Budgets are spent per lookup, inside the single flight: concurrent requests with
 	// one new key cost one token.
 	v, err, _ := c.sf.Do(string(h[:]), func() (any, error) {

@@ -17,24 +17,31 @@ var droppedRequestHeaders = []string{"Authorization", "X-Api-Key", "X-Goog-Api-K
 	"Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto", "X-Real-Ip",
 	"Content-Length", "Accept-Encoding", "Host"}
 
+// notForwarded is hopHeaders and droppedRequestHeaders as a set, for one pass over
+// the client's headers (their names arrive canonical from net/http's server, as
+// these are written; a name that is not canonical is none of them either).
+var notForwarded = func() map[string]bool {
+	m := map[string]bool{}
+	for _, k := range append(append([]string(nil), hopHeaders...), droppedRequestHeaders...) {
+		m[http.CanonicalHeaderKey(k)] = true
+	}
+	return m
+}()
+
 // upstreamRequestHeader copies the client's headers for the upstream request: everything
 // the client sent (anthropic-version, anthropic-beta, user agent, SDK headers…) except
 // hop-by-hop headers, credentials and forwarding headers.
 func upstreamRequestHeader(in http.Header) http.Header {
 	out := make(http.Header, len(in))
 	for k, v := range in {
-		out[k] = v
+		if !notForwarded[k] {
+			out[k] = v
+		}
 	}
-	for _, c := range in.Values("Connection") {
+	for _, c := range in["Connection"] {
 		for _, name := range strings.Split(c, ",") {
 			out.Del(strings.TrimSpace(name))
 		}
-	}
-	for _, k := range hopHeaders {
-		out.Del(k)
-	}
-	for _, k := range droppedRequestHeaders {
-		out.Del(k)
 	}
 	return out
 }
