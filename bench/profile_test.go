@@ -4,7 +4,9 @@ import (
 	"context"
 	"io"
 	"net"
+	"net/http"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -64,6 +66,7 @@ func BenchmarkProxy(b *testing.B) {
 	}{{"nonstream", nonStreamBody()}, {"stream64", streamBody(0)}} {
 		b.Run(c.name, func(b *testing.B) {
 			req := rawRequest(tg, c.body)
+			trips := redisTrips(b, s.proxyAddr)
 			var next atomic.Int64
 			var wg sync.WaitGroup
 			b.ResetTimer()
@@ -80,6 +83,31 @@ func BenchmarkProxy(b *testing.B) {
 				})
 			}
 			wg.Wait()
+			b.ReportMetric((redisTrips(b, s.proxyAddr)-trips)/float64(b.N), "redis-trips/op")
 		})
 	}
+}
+
+// redisTrips reads the proxy's count of Redis round trips from its metrics.
+func redisTrips(b *testing.B, addr string) float64 {
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, l := range strings.Split(string(body), "\n") {
+		if v, ok := strings.CutPrefix(l, "tollgate_redis_roundtrips_total "); ok {
+			n, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				b.Fatal(err)
+			}
+			return n
+		}
+	}
+	b.Fatal("no tollgate_redis_roundtrips_total in the proxy's metrics")
+	return 0
 }
