@@ -1,6 +1,7 @@
 package relay
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -62,7 +63,11 @@ func sniff(body []byte) (sniffed, error) {
 			if val[0] != '"' {
 				return s, errors.New("model must be a string")
 			}
-			if err := json.Unmarshal(val, &s.Model); err != nil {
+			if bytes.IndexByte(val, '\\') < 0 {
+				// Valid JSON and UTF-8 already: without escapes the name is the bytes
+				// between the quotes (what encoding/json would decode, for less).
+				s.Model = string(val[1 : len(val)-1])
+			} else if err := json.Unmarshal(val, &s.Model); err != nil {
 				return s, fmt.Errorf("model: %v", err)
 			}
 			s.modelStart, s.modelEnd = valStart, i

@@ -136,8 +136,9 @@ func FuzzUsageScan(f *testing.F) {
 		if bytes.IndexByte(obj, '\\') >= 0 || bytes.ContainsFunc(obj, func(r rune) bool { return r >= 'A' && r <= 'Z' }) {
 			return // escaped or differently cased keys: encoding/json matches them, the scan does not
 		}
-		var want anthropicUsage
-		wantOK := len(obj) > 0 && obj[0] == '{' && json.Unmarshal(obj, &want) == nil
+		var wantJSON anthropicUsageJSON
+		wantOK := len(obj) > 0 && obj[0] == '{' && json.Unmarshal(obj, &wantJSON) == nil
+		want := wantJSON.usage()
 		if ok != wantOK {
 			t.Fatalf("decode(%q) = %v, encoding/json %v", obj, ok, wantOK)
 		}

@@ -84,8 +84,25 @@ func (t *anthropicTap) data(d []byte) {
 }
 
 // anthropicUsage is the usage object of message_start, message_delta and non-streaming
-// responses. Pointers tell "absent" (keep the earlier value) from zero.
+// responses: the members present (has) and their values. An absent member keeps the
+// earlier value; a present zero sets zero.
 type anthropicUsage struct {
+	input, output, cacheWrite, cacheRead int64
+	cc                                   cacheCreation
+	has                                  uint8
+}
+
+const (
+	hasInput uint8 = 1 << iota
+	hasOutput
+	hasCacheWrite // cache_creation_input_tokens, the total
+	hasCacheRead
+	hasCacheCreation // the 5m/1h split
+)
+
+// anthropicUsageJSON is the same object for encoding/json, which decides what the scan
+// does not read; pointers tell "absent" from zero.
+type anthropicUsageJSON struct {
 	InputTokens              *int64         `json:"input_tokens"`
 	OutputTokens             *int64         `json:"output_tokens"`
 	CacheCreationInputTokens *int64         `json:"cache_creation_input_tokens"`
@@ -98,6 +115,23 @@ type cacheCreation struct {
 	Ephemeral1h int64 `json:"ephemeral_1h_input_tokens"`
 }
 
+func (j *anthropicUsageJSON) usage() anthropicUsage {
+	var a anthropicUsage
+	set := func(p *int64, dst *int64, bit uint8) {
+		if p != nil {
+			*dst, a.has = *p, a.has|bit
+		}
+	}
+	set(j.InputTokens, &a.input, hasInput)
+	set(j.OutputTokens, &a.output, hasOutput)
+	set(j.CacheCreationInputTokens, &a.cacheWrite, hasCacheWrite)
+	set(j.CacheReadInputTokens, &a.cacheRead, hasCacheRead)
+	if j.CacheCreation != nil {
+		a.cc, a.has = *j.CacheCreation, a.has|hasCacheCreation
+	}
+	return a
+}
+
 // decode reads a usage object (false when absent, null or malformed). Plain integers,
 // all the API sends, are read by a scan per member: a reflective decode was 2–6 µs of
 // every request. Anything else goes to encoding/json, which decides.
@@ -108,54 +142,68 @@ func (a *anthropicUsage) decode(obj []byte) bool {
 	if a.scan(obj) {
 		return true
 	}
-	*a = anthropicUsage{}
-	return json.Unmarshal(obj, a) == nil
+	var j anthropicUsageJSON
+	if json.Unmarshal(obj, &j) != nil {
+		*a = anthropicUsage{}
+		return false
+	}
+	*a = j.usage()
+	return true
 }
 
-// scan reads the members as integers, in one pass; false if one is not a plain integer.
+// scan reads the members as integers, in one pass, without allocating; false if one is
+// not a plain integer.
 func (a *anthropicUsage) scan(obj []byte) bool {
 	ok := true
-	num := func(v []byte) *int64 {
+	num := func(v []byte, dst *int64, bit uint8) {
 		if string(v) == "null" {
-			return nil
+			a.has &^= bit // as encoding/json: null leaves the pointer nil
+			return
 		}
 		n, err := strconv.ParseInt(string(v), 10, 64)
 		if err != nil {
 			ok = false
-			return nil
+			return
 		}
-		return &n
+		*dst, a.has = n, a.has|bit
 	}
 	eachMember(obj, func(key, v []byte) bool {
 		switch string(key) {
 		case "input_tokens":
-			a.InputTokens = num(v)
+			num(v, &a.input, hasInput)
 		case "output_tokens":
-			a.OutputTokens = num(v)
+			num(v, &a.output, hasOutput)
 		case "cache_creation_input_tokens":
-			a.CacheCreationInputTokens = num(v)
+			num(v, &a.cacheWrite, hasCacheWrite)
 		case "cache_read_input_tokens":
-			a.CacheReadInputTokens = num(v)
+			num(v, &a.cacheRead, hasCacheRead)
 		case "cache_creation":
 			switch {
 			case string(v) == "null":
+				a.has &^= hasCacheCreation
 			case v[0] != '{':
 				ok = false
 			default:
-				a.CacheCreation = &cacheCreation{}
+				a.cc, a.has = cacheCreation{}, a.has|hasCacheCreation
 				eachMember(v, func(key, v []byte) bool {
 					var p *int64
 					switch string(key) {
 					case "ephemeral_5m_input_tokens":
-						p = &a.CacheCreation.Ephemeral5m
+						p = &a.cc.Ephemeral5m
 					case "ephemeral_1h_input_tokens":
-						p = &a.CacheCreation.Ephemeral1h
+						p = &a.cc.Ephemeral1h
 					default:
 						return true
 					}
-					if n := num(v); n != nil {
-						*p = *n
+					if string(v) == "null" {
+						return true // a null leaves a plain int64 as it was
 					}
+					n, err := strconv.ParseInt(string(v), 10, 64)
+					if err != nil {
+						ok = false
+						return false
+					}
+					*p = n
 					return true
 				})
 			}
@@ -166,26 +214,27 @@ func (a *anthropicUsage) scan(obj []byte) bool {
 }
 
 func (a *anthropicUsage) apply(u *billing.Usage) {
-	if a.InputTokens != nil {
-		u.Input = *a.InputTokens
+	if a.has&hasInput != 0 {
+		u.Input = a.input
 	}
-	if a.OutputTokens != nil {
-		u.Output = *a.OutputTokens
+	if a.has&hasOutput != 0 {
+		u.Output = a.output
 	}
-	if a.CacheReadInputTokens != nil {
-		u.CacheRead = *a.CacheReadInputTokens
+	if a.has&hasCacheRead != 0 {
+		u.CacheRead = a.cacheRead
 	}
+	total := a.has&hasCacheWrite != 0
 	switch {
-	case a.CacheCreation != nil:
-		u.CacheWrite5m, u.CacheWrite1h = a.CacheCreation.Ephemeral5m, a.CacheCreation.Ephemeral1h
+	case a.has&hasCacheCreation != 0:
+		u.CacheWrite5m, u.CacheWrite1h = a.cc.Ephemeral5m, a.cc.Ephemeral1h
 		// A total that disagrees with the split (older API versions) bills the rest at 5m.
-		if a.CacheCreationInputTokens != nil && *a.CacheCreationInputTokens > u.CacheWrite5m+u.CacheWrite1h {
-			u.CacheWrite5m = *a.CacheCreationInputTokens - u.CacheWrite1h
+		if total && a.cacheWrite > u.CacheWrite5m+u.CacheWrite1h {
+			u.CacheWrite5m = a.cacheWrite - u.CacheWrite1h
 		}
-	case a.CacheCreationInputTokens != nil:
+	case total:
 		// message_delta repeats only the total; keep an earlier 5m/1h split that matches it.
-		if *a.CacheCreationInputTokens != u.CacheWrite5m+u.CacheWrite1h {
-			u.CacheWrite5m, u.CacheWrite1h = *a.CacheCreationInputTokens, 0
+		if a.cacheWrite != u.CacheWrite5m+u.CacheWrite1h {
+			u.CacheWrite5m, u.CacheWrite1h = a.cacheWrite, 0
 		}
 	}
 }
