@@ -575,7 +575,11 @@ func (b *bench) throughput(ctx context.Context) error {
 			o.set(fP99, ms(percentile(st.latency, 0.99)))
 			o.set(fErrors, float64(st.errors))
 			b.rep.add(scenario, t.name, o)
-			b.log("  round %d %-8s %7.0f req/s  p50 %.3f ms  p99 %.3f ms  errors %d", round+1, t.name, st.rps(), ms(percentile(st.latency, 0.5)), ms(percentile(st.latency, 0.99)), st.errors)
+			proxyCPU := ""
+			if tg {
+				proxyCPU = fmt.Sprintf("  proxy %.3f CPU-s/10k", per10k(cpu.proxy, st.ok))
+			}
+			b.log("  round %d %-8s %7.0f req/s  p50 %.3f ms  p99 %.3f ms  errors %d%s", round+1, t.name, st.rps(), ms(percentile(st.latency, 0.5)), ms(percentile(st.latency, 0.99)), st.errors, proxyCPU)
 			if st.firstErr != nil {
 				b.rep.note("throughput round %d %s: first error: %v", round+1, t.name, st.firstErr)
 			}
