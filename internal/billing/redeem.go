@@ -198,7 +198,7 @@ func Redeem(ctx context.Context, db Beginner, code string, userID int64) (credit
 		case c.UsedCount >= c.MaxUses:
 			return ErrCodeUsedUp
 		}
-		row, applied, err := Post(ctx, tx, Entry{
+		posted, err := Post(ctx, tx, Entry{
 			UserID: userID, Amount: c.ValueNano, Kind: "redeem",
 			Ref:  "redeem:" + strconv.FormatInt(c.ID, 10) + ":" + strconv.FormatInt(userID, 10),
 			Note: "Redeem code " + c.DisplayPrefix, // not the batch: its name is the admin's label
@@ -206,10 +206,10 @@ func Redeem(ctx context.Context, db Beginner, code string, userID int64) (credit
 		if err != nil {
 			return err
 		}
-		if !applied {
+		if !posted.Applied {
 			return ErrCodeAlreadyRedeemed // the ledger already holds this redemption
 		}
-		if _, err := q.RedeemUseInsert(ctx, tx, sqlc.RedeemUseInsertParams{CodeID: c.ID, UserID: userID, WalletTxID: row.ID}); err != nil {
+		if _, err := q.RedeemUseInsert(ctx, tx, sqlc.RedeemUseInsertParams{CodeID: c.ID, UserID: userID, WalletTxID: posted.Row.ID}); err != nil {
 			return fmt.Errorf("record redemption of code %d: %w", c.ID, err)
 		}
 		if err := q.RedeemCodeUse(ctx, tx, c.ID); err != nil {

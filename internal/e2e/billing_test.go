@@ -269,7 +269,7 @@ func TestLedgerPerUserUnderLoad(t *testing.T) {
 		}
 		topup := int64(5+u) * 1_000_000_000
 		tx, _ := s.pool.Begin(ctx)
-		if _, _, err := billing.Post(ctx, tx, billing.Entry{UserID: row.ID, Amount: topup, Kind: "topup", Ref: fmt.Sprintf("test:%d", u)}); err != nil {
+		if _, err := billing.Post(ctx, tx, billing.Entry{UserID: row.ID, Amount: topup, Kind: "topup", Ref: fmt.Sprintf("test:%d", u)}); err != nil {
 			t.Fatal(err)
 		}
 		tx.Commit(ctx)

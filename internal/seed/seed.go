@@ -154,7 +154,7 @@ func seedDemo(ctx context.Context, tx pgx.Tx, opts Options, groupID, poolID int6
 		return fmt.Errorf("demo user: %w", err)
 	}
 	amount, _ := money.ParseUSD(demoTopupDollars)
-	if _, _, err := billing.Post(ctx, tx, billing.Entry{
+	if _, err := billing.Post(ctx, tx, billing.Entry{
 		UserID: res.DemoUserID, Amount: amount, Kind: "topup", Ref: demoTopupRef, Note: "Demo welcome credit",
 	}); err != nil {
 		return err

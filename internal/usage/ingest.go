@@ -63,7 +63,7 @@ func Ingest(ctx context.Context, pool *pgxpool.Pool, events []Event) (IngestResu
 		sort.Slice(users, func(i, j int) bool { return users[i] < users[j] })
 		ledgerRow := make(map[int64]int64, len(users))
 		for _, u := range users {
-			row, applied, err := billing.Post(ctx, tx, billing.Entry{
+			posted, err := billing.Post(ctx, tx, billing.Entry{
 				UserID: u, Amount: -res.Debits[u], Kind: "usage",
 				Ref:  fmt.Sprintf("usage:%s:%d", batch, u),
 				Note: requestsNote(count[u]),
@@ -71,13 +71,10 @@ func Ingest(ctx context.Context, pool *pgxpool.Pool, events []Event) (IngestResu
 			if err != nil {
 				return err
 			}
-			if !applied { // the ref is random per batch: only a replayed batch id gets here
+			if !posted.Applied { // the ref is random per batch: only a replayed batch id gets here
 				return fmt.Errorf("ledger entry usage:%s:%d exists already", batch, u)
 			}
-			ledgerRow[u] = row.ID
-			if res.Balances[u], err = q.UserBalanceGet(ctx, tx, u); err != nil {
-				return err
-			}
+			ledgerRow[u], res.Balances[u] = posted.Row.ID, posted.Balance
 		}
 		rows, err := q.UsageEventInsertBatch(ctx, tx, params(fresh, ledgerRow))
 		if err != nil {

@@ -63,11 +63,10 @@ func (s *Server) userAdjust(w http.ResponseWriter, r *http.Request) {
 		if _, err := s.q.UserGetByID(ctx, tx, id); err != nil {
 			return err
 		}
-		var err error
-		_, applied, err = billing.Post(ctx, tx, billing.Entry{
+		posted, err := billing.Post(ctx, tx, billing.Entry{
 			UserID: id, Amount: amount, Kind: "adjust", Ref: ref, Note: form.Note, ActorID: &admin,
 		})
-		if err != nil || !applied {
+		if applied = posted.Applied; err != nil || !applied {
 			return err
 		}
 		return s.auditAdmin(ctx, tx, r, "user.balance_adjust", "user", strconv.FormatInt(id, 10), map[string]any{
