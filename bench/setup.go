@@ -227,10 +227,25 @@ func recreateDB(ctx context.Context, adminURL, name string) (string, error) {
 	return fmt.Sprintf("postgres://%s@%s:%d/%s?sslmode=disable", cfg.User, cfg.Host, cfg.Port, name), nil
 }
 
+// benchLimit is the concurrency limit of the demo user, its keys and the accounts in the
+// bench: above the 9,744 streams of the largest run, so no request ever waits, but set, so
+// every admission counts every scope (BENCH_LIMITS=off lifts them, to measure what
+// governance costs).
+const benchLimit = 20_000
+
 // fundDemo gives the demo user a balance no run can exhaust, through the ledger as the
-// app itself would (a topup row and the cached balance in one transaction), and lifts
-// every concurrency limit so the bench measures the gateway, not its queue.
+// app itself would (a topup row and the cached balance in one transaction), and sets
+// every limit Tollgate has — concurrency of the user, its keys and the accounts, the
+// keys' RPM, the daily and monthly spending caps — far above what a run reaches: the
+// bench measures the gateway with its whole governance at work, not its queue.
+// BENCH_LIMITS=off lifts them instead.
 func fundDemo(ctx context.Context, pool *pgxpool.Pool) error {
+	limits := os.Getenv("BENCH_LIMITS") != "off"
+	var conc, rpm, capNano any // NULL: none
+	accConc := 0
+	if limits {
+		conc, rpm, capNano, accConc = benchLimit, 100_000_000, int64(topupNano), benchLimit
+	}
 	return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
 		tag, err := tx.Exec(ctx, `INSERT INTO wallet_tx (user_id, amount_nano, kind, ref, note)
 			SELECT id, $2, 'topup', 'bench:topup', 'bench' FROM users WHERE email = $1`, demoEmail, int64(topupNano))
@@ -240,18 +255,19 @@ func fundDemo(ctx context.Context, pool *pgxpool.Pool) error {
 		if tag.RowsAffected() != 1 {
 			return fmt.Errorf("top up the demo user: no user %s", demoEmail)
 		}
-		if _, err := tx.Exec(ctx, `UPDATE users SET balance_nano = balance_nano + $2, concurrency = NULL WHERE email = $1`,
-			demoEmail, int64(topupNano)); err != nil {
+		if _, err := tx.Exec(ctx, `UPDATE users SET balance_nano = balance_nano + $2, concurrency = $3, daily_cap_nano = $4 WHERE email = $1`,
+			demoEmail, int64(topupNano), conc, capNano); err != nil {
 			return fmt.Errorf("top up the demo user: %w", err)
 		}
-		if _, err := tx.Exec(ctx, `UPDATE api_keys SET concurrency = NULL, rpm = NULL`); err != nil {
-			return fmt.Errorf("lift key limits: %w", err)
+		if _, err := tx.Exec(ctx, `UPDATE api_keys SET concurrency = $1, rpm = $2, daily_cap_nano = $3, monthly_cap_nano = $3`,
+			conc, rpm, capNano); err != nil {
+			return fmt.Errorf("set key limits: %w", err)
 		}
 		if _, err := tx.Exec(ctx, `UPDATE groups SET default_concurrency = 0`); err != nil {
-			return fmt.Errorf("lift group limits: %w", err)
+			return fmt.Errorf("set group limits: %w", err)
 		}
-		if _, err := tx.Exec(ctx, `UPDATE accounts SET max_concurrency = 0`); err != nil {
-			return fmt.Errorf("lift account limits: %w", err)
+		if _, err := tx.Exec(ctx, `UPDATE accounts SET max_concurrency = $1`, accConc); err != nil {
+			return fmt.Errorf("set account limits: %w", err)
 		}
 		return nil
 	})
