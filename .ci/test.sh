@@ -33,7 +33,7 @@ fi
 # golang/go#75804, fixed in Go 1.27). A real finding always writes a reproducer under
 # testdata/fuzz; a failure without one is retried once before it counts.
 fuzztime=${FUZZTIME:-150000x}
-for target in "FuzzSniff ./internal/relay" "FuzzAnthropicTap ./internal/relay" "FuzzOtherTaps ./internal/relay" "FuzzMemberValue ./internal/relay" "FuzzUsageScan ./internal/relay" "FuzzValidJSON ./internal/relay" "FuzzParseRequest ./internal/fakellm"; do
+for target in "FuzzSniff ./internal/relay" "FuzzAnthropicTap ./internal/relay" "FuzzOtherTaps ./internal/relay" "FuzzMemberValue ./internal/relay" "FuzzUsageScan ./internal/relay" "FuzzValidJSON ./internal/relay" "FuzzDecodeEvent ./internal/usage" "FuzzParseRequest ./internal/fakellm"; do
   set -- $target
   echo "test: fuzz $1 ($2) for $fuzztime"
   ok=

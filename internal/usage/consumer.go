@@ -382,7 +382,7 @@ func decodeEntry(m redis.XMessage) (Event, error) {
 		return Event{}, fmt.Errorf("entry has no %q field", StreamField)
 	}
 	var e Event
-	if err := json.Unmarshal([]byte(raw), &e); err != nil {
+	if err := DecodeEvent(raw, &e); err != nil {
 		return Event{}, fmt.Errorf("decode usage event: %w", err)
 	}
 	return e, validateEvent(e)
