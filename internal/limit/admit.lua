@@ -15,7 +15,9 @@
 -- ARGV[11..13] caps (nano-USD; 0: none) for KEYS[7..9]
 -- ARGV[14] how long a waiting flag lives (ms)
 -- ARGV[15] '1': purge the expired leases of every candidate, counted or not (see below)
--- ARGV[16..] per candidate: id, priority, weight, max concurrency
+-- ARGV[16] '1': a reservation for a request expected soon (reserve.go): refused while
+--          anyone waits for one of its scopes, and it never raises a waiting flag
+-- ARGV[17..] per candidate: id, priority, weight, max concurrency
 --
 -- A request about to wait for a slot raises the waiting flag of the full scope; the
 -- completion script publishes a release only when a flag is up, so an idle proxy fleet
@@ -37,16 +39,28 @@
 --   6 no candidate account is usable now (cooling, limited, error)
 --   7 a spending cap is reached, value = which (1 key daily, 2 key monthly, 3 user daily)
 --  -2 a capped spend counter is missing, value = which (the caller loads it)
+--   8 not reserved: a request waits for one of the scopes
 local now = tonumber(ARGV[1])
 local expiry = tonumber(ARGV[2])
 local member = ARGV[3]
 local failover = ARGV[8] == '1'
 local n = tonumber(ARGV[10])
+local reserve = ARGV[16] == '1'
 
--- balance, RPM counter, spend counters, sticky binding, then each candidate's state
+-- balance, RPM counter, spend counters, sticky binding, then each candidate's state; a
+-- reservation also reads the waiting flags (the user's, the key's, each candidate's)
 local reads = {KEYS[1], KEYS[2], KEYS[7], KEYS[8], KEYS[9], KEYS[5]}
 for i = 1, n do reads[6 + i] = KEYS[11 + (i - 1) * 3 + 2] end
+if reserve then
+  reads[7 + n], reads[8 + n] = KEYS[10], KEYS[11]
+  for i = 1, n do reads[8 + n + i] = KEYS[11 + (i - 1) * 3 + 3] end
+end
 local v = redis.call('MGET', unpack(reads))
+if reserve then
+  for i = 7 + n, #reads do
+    if v[i] then return {8, 0} end
+  end
+end
 
 if failover then
   redis.call('ZREM', KEYS[6], member)
@@ -73,7 +87,7 @@ else
   if ulimit > 0 then
     redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
     if redis.call('ZCARD', KEYS[3]) >= ulimit then
-      redis.call('SET', KEYS[10], '1', 'PX', ARGV[14])
+      if not reserve then redis.call('SET', KEYS[10], '1', 'PX', ARGV[14]) end
       return {2, 0}
     end
   end
@@ -81,7 +95,7 @@ else
   if klimit > 0 then
     redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now)
     if redis.call('ZCARD', KEYS[4]) >= klimit then
-      redis.call('SET', KEYS[11], '1', 'PX', ARGV[14])
+      if not reserve then redis.call('SET', KEYS[11], '1', 'PX', ARGV[14]) end
       return {3, 0}
     end
   end
@@ -98,7 +112,7 @@ local anyUsable = false
 local rot = tonumber(ARGV[9])
 for j = 0, n - 1 do
   local i = ((j + rot) % n) + 1
-  local base = 15 + (i - 1) * 4
+  local base = 16 + (i - 1) * 4
   local id, prio, weight, maxc = ARGV[base + 1], tonumber(ARGV[base + 2]), tonumber(ARGV[base + 3]), tonumber(ARGV[base + 4])
   local leases = KEYS[11 + (i - 1) * 3 + 1]
   local blockedUntil = tonumber(v[6 + i] or '0')
@@ -127,15 +141,17 @@ end
 if stickyIdx ~= nil then best = stickyIdx end
 if best == nil then
   if anyUsable then
-    for i = 1, n do
-      redis.call('SET', KEYS[11 + (i - 1) * 3 + 3], '1', 'PX', ARGV[14])
+    if not reserve then
+      for i = 1, n do
+        redis.call('SET', KEYS[11 + (i - 1) * 3 + 3], '1', 'PX', ARGV[14])
+      end
     end
     return {5, 0}
   end
   return {6, 0}
 end
 
-local accountId = ARGV[15 + (best - 1) * 4 + 1]
+local accountId = ARGV[16 + (best - 1) * 4 + 1]
 redis.call('ZADD', KEYS[11 + (best - 1) * 3 + 1], expiry, member)
 if not failover then
   if tonumber(ARGV[4]) > 0 then redis.call('ZADD', KEYS[3], expiry, member) end

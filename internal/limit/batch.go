@@ -32,6 +32,9 @@ type scriptCall struct {
 	args   []any // the whole EVALSHA command (evalArgs)
 	cmd    *redis.Cmd
 	done   chan struct{} // closed when cmd holds the reply (queued calls only)
+	// then is a call that must run right after this one, in the same pipeline (a
+	// completion's reservation of the next admission: it must see the completion's debit).
+	then *scriptCall
 }
 
 func newBatcher(rdb redis.UniversalClient, lanes int) *batcher {
@@ -44,6 +47,12 @@ func newBatcher(rdb redis.UniversalClient, lanes int) *batcher {
 // write timeouts.
 func (b *batcher) run(s *script, args []any) *redis.Cmd {
 	c := &scriptCall{script: s, args: args}
+	b.do(c)
+	return c.cmd
+}
+
+// do runs c (and c.then) and returns when their replies are in.
+func (b *batcher) do(c *scriptCall) {
 	b.mu.Lock()
 	if b.free > 0 {
 		// Lead: send this call and everything queued, on this goroutine.
@@ -60,13 +69,12 @@ func (b *batcher) run(s *script, args []any) *redis.Cmd {
 			b.free++
 			b.mu.Unlock()
 		}
-		return c.cmd
+		return
 	}
 	c.done = make(chan struct{})
 	b.queue = append(b.queue, c)
 	b.mu.Unlock()
 	<-c.done
-	return c.cmd
 }
 
 // take returns first (if any) followed by up to maxBatch queued calls. b.mu is held.
@@ -117,13 +125,17 @@ func (b *batcher) exec(batch []*scriptCall) {
 	ctx := context.Background()
 	pipe := b.rdb.Pipeline()
 	for _, c := range batch {
-		c.cmd = pipe.Do(ctx, c.args...)
+		for ; c != nil; c = c.then {
+			c.cmd = pipe.Do(ctx, c.args...)
+		}
 	}
 	pipe.Exec(ctx) //nolint:errcheck // every command carries its own error
 	var retry []*scriptCall
 	for _, c := range batch {
-		if err := c.cmd.Err(); err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
-			retry = append(retry, c)
+		for ; c != nil; c = c.then {
+			if err := c.cmd.Err(); err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
+				retry = append(retry, c)
+			}
 		}
 	}
 	if len(retry) == 0 {

@@ -11,6 +11,7 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"log/slog"
 	"math/rand/v2"
 	"strconv"
@@ -28,10 +29,13 @@ var (
 	completeLua string
 	//go:embed checkpoint.lua
 	checkpointLua string
+	//go:embed release.lua
+	releaseLua string
 
 	admitScript      = newScript(admitLua)
 	completeScript   = newScript(completeLua)
 	checkpointScript = newScript(checkpointLua)
+	releaseScript    = newScript(releaseLua)
 )
 
 // script is a Lua script with its SHA boxed once for the EVALSHA argument lists.
@@ -68,6 +72,9 @@ type Options struct {
 	// Pipelines bounds the admission and completion pipelines in flight to Redis at
 	// once; calls arriving while all are busy leave together in the next (batch.go).
 	Pipelines int `env:"REDIS_PIPELINES" envDefault:"4"`
+	// ReserveIdle is how long an admission reserved for the next request of a busy
+	// run waits for it before it is released (reserve.go); negative: no reservations.
+	ReserveIdle time.Duration `env:"ADMISSION_RESERVE_IDLE" envDefault:"2s"`
 }
 
 // Gate is the Redis side of the hot path.
@@ -81,6 +88,7 @@ type Gate struct {
 	waiters     *waiters
 	batch       *batcher
 	tracked     tracked
+	reserved    reservations
 	log         *slog.Logger
 
 	users, keys, accounts nameCache // key names per id (names.go)
@@ -90,6 +98,7 @@ type Gate struct {
 // constNames are the key names and arguments the script calls share, boxed once.
 type constNames struct {
 	stickyNone, releaseNone, sweptNone     any // placeholders for "no such key"
+	rpmNone                                any
 	releaseChannel, journal, journalEvents any
 	maxWaitMs                              any
 	stream                                 boxedString
@@ -112,11 +121,19 @@ func NewGate(rdb redis.UniversalClient, prefix string, loadBalance BalanceLoader
 	if opts.Pipelines == 0 {
 		opts.Pipelines = 4
 	}
+	if opts.ReserveIdle == 0 {
+		opts.ReserveIdle = 2 * time.Second
+	}
+	// A reservation is a lease nobody renews: it must be taken or released well within
+	// the lease TTL.
+	opts.ReserveIdle = min(opts.ReserveIdle, opts.LeaseTTL/4)
 	g := &Gate{rdb: rdb, prefix: prefix, loadBalance: loadBalance, loadSpend: loadSpend, opts: opts,
 		waiters: newWaiters(), batch: newBatcher(rdb, opts.Pipelines),
 		users: nameCache{prefix: prefix, kind: "u"}, keys: nameCache{prefix: prefix, kind: "k"},
 		accounts: nameCache{prefix: prefix, kind: "a"}}
 	g.c.stickyNone, g.c.releaseNone, g.c.sweptNone = prefix+"sticky:-", prefix+"conc:a:-", prefix+"swept:-"
+	g.c.rpmNone = prefix + "rpm:-"
+	g.reserved.seed = maphash.MakeSeed()
 	g.c.releaseChannel, g.c.journal, g.c.journalEvents = g.releaseChannel(), g.journalKey(), g.journalEventsKey()
 	g.c.maxWaitMs = (opts.MaxWait + time.Second).Milliseconds()
 	return g
@@ -157,6 +174,13 @@ type Lease struct {
 	Journaled bool
 	// Orphan: the completion is an orphan sweep's, billing the checkpoint (Orphans).
 	Orphan bool
+	// Reserved: the admission was reserved ahead of the request (reserve.go); its
+	// RequestID is the reservation's, which the request takes for its own.
+	Reserved bool
+	// Again asks Complete to reserve an admission for the next request of this one's
+	// shape, if its run is busy (reserve.go). The relay sets it after a clean answer.
+	Again bool
+	shape *shape
 	// sets records which of the user's and the key's lease sets admission wrote, so that
 	// completion and renewal leave the others alone. Zero (a lease rebuilt from the
 	// journal) means all of them.
@@ -253,8 +277,19 @@ func (g *Gate) BalanceKey(userID int64) string { return g.balanceKey(userID) }
 
 // Admit admits the request or explains why not. When a concurrency limit is full it
 // waits, woken by releases, up to MaxWait.
+//
+// A request whose admission was reserved ahead (reserve.go) gets it at once, without a
+// round trip; the lease then carries the reservation's request id.
 func (g *Gate) Admit(ctx context.Context, req Request) (Lease, error) {
 	start := time.Now()
+	var sh *shape
+	if g.reserving() {
+		var l Lease
+		var ok bool
+		if sh, l, ok = g.reserved.take(&req, start, g.opts.ReserveIdle); ok {
+			return l, nil
+		}
+	}
 	deadline := start.Add(g.opts.MaxWait)
 	primed := false
 	for {
@@ -266,7 +301,7 @@ func (g *Gate) Admit(ctx context.Context, req Request) (Lease, error) {
 		switch code {
 		case 1:
 			return Lease{RequestID: req.RequestID, UserID: req.UserID, KeyID: req.KeyID, AccountID: val, Waited: time.Since(start),
-				sets: heldSets(req)}, nil
+				sets: heldSets(req), shape: sh}, nil
 		case -1:
 			if primed {
 				return Lease{}, fmt.Errorf("%w: balance snapshot did not settle", ErrUnavailable)
@@ -388,7 +423,16 @@ func (g *Gate) Failover(ctx context.Context, lease *Lease, req Request) error {
 }
 
 func (g *Gate) run(ctx context.Context, req Request, releaseAccount int64, failover bool) (code, val int64, err error) {
-	now := time.Now()
+	res, err := g.batch.run(admitScript, g.admitArgs(req, releaseAccount, failover, false, time.Now())).Int64Slice()
+	if err != nil {
+		g.reserved.expireWhere(nil) // Redis may have lost them
+		return 0, 0, fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	return res[0], res[1], nil
+}
+
+// admitArgs is the EVALSHA command of an admission (admit.lua).
+func (g *Gate) admitArgs(req Request, releaseAccount int64, failover, reserve bool, now time.Time) []any {
 	u, k := g.users.get(req.UserID), g.keys.get(req.KeyID)
 	var sticky any = g.c.stickyNone
 	stickyTTL := 0
@@ -406,7 +450,7 @@ func (g *Gate) run(ctx context.Context, req Request, releaseAccount int64, failo
 		fo = "1"
 	}
 	nc := len(req.Candidates)
-	a := evalArgs(admitScript, 11+3*nc, 15+4*nc)
+	a := evalArgs(admitScript, 11+3*nc, 16+4*nc)
 	a = append(a, u.own, g.keys.rpmName(k, req.KeyID, now), u.leases, k.leases, sticky, release,
 		ks.daily, ks.month, us.daily, u.waiting, k.waiting)
 	for _, c := range req.Candidates {
@@ -415,15 +459,11 @@ func (g *Gate) run(ctx context.Context, req Request, releaseAccount int64, failo
 	}
 	a = append(a, now.UnixMilli(), now.Add(g.opts.LeaseTTL).UnixMilli(), req.RequestID,
 		req.UserConcurrency, req.KeyConcurrency, req.KeyRPM, stickyTTL, fo, rand.IntN(1<<20), nc,
-		req.KeyDailyCap, req.KeyMonthlyCap, req.UserDailyCap, g.c.maxWaitMs, purgeFlag())
+		req.KeyDailyCap, req.KeyMonthlyCap, req.UserDailyCap, g.c.maxWaitMs, purgeFlag(), flag(reserve))
 	for _, c := range req.Candidates {
 		a = append(a, c.ID, c.Priority, max(c.Weight, 1), c.MaxConcurrency)
 	}
-	res, err := g.batch.run(admitScript, a).Int64Slice()
-	if err != nil {
-		return 0, 0, fmt.Errorf("%w: %v", ErrUnavailable, err)
-	}
-	return res[0], res[1], nil
+	return a
 }
 
 // purgeFlag asks about one admission in 64 to purge expired leases from the sets it
@@ -476,8 +516,20 @@ func (g *Gate) Complete(ctx context.Context, l Lease, stream string, event []byt
 		g.c.journal, g.c.journalEvents, mark,
 		event, billedNano, l.RequestID, u.scope+" "+k.scope+" "+acc.scope, mode, now.UnixMilli(),
 		flag(l.holdsUser()), flag(l.holdsKey()))
-	res, err := g.batch.run(completeScript, a).Int64()
+	c := &scriptCall{script: completeScript, args: a}
+	var next Request
+	if l.shape != nil && g.reserving() {
+		// The next request of a busy run is admitted in the same pipeline, after this
+		// one's debit (reserve.go).
+		c.then, next = g.reservation(l.shape, now, l.Again)
+	}
+	g.batch.do(c)
+	if c.then != nil {
+		g.kept(l.shape, next, c.then, now)
+	}
+	res, err := c.cmd.Int64()
 	if err != nil && !errors.Is(err, redis.Nil) {
+		g.reserved.expireWhere(nil) // Redis may have lost them
 		return fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
 	switch res {
@@ -581,6 +633,10 @@ func (g *Gate) Block(ctx context.Context, accountID int64, until time.Time) erro
 	if ttl <= 0 {
 		return nil
 	}
+	// What this process reserved on the account is given back rather than used. (Other
+	// proxies' reservations may still send it a request, for at most ReserveIdle; it fails
+	// over like any request the account fails.)
+	g.reserved.expireWhere(func(_ *shape, h *held) bool { return h.lease.AccountID == accountID })
 	return g.rdb.Set(ctx, g.AccountStateKey(accountID), until.UnixMilli(), ttl+time.Second).Err()
 }
 
@@ -604,6 +660,10 @@ func (g *Gate) Strikes(ctx context.Context, accountID int64, window time.Duratio
 
 // FlushSessions drops the sticky bindings of one API key (all keys when keyID is 0).
 func (g *Gate) FlushSessions(ctx context.Context, keyID int64) (int, error) {
+	// Reservations of this process chose their account by the bindings being dropped.
+	g.reserved.expireWhere(func(sh *shape, _ *held) bool {
+		return sh.req.Session != "" && (keyID == 0 || sh.req.KeyID == keyID)
+	})
 	pattern := g.prefix + "sticky:*"
 	if keyID != 0 {
 		pattern = g.prefix + "sticky:" + strconv.FormatInt(keyID, 10) + ":*"
@@ -626,6 +686,9 @@ func (g *Gate) SetLogger(log *slog.Logger) { g.log = log }
 // until ctx ends.
 func (g *Gate) Run(ctx context.Context) {
 	go g.renewLoop(ctx)
+	if g.reserving() {
+		go g.reserveLoop(ctx)
+	}
 	ps := g.rdb.Subscribe(ctx, g.releaseChannel())
 	defer ps.Close()
 	for {

@@ -6,13 +6,15 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/tollgate/tollgate/internal/limit"
 )
 
 // instrument exposes the proxy's I/O budget as metrics: every PostgreSQL connection
 // acquisition and every Redis round trip (a command or a pipeline; connection handshakes
-// excluded). In steady state a
-// request should move the first by zero and the second by at most two (admission,
-// completion; three for a stream, which checkpoints its first usage report).
+// excluded). In steady state a request should move the first by zero and the second by
+// at most two (admission, completion; three for a stream, which checkpoints its first
+// usage report) — one less when its admission was reserved by the completion before it.
 func instrument(reg prometheus.Registerer, pool *pgxpool.Pool, rdb *redis.Client) {
 	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
 		Name: "tollgate_db_acquires_total", Help: "PostgreSQL connections acquired from the proxy's pool.",
@@ -22,6 +24,20 @@ func instrument(reg prometheus.Registerer, pool *pgxpool.Pool, rdb *redis.Client
 	})
 	reg.MustRegister(trips)
 	rdb.AddHook(roundTrips{trips})
+}
+
+// instrumentGate counts the admissions reserved ahead of their requests (limit/reserve.go):
+// made, taken by a request, and released because none came.
+func instrumentGate(reg prometheus.Registerer, g *limit.Gate) {
+	for i, outcome := range []string{"made", "taken", "released"} {
+		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "tollgate_admissions_reserved_total", Help: "Admissions reserved ahead of their requests, by outcome.",
+			ConstLabels: prometheus.Labels{"outcome": outcome},
+		}, func() float64 {
+			made, taken, released := g.Reserve()
+			return float64([]int64{made, taken, released}[i])
+		}))
+	}
 }
 
 type roundTrips struct{ c prometheus.Counter }

@@ -56,6 +56,7 @@ func Run(ctx context.Context) error {
 type Deps struct {
 	Pool   *pgxpool.Pool
 	Redis  *redis.Client
+	Gate   *limit.Gate
 	Server *relay.Server
 }
 
@@ -127,6 +128,7 @@ func Build(ctx context.Context, cfg config.Proxy, log *slog.Logger) (*Deps, erro
 		return q.UsageEventSpendByKeySince(ctx, pool, sqlc.UsageEventSpendByKeySinceParams{APIKeyID: keyID, Since: since})
 	}, cfg.Limits)
 	gate.SetLogger(log)
+	instrumentGate(reg, gate)
 	srv := relay.New(relay.Config{
 		Log:         log,
 		Keys:        keys,
@@ -178,7 +180,7 @@ func Build(ctx context.Context, cfg config.Proxy, log *slog.Logger) (*Deps, erro
 			return nil
 		},
 	})
-	return &Deps{Pool: pool, Redis: rdb, Server: srv}, nil
+	return &Deps{Pool: pool, Redis: rdb, Gate: gate, Server: srv}, nil
 }
 
 // Close releases the connections.
@@ -228,6 +230,11 @@ func Serve(ctx context.Context, cfg config.Proxy, log *slog.Logger, ln net.Liste
 	if !deps.Server.WaitCompletions(10 * time.Second) {
 		log.Error("shutdown: usage completions still running after 10 s")
 	}
+	// Admissions reserved for requests this process will not serve go back at once
+	// rather than when their leases expire.
+	rctx, rcancel := context.WithTimeout(context.Background(), 5*time.Second)
+	deps.Gate.ReleaseReserved(rctx)
+	rcancel()
 	log.Info("proxy stopped")
 	return nil
 }

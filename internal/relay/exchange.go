@@ -143,6 +143,12 @@ func (s *Server) handle(w http.ResponseWriter, r *http.Request, p *protocol, rid
 		KeyDailyCap: key.DailyCap, KeyMonthlyCap: key.MonthlyCap, UserDailyCap: key.UserDaily,
 	}
 	lease, err := s.cfg.Gate.Admit(r.Context(), areq)
+	if lease.Reserved {
+		// Admitted ahead of time (limit/reserve.go): the request takes the id its
+		// reservation was made under, the member of its leases.
+		rid, areq.RequestID = lease.RequestID, lease.RequestID
+		w.Header().Set("X-Tollgate-Request-Id", rid)
+	}
 	s.metrics.queueWait.Observe(lease.Waited.Seconds())
 	if err != nil {
 		var refusal *limit.Refusal
@@ -599,6 +605,9 @@ func (x *exchange) completeAfterResponse(lease limit.Lease, attempt int, o outco
 func (x *exchange) complete(lease limit.Lease, attempt int, o *outcome, upstreamModel string) {
 	s := x.s
 	defer s.cfg.Gate.Untrack(lease.RequestID)
+	// A clean answer: if more requests like it are coming, the completion admits the
+	// next one ahead (limit/reserve.go).
+	lease.Again = attempt > 0 && o.class == "" && o.status < 400
 	ev, payload, billed, _ := x.usageEvent(o, attempt, upstreamModel)
 	if x.ckpt != nil {
 		// Journaled even if the checkpoint reported failure or was not kept: the script

@@ -6,8 +6,6 @@ package relay
 import (
 	"cmp"
 	"context"
-	"crypto/rand"
-	"encoding/base32"
 	"encoding/json"
 	"errors"
 	"log/slog"
@@ -396,14 +394,9 @@ func (s *Server) invalidationLoop(ctx context.Context) {
 	}
 }
 
-var requestIDEncoding = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
-
-// newRequestID returns "req_" + 26 random base32 characters: unique without coordination.
-func newRequestID() string {
-	var b [16]byte
-	rand.Read(b[:]) //nolint:errcheck // never fails
-	return "req_" + requestIDEncoding.EncodeToString(b[:])
-}
+// newRequestID names a request (limit.NewRequestID: a reserved admission names its
+// request before it arrives, so the ids come from there).
+func newRequestID() string { return limit.NewRequestID() }
 
 // keyFrom reads the client's key: x-api-key, x-goog-api-key, else Authorization: Bearer.
 func keyFrom(r *http.Request) string {

@@ -1,0 +1,327 @@
+package limit
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base32"
+	"hash/maphash"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Reserved admissions.
+//
+// Admission is a Redis round trip on the request's path: on an idle machine it is most
+// of what the proxy adds to a short request (bench/README.md, sixth round). But traffic
+// comes in runs — an agent's turns, a batch job, a busy client — and the next request of
+// a run asks what the last one asked: same key, same session, same candidate accounts,
+// same limits (its "shape"). So when a request of a run completes, the completion's
+// pipeline also runs the admission script for the next request of its shape, right
+// after the completion's debit: the same checks (balance, spending caps, RPM,
+// concurrency, the account choice and the sticky binding) and the same leases. This
+// process holds the result for up to ReserveIdle; the next request of that shape gets
+// it from Admit without a round trip. One that nobody takes is released: its leases
+// and its count in the key's RPM window are given back.
+//
+// What a reservation changes: its request was admitted up to ReserveIdle before it
+// arrived, so — as with requests admitted at the same moment — a balance or a cap that
+// other requests exhausted meanwhile can be overdrawn by one request per reservation
+// (a shape holds at most maxHeldPerShape). And a reservation occupies its slots while
+// it waits; none is made while a request waits for one of its scopes (admit.lua), so it
+// never stands in a waiting request's way for longer than ReserveIdle. Limits hold
+// across proxies as before: reservations are leases like any other.
+//
+// A run is recognised by its gaps: a shape is busy once one of its requests was admitted
+// within ReserveIdle of the previous one's completion. The first request of a run and
+// isolated requests make their two round trips as before and reserve nothing.
+
+const (
+	maxHeldPerShape = 64
+	maxHeld         = 4096
+	maxShapes       = 1 << 14
+)
+
+// shapeKey finds a request's shape; shape.req confirms it (the sum is a hash).
+type shapeKey struct {
+	key     int64
+	session string
+	sum     uint64 // of the user, limits and candidates
+}
+
+// shape is one kind of request and what this process knows of its traffic.
+type shape struct {
+	key  shapeKey
+	req  Request   // as admitted, without a request id
+	done time.Time // when the latest request of this shape completed
+	seen time.Time // when the latest request of this shape was admitted
+	busy bool      // the latest admission came within ReserveIdle of a completion
+	held []held    // reservations, oldest first
+}
+
+type held struct {
+	lease Lease
+	until time.Time // released when not taken by then
+	rpm   any       // the RPM window counter it counted in; nil without an RPM limit
+}
+
+// reservations are one process's reserved admissions.
+type reservations struct {
+	mu     sync.Mutex
+	shapes map[shapeKey]*shape
+	n      int // held in all
+	seed   maphash.Seed
+
+	made, taken, released atomic.Int64
+}
+
+func (r *reservations) keyOf(req *Request) shapeKey {
+	var h maphash.Hash
+	h.SetSeed(r.seed)
+	var b [8 * 6]byte
+	put := func(i int, v int64) {
+		for j := range 8 {
+			b[i*8+j] = byte(v >> (8 * j))
+		}
+	}
+	put(0, req.UserID)
+	put(1, int64(req.UserConcurrency)<<32|int64(req.KeyConcurrency))
+	put(2, int64(req.KeyRPM))
+	put(3, req.KeyDailyCap)
+	put(4, req.KeyMonthlyCap)
+	put(5, req.UserDailyCap)
+	h.Write(b[:])
+	for _, c := range req.Candidates {
+		put(0, c.ID)
+		put(1, int64(c.Priority)<<32|int64(c.Weight))
+		put(2, int64(c.MaxConcurrency))
+		h.Write(b[:24])
+	}
+	return shapeKey{key: req.KeyID, session: req.Session, sum: h.Sum64()}
+}
+
+// sameShape: a and b ask for the same admission, request id aside.
+func sameShape(a, b *Request) bool {
+	return a.UserID == b.UserID && a.KeyID == b.KeyID && a.Session == b.Session &&
+		a.UserConcurrency == b.UserConcurrency && a.KeyConcurrency == b.KeyConcurrency && a.KeyRPM == b.KeyRPM &&
+		a.KeyDailyCap == b.KeyDailyCap && a.KeyMonthlyCap == b.KeyMonthlyCap && a.UserDailyCap == b.UserDailyCap &&
+		slices.Equal(a.Candidates, b.Candidates)
+}
+
+// take notes an admission of req's shape at now and hands it a reservation if one is
+// held. The shape is nil when reservations are off or too many shapes are known.
+func (r *reservations) take(req *Request, now time.Time, idle time.Duration) (*shape, Lease, bool) {
+	k := r.keyOf(req)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	sh := r.shapes[k]
+	if sh == nil || !sameShape(&sh.req, req) {
+		if sh != nil {
+			r.expire(sh) // limits or accounts changed: what it holds was decided for other ones
+		} else if len(r.shapes) >= maxShapes {
+			return nil, Lease{}, false
+		}
+		if r.shapes == nil {
+			r.shapes = map[shapeKey]*shape{}
+		}
+		q := *req
+		q.RequestID = ""
+		q.Candidates = slices.Clone(req.Candidates)
+		if sh == nil {
+			sh = &shape{key: k}
+			r.shapes[k] = sh
+		}
+		sh.req = q
+	}
+	sh.busy = !sh.done.IsZero() && now.Sub(sh.done) <= idle
+	sh.seen = now
+	for i := len(sh.held) - 1; i >= 0; i-- { // the newest: its checks are the freshest
+		h := sh.held[i]
+		if !now.Before(h.until) {
+			continue // expired; the sweep releases it
+		}
+		sh.held = slices.Delete(sh.held, i, i+1)
+		r.n--
+		r.taken.Add(1)
+		l := h.lease
+		l.Reserved = true
+		return sh, l, true
+	}
+	return sh, Lease{}, false
+}
+
+// want notes the completion of a request of sh at now and reports whether it should
+// reserve an admission for the next one (again: its request asked for it).
+func (r *reservations) want(sh *shape, now time.Time, again bool) (Request, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	sh.done = now
+	if !again || !sh.busy || len(sh.held) >= maxHeldPerShape || r.n >= maxHeld || r.shapes[sh.key] != sh {
+		return Request{}, false
+	}
+	return sh.req, true
+}
+
+// put keeps a reservation made for sh's shape as it was (req).
+func (r *reservations) put(sh *shape, req *Request, h held) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.shapes[sh.key] != sh || !sameShape(&sh.req, req) {
+		h.until = time.Time{} // the shape changed meanwhile; released by the next sweep
+	}
+	sh.held = append(sh.held, h)
+	r.n++
+	r.made.Add(1)
+}
+
+// expire makes everything sh holds unusable; the next sweep releases it. r.mu is held.
+func (r *reservations) expire(sh *shape) {
+	for i := range sh.held {
+		sh.held[i].until = time.Time{}
+	}
+}
+
+// expireWhere expires the reservations that match (all when match is nil).
+func (r *reservations) expireWhere(match func(sh *shape, h *held) bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, sh := range r.shapes {
+		for i := range sh.held {
+			if match == nil || match(sh, &sh.held[i]) {
+				sh.held[i].until = time.Time{}
+			}
+		}
+	}
+}
+
+// due removes and returns the reservations not taken in time, and forgets shapes that
+// have been quiet for long.
+func (r *reservations) due(now time.Time, forget time.Duration) []held {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []held
+	for k, sh := range r.shapes {
+		kept := sh.held[:0]
+		for _, h := range sh.held {
+			if now.Before(h.until) {
+				kept = append(kept, h)
+			} else {
+				out = append(out, h)
+			}
+		}
+		clear(sh.held[len(kept):])
+		sh.held = kept
+		if len(kept) == 0 && now.Sub(sh.seen) > forget && now.Sub(sh.done) > forget {
+			delete(r.shapes, k)
+		}
+	}
+	r.n -= len(out)
+	return out
+}
+
+// Reserve reports the reserved admissions made, taken by a request, and released unused
+// since the process started (for metrics).
+func (g *Gate) Reserve() (made, taken, released int64) {
+	return g.reserved.made.Load(), g.reserved.taken.Load(), g.reserved.released.Load()
+}
+
+func (g *Gate) reserving() bool { return g.opts.ReserveIdle > 0 }
+
+// reservation builds the admission call that reserves one for the next request of sh's
+// shape, to run right after a completion; nil when none is wanted (reservations.want).
+func (g *Gate) reservation(sh *shape, now time.Time, again bool) (*scriptCall, Request) {
+	req, ok := g.reserved.want(sh, now, again)
+	if !ok {
+		return nil, Request{}
+	}
+	req.RequestID = NewRequestID()
+	return &scriptCall{script: admitScript, args: g.admitArgs(req, 0, false, true, now)}, req
+}
+
+// kept files the reply of a reservation call.
+func (g *Gate) kept(sh *shape, req Request, c *scriptCall, now time.Time) {
+	res, err := c.cmd.Int64Slice()
+	if err != nil || len(res) != 2 || res[0] != 1 {
+		return
+	}
+	h := held{
+		lease: Lease{RequestID: req.RequestID, UserID: req.UserID, KeyID: req.KeyID, AccountID: res[1],
+			sets: heldSets(req), shape: sh},
+		until: now.Add(g.opts.ReserveIdle),
+	}
+	if req.KeyRPM > 0 {
+		h.rpm = g.keys.rpmName(g.keys.get(req.KeyID), req.KeyID, now)
+	}
+	g.reserved.put(sh, &req, h)
+}
+
+// reserveLoop releases the reservations no request took in time.
+func (g *Gate) reserveLoop(ctx context.Context) {
+	t := time.NewTicker(max(g.opts.ReserveIdle/4, 20*time.Millisecond))
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		g.release(ctx, g.reserved.due(time.Now(), time.Minute+10*g.opts.ReserveIdle))
+	}
+}
+
+// ReleaseReserved gives back every reservation this process holds (at shutdown: the
+// process will not serve them).
+func (g *Gate) ReleaseReserved(ctx context.Context) {
+	g.reserved.expireWhere(nil)
+	g.release(ctx, g.reserved.due(time.Now(), 0))
+}
+
+// release runs the release script for each reservation, in pipelines.
+func (g *Gate) release(ctx context.Context, hs []held) {
+	for len(hs) > 0 {
+		batch := hs[:min(len(hs), maxBatch)]
+		hs = hs[len(batch):]
+		var first, last *scriptCall
+		for _, h := range batch {
+			l := h.lease
+			u, k, acc := g.users.get(l.UserID), g.keys.get(l.KeyID), g.accounts.get(l.AccountID)
+			rpm, counted := h.rpm, "1"
+			if rpm == nil {
+				rpm, counted = g.c.rpmNone, "0"
+			}
+			a := evalArgs(releaseScript, 8, 5)
+			a = append(a, u.leases, k.leases, acc.leases, rpm, g.c.releaseChannel, u.waiting, k.waiting, acc.waiting,
+				l.RequestID, flag(l.holdsUser()), flag(l.holdsKey()), counted, u.scope+" "+k.scope+" "+acc.scope)
+			c := &scriptCall{script: releaseScript, args: a}
+			if first == nil {
+				first = c
+			} else {
+				last.then = c
+			}
+			last = c
+		}
+		g.batch.do(first)
+		for c := first; c != nil; c = c.then {
+			if err := c.cmd.Err(); err != nil {
+				// They expire with their lease TTL like the leases of a process that died.
+				if g.log != nil && ctx.Err() == nil {
+					g.log.Warn("release reserved admissions (their leases expire by themselves)", "err", err)
+				}
+				break
+			}
+		}
+		g.reserved.released.Add(int64(len(batch)))
+	}
+}
+
+var requestIDEncoding = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
+
+// NewRequestID returns "req_" + 26 random base32 characters: unique without
+// coordination. Request ids are minted here because they are the members of the lease
+// sets, and a reservation names its request before the request exists.
+func NewRequestID() string {
+	var b [16]byte
+	rand.Read(b[:]) //nolint:errcheck // never fails
+	return "req_" + requestIDEncoding.EncodeToString(b[:])
+}
