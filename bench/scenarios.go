@@ -148,7 +148,8 @@ func (b *bench) fakellmSeq(ctx context.Context, est int64) (int64, error) {
 	}
 }
 
-// proxyMetrics reads the named unlabelled metrics from the proxy's /metrics.
+// proxyMetrics reads the named metrics from the proxy's /metrics (a labelled sample by
+// its name with its labels, as /metrics writes it).
 func (b *bench) proxyMetrics(ctx context.Context, names ...string) (map[string]float64, error) {
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+b.s.proxyAddr+"/metrics", nil)
 	resp, err := b.hc.Do(req)
@@ -169,6 +170,21 @@ func (b *bench) proxyMetrics(ctx context.Context, names ...string) (map[string]f
 		}
 	}
 	return out, sc.Err()
+}
+
+// reservedTaken is the proxy's count of requests admitted from a reservation
+// (limit/reserve.go).
+const reservedTaken = `tollgate_admissions_reserved_total{outcome="taken"}`
+
+// reservedShare notes which share of a round's n proxied requests were admitted from a
+// reservation, given the count before the round.
+func (b *bench) reservedShare(ctx context.Context, what string, before float64, n int) {
+	m, err := b.proxyMetrics(ctx, reservedTaken)
+	if err != nil || n == 0 {
+		return
+	}
+	b.rep.note("%s: %.0f%% of the proxied requests were admitted from a reservation their run's previous completion made (limit/reserve.go).",
+		what, 100*(m[reservedTaken]-before)/float64(n))
 }
 
 // usageCount is the number of rows in usage_events.
@@ -546,11 +562,17 @@ func (b *bench) throughput(ctx context.Context) error {
 			}
 			var rss *rssSampler
 			var cmds0 map[string]cmdStat
+			var reserved0 float64
 			if tg {
 				rss = b.sampleRSS(250*time.Millisecond, nil)
 				if cmds0, err = b.redisCommands(ctx); err != nil {
 					return err
 				}
+				m, err := b.proxyMetrics(ctx, reservedTaken)
+				if err != nil {
+					return err
+				}
+				reserved0 = m[reservedTaken]
 			}
 			start := time.Now()
 			st := closedLoop(ctx, t.addr, rawRequest(t, body), b.cfg.conns, b.cfg.throughput)
@@ -590,6 +612,7 @@ func (b *bench) throughput(ctx context.Context) error {
 				}
 				if round == 0 {
 					b.rep.note("throughput round 1: Redis commands per proxied request (scripts' inner commands included): %s.", commandsPerRequest(cmds0, cmds1, st.ok))
+					b.reservedShare(ctx, "throughput round 1", reserved0, st.ok)
 				}
 				var ro obs
 				ro.set(fCPU, per10k(cpu.redis, st.ok))
@@ -674,6 +697,14 @@ func (b *bench) fixedRateScenario(ctx context.Context, scenario string, body []b
 	}
 	for round := range b.cfg.rounds {
 		for _, t := range b.targets() {
+			var reserved0 float64
+			if t.name == "tollgate" && round == 0 {
+				m, err := b.proxyMetrics(ctx, reservedTaken)
+				if err != nil {
+					return err
+				}
+				reserved0 = m[reservedTaken]
+			}
 			st, late := fixedRate(ctx, t.addr, rawRequest(t, body), b.cfg.rate, d, workers)
 			if err := fail(scenario, t, st); err != nil {
 				return err
@@ -694,6 +725,9 @@ func (b *bench) fixedRateScenario(ctx context.Context, scenario string, body []b
 			b.rep.add(scenario, t.name, o)
 			b.log("  round %d %-8s p50 %.3f ms  p99 %.3f ms  ttfb p50 %.3f ms  errors %d",
 				round+1, t.name, ms(percentile(st.latency, 0.5)), ms(percentile(st.latency, 0.99)), ms(percentile(st.ttfb, 0.5)), errs)
+			if t.name == "tollgate" && round == 0 {
+				b.reservedShare(ctx, scenario+" round 1", reserved0, st.ok)
+			}
 			if n := st.ok + st.errors; late*100 > n {
 				b.rep.note("%s round %d %s: %d of %d requests were dispatched over 2 ms late (the client was starved of CPU)", scenario, round+1, t.name, late, n)
 			}
