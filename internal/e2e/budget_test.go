@@ -81,7 +81,8 @@ func TestHotPathBudget(t *testing.T) {
 	t.Run("without reservations", func(t *testing.T) {
 		s := newStack(t, func(su *setup) {
 			su.quotaFlush = time.Hour
-			su.limits = limit.Options{ReserveIdle: -1}
+			// The orphan sweep and the lease renewal run every LeaseTTL/3: not in here.
+			su.limits = limit.Options{ReserveIdle: -1, LeaseTTL: time.Hour}
 		})
 		db, rd := measure(t, s, true)
 		if db != 0 {
@@ -95,7 +96,7 @@ func TestHotPathBudget(t *testing.T) {
 	t.Run("busy run", func(t *testing.T) {
 		s := newStack(t, func(su *setup) {
 			su.quotaFlush = time.Hour
-			su.limits = limit.Options{ReserveIdle: time.Minute} // no release while it runs
+			su.limits = limit.Options{ReserveIdle: time.Minute, LeaseTTL: time.Hour} // no release, sweep or renewal while it runs
 		})
 		db, rd := measure(t, s, false)
 		if db != 0 {

@@ -123,12 +123,18 @@ func TestReservedAdmissionsAreBilledAsTheirRequests(t *testing.T) {
 	s.fake.SetScript(func(r *fakellm.Request) fakellm.Behavior { return fakellm.Behavior{EventDelay: 20 * time.Millisecond} })
 	defer s.fake.SetScript(nil)
 	slow := map[string]string{"X-Claude-Code-Session-Id": "session-slow"}
+	made := s.metricLabelled(t, "tollgate_admissions_reserved_total", `outcome="made"`)
 	for range 2 { // the run becomes busy; the second completion reserves
 		if resp, b := rawPost(t, s.proxyURL, s.seeded.DemoKey, smallBody, slow); resp.StatusCode != 200 {
 			t.Fatalf("%d %s", resp.StatusCode, b)
 		}
 	}
-	time.Sleep(20 * time.Millisecond) // the completion (after the response) has reserved
+	// The completion runs after the response: wait for its reservation.
+	for deadline := time.Now().Add(5 * time.Second); s.metricLabelled(t, "tollgate_admissions_reserved_total", `outcome="made"`) == made; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the busy run's completion reserved nothing")
+		}
+	}
 	req, _ := http.NewRequest(http.MethodPost, s.proxyURL+"/v1/messages", strings.NewReader(stream))
 	req.Header.Set("X-Api-Key", s.seeded.DemoKey)
 	req.Header.Set("X-Claude-Code-Session-Id", "session-slow")

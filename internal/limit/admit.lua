@@ -16,7 +16,8 @@
 -- ARGV[14] how long a waiting flag lives (ms)
 -- ARGV[15] '1': purge the expired leases of every candidate, counted or not (see below)
 -- ARGV[16] '1': a reservation for a request expected soon (reserve.go): refused while
---          anyone waits for one of its scopes, and it never raises a waiting flag
+--          anyone waits for one of its scopes or when it would take the last free unit
+--          of a limit, and it never raises a waiting flag
 -- ARGV[17..] per candidate: id, priority, weight, max concurrency
 --
 -- A request about to wait for a slot raises the waiting flag of the full scope; the
@@ -61,6 +62,9 @@ if reserve then
     if v[i] then return {8, 0} end
   end
 end
+-- A reservation never takes the last free unit of a limit (a slot, a request of the
+-- minute): what it holds while it waits must not refuse or hold up a real request.
+local spare = reserve and 1 or 0
 
 if failover then
   redis.call('ZREM', KEYS[6], member)
@@ -71,7 +75,7 @@ else
   local rpm = tonumber(ARGV[6])
   if rpm > 0 then
     local used = tonumber(v[2] or '0')
-    if used >= rpm then
+    if used + spare >= rpm then
       return {4, 60000 - (now % 60000)}
     end
   end
@@ -86,7 +90,7 @@ else
   local ulimit = tonumber(ARGV[4])
   if ulimit > 0 then
     redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
-    if redis.call('ZCARD', KEYS[3]) >= ulimit then
+    if redis.call('ZCARD', KEYS[3]) + spare >= ulimit then
       if not reserve then redis.call('SET', KEYS[10], '1', 'PX', ARGV[14]) end
       return {2, 0}
     end
@@ -94,7 +98,7 @@ else
   local klimit = tonumber(ARGV[5])
   if klimit > 0 then
     redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now)
-    if redis.call('ZCARD', KEYS[4]) >= klimit then
+    if redis.call('ZCARD', KEYS[4]) + spare >= klimit then
       if not reserve then redis.call('SET', KEYS[11], '1', 'PX', ARGV[14]) end
       return {3, 0}
     end
@@ -126,7 +130,7 @@ for j = 0, n - 1 do
     else
       redis.call('ZREMRANGEBYSCORE', leases, '-inf', now)
       local inflight = redis.call('ZCARD', leases)
-      if maxc == 0 or inflight < maxc then
+      if maxc == 0 or inflight + spare < maxc then
         if sticky == id then stickyIdx = i end
         local load = inflight / weight
         if best == nil or prio < bestPrio or (prio == bestPrio and load < bestLoad) then

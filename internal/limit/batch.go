@@ -18,6 +18,9 @@ import (
 // decide.
 type batcher struct {
 	rdb redis.UniversalClient
+	// lost is called when Redis answers NOSCRIPT: it has restarted or been flushed, and
+	// may have lost what the scripts wrote (the reservations' leases, for one).
+	lost func()
 
 	mu    sync.Mutex
 	free  int // lanes not sending
@@ -35,6 +38,9 @@ type scriptCall struct {
 	// then is a call that must run right after this one, in the same pipeline (a
 	// completion's reservation of the next admission: it must see the completion's debit).
 	then *scriptCall
+	// noscript: Redis did not know the script and the call was sent again after loading
+	// it, so it may have run out of order with the calls around it.
+	noscript bool
 }
 
 func newBatcher(rdb redis.UniversalClient, lanes int) *batcher {
@@ -141,9 +147,13 @@ func (b *batcher) exec(batch []*scriptCall) {
 	if len(retry) == 0 {
 		return
 	}
+	if b.lost != nil {
+		b.lost()
+	}
 	loaded := map[*script]error{}
 	pipe = b.rdb.Pipeline()
 	for _, c := range retry {
+		c.noscript = true
 		if _, ok := loaded[c.script]; !ok {
 			loaded[c.script] = c.script.Load(ctx, b.rdb).Err()
 		}

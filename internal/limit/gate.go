@@ -134,6 +134,7 @@ func NewGate(rdb redis.UniversalClient, prefix string, loadBalance BalanceLoader
 	g.c.stickyNone, g.c.releaseNone, g.c.sweptNone = prefix+"sticky:-", prefix+"conc:a:-", prefix+"swept:-"
 	g.c.rpmNone = prefix + "rpm:-"
 	g.reserved.seed = maphash.MakeSeed()
+	g.batch.lost = func() { g.reserved.expireWhere(nil) }
 	g.c.releaseChannel, g.c.journal, g.c.journalEvents = g.releaseChannel(), g.journalKey(), g.journalEventsKey()
 	g.c.maxWaitMs = (opts.MaxWait + time.Second).Milliseconds()
 	return g
@@ -291,11 +292,18 @@ func (g *Gate) Admit(ctx context.Context, req Request) (Lease, error) {
 		}
 	}
 	deadline := start.Add(g.opts.MaxWait)
-	primed := false
+	primed, reclaimed := false, false
 	for {
 		code, val, err := g.run(ctx, req, 0, false)
 		if err != nil {
 			return Lease{}, err
+		}
+		if code >= 2 && code <= 5 && !reclaimed {
+			// A limit is full: this process's own reservations on it go first (reserve.go).
+			reclaimed = true
+			if g.reclaim(ctx, code, &req) {
+				continue
+			}
 		}
 		var scopes []string
 		switch code {
@@ -525,7 +533,7 @@ func (g *Gate) Complete(ctx context.Context, l Lease, stream string, event []byt
 	}
 	g.batch.do(c)
 	if c.then != nil {
-		g.kept(l.shape, next, c.then, now)
+		g.kept(ctx, l.shape, next, c, c.then, now)
 	}
 	res, err := c.cmd.Int64()
 	if err != nil && !errors.Is(err, redis.Nil) {

@@ -28,10 +28,15 @@ import (
 // What a reservation changes: its request was admitted up to ReserveIdle before it
 // arrived, so — as with requests admitted at the same moment — a balance or a cap that
 // other requests exhausted meanwhile can be overdrawn by one request per reservation
-// (a shape holds at most maxHeldPerShape). And a reservation occupies its slots while
-// it waits; none is made while a request waits for one of its scopes (admit.lua), so it
-// never stands in a waiting request's way for longer than ReserveIdle. Limits hold
-// across proxies as before: reservations are leases like any other.
+// (a shape holds at most maxHeldPerShape). And a reservation holds a slot and a request
+// of the key's RPM window while it waits. So none is made while a request waits for one
+// of its scopes, nor when it would take the last free unit of any limit (admit.lua); a
+// request that finds a limit full releases this process's reservations on it and tries
+// again before it waits or is refused; one made in the previous minute is not used (it
+// counted there). What remains: a reservation held by another proxy can keep a request
+// waiting (or refuse it, for RPM) until it is released, at most ReserveIdle later, when
+// the other requests have taken every other unit of the limit. Limits hold across proxies
+// as before: reservations are leases like any other.
 //
 // A run is recognised by its gaps: a shape is busy once one of its requests was admitted
 // within ReserveIdle of the previous one's completion. The first request of a run and
@@ -61,16 +66,20 @@ type shape struct {
 }
 
 type held struct {
-	lease Lease
-	until time.Time // released when not taken by then
-	rpm   any       // the RPM window counter it counted in; nil without an RPM limit
+	lease  Lease
+	until  time.Time // released when not taken by then
+	rpm    any       // the RPM window counter it counted in; nil without an RPM limit
+	minute int64     // the minute of that window
+	lost   bool      // its reply was lost: one of several guesses at what it holds
 }
 
 // reservations are one process's reserved admissions.
 type reservations struct {
 	mu     sync.Mutex
 	shapes map[shapeKey]*shape
-	n      int // held in all
+	n      int    // held in all
+	lost   []held // reservations whose reply was lost: released by the next sweep
+	closed bool   // ReleaseReserved ran: no more reservations
 	seed   maphash.Seed
 
 	made, taken, released atomic.Int64
@@ -141,6 +150,11 @@ func (r *reservations) take(req *Request, now time.Time, idle time.Duration) (*s
 		if !now.Before(h.until) {
 			continue // expired; the sweep releases it
 		}
+		if h.rpm != nil && now.Unix()/60 != h.minute {
+			// It counted in the previous minute's window, not in this one's.
+			sh.held[i].until = time.Time{}
+			continue
+		}
 		sh.held = slices.Delete(sh.held, i, i+1)
 		r.n--
 		r.taken.Add(1)
@@ -157,22 +171,33 @@ func (r *reservations) want(sh *shape, now time.Time, again bool) (Request, bool
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	sh.done = now
-	if !again || !sh.busy || len(sh.held) >= maxHeldPerShape || r.n >= maxHeld || r.shapes[sh.key] != sh {
+	if r.closed || !again || !sh.busy || len(sh.held) >= maxHeldPerShape || r.n >= maxHeld || r.shapes[sh.key] != sh {
 		return Request{}, false
 	}
 	return sh.req, true
 }
 
-// put keeps a reservation made for sh's shape as it was (req).
-func (r *reservations) put(sh *shape, req *Request, h held) {
+// put keeps a reservation made for sh's shape as it was (req). It reports false when the
+// reservation cannot be used (the shape is gone or changed, or reservations stopped):
+// the caller releases it.
+func (r *reservations) put(sh *shape, req *Request, h held) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.shapes[sh.key] != sh || !sameShape(&sh.req, req) {
-		h.until = time.Time{} // the shape changed meanwhile; released by the next sweep
+	r.made.Add(1)
+	if r.closed || r.shapes[sh.key] != sh || !sameShape(&sh.req, req) {
+		return false
 	}
 	sh.held = append(sh.held, h)
 	r.n++
-	r.made.Add(1)
+	return true
+}
+
+// putLost keeps reservations that may hold leases though their reply was lost, for the
+// next sweep to release.
+func (r *reservations) putLost(hs ...held) {
+	r.mu.Lock()
+	r.lost = append(r.lost, hs...)
+	r.mu.Unlock()
 }
 
 // expire makes everything sh holds unusable; the next sweep releases it. r.mu is held.
@@ -200,7 +225,8 @@ func (r *reservations) expireWhere(match func(sh *shape, h *held) bool) {
 func (r *reservations) due(now time.Time, forget time.Duration) []held {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	var out []held
+	out, lost := r.lost, len(r.lost)
+	r.lost = nil
 	for k, sh := range r.shapes {
 		kept := sh.held[:0]
 		for _, h := range sh.held {
@@ -216,7 +242,7 @@ func (r *reservations) due(now time.Time, forget time.Duration) []held {
 			delete(r.shapes, k)
 		}
 	}
-	r.n -= len(out)
+	r.n -= len(out) - lost
 	return out
 }
 
@@ -239,21 +265,38 @@ func (g *Gate) reservation(sh *shape, now time.Time, again bool) (*scriptCall, R
 	return &scriptCall{script: admitScript, args: g.admitArgs(req, 0, false, true, now)}, req
 }
 
-// kept files the reply of a reservation call.
-func (g *Gate) kept(sh *shape, req Request, c *scriptCall, now time.Time) {
+// kept files the reply of the reservation call c, which ran after head (the completion).
+func (g *Gate) kept(ctx context.Context, sh *shape, req Request, head, c *scriptCall, now time.Time) {
 	res, err := c.cmd.Int64Slice()
-	if err != nil || len(res) != 2 || res[0] != 1 {
-		return
+	if err == nil && (len(res) != 2 || res[0] != 1) {
+		return // refused: it holds nothing
 	}
 	h := held{
-		lease: Lease{RequestID: req.RequestID, UserID: req.UserID, KeyID: req.KeyID, AccountID: res[1],
+		lease: Lease{RequestID: req.RequestID, UserID: req.UserID, KeyID: req.KeyID,
 			sets: heldSets(req), shape: sh},
 		until: now.Add(g.opts.ReserveIdle),
 	}
 	if req.KeyRPM > 0 {
-		h.rpm = g.keys.rpmName(g.keys.get(req.KeyID), req.KeyID, now)
+		h.rpm, h.minute = g.keys.rpmName(g.keys.get(req.KeyID), req.KeyID, now), now.Unix()/60
 	}
-	g.reserved.put(sh, &req, h)
+	if err != nil {
+		// The script may have run and its reply been lost: give back whatever it may
+		// hold, on whichever candidate it chose (release.lua touches only what it finds).
+		lost := make([]held, 0, len(req.Candidates))
+		h.lost = true
+		for _, cand := range req.Candidates {
+			h.lease.AccountID = cand.ID
+			lost = append(lost, h)
+		}
+		g.reserved.putLost(lost...)
+		return
+	}
+	h.lease.AccountID = res[1]
+	if head.noscript || c.noscript || !g.reserved.put(sh, &req, h) {
+		// Redis had lost its scripts, so maybe its state: one retried and the other not
+		// may have run out of order. Or the shape changed, or reservations stopped.
+		g.release(ctx, []held{h})
+	}
 }
 
 // reserveLoop releases the reservations no request took in time.
@@ -270,11 +313,44 @@ func (g *Gate) reserveLoop(ctx context.Context) {
 	}
 }
 
-// ReleaseReserved gives back every reservation this process holds (at shutdown: the
-// process will not serve them).
+// ReleaseReserved gives back every reservation this process holds and makes no more (at
+// shutdown: the process will not serve them).
 func (g *Gate) ReleaseReserved(ctx context.Context) {
+	g.reserved.mu.Lock()
+	g.reserved.closed = true
+	g.reserved.mu.Unlock()
 	g.reserved.expireWhere(nil)
 	g.release(ctx, g.reserved.due(time.Now(), 0))
+}
+
+// reclaim releases, at once, this process's reservations that count against the limit a
+// request found full (admission code 2, 3, 4 or 5), so the request can have their unit
+// instead of waiting or being refused. It reports whether there were any.
+func (g *Gate) reclaim(ctx context.Context, code int64, req *Request) bool {
+	if !g.reserving() {
+		return false
+	}
+	found := false
+	g.reserved.expireWhere(func(_ *shape, h *held) bool {
+		l := &h.lease
+		var hit bool
+		switch code {
+		case 2:
+			hit = l.UserID == req.UserID && l.holdsUser()
+		case 3:
+			hit = l.KeyID == req.KeyID && l.holdsKey()
+		case 4:
+			hit = l.KeyID == req.KeyID && h.rpm != nil
+		case 5:
+			hit = slices.ContainsFunc(req.Candidates, func(c Candidate) bool { return c.ID == l.AccountID })
+		}
+		found = found || hit && !h.until.IsZero()
+		return hit
+	})
+	if found {
+		g.release(ctx, g.reserved.due(time.Now(), time.Hour))
+	}
+	return found
 }
 
 // release runs the release script for each reservation, in pipelines.
@@ -311,7 +387,11 @@ func (g *Gate) release(ctx context.Context, hs []held) {
 				break
 			}
 		}
-		g.reserved.released.Add(int64(len(batch)))
+		for _, h := range batch {
+			if !h.lost {
+				g.reserved.released.Add(1)
+			}
+		}
 	}
 }
 

@@ -232,9 +232,7 @@ func Serve(ctx context.Context, cfg config.Proxy, log *slog.Logger, ln net.Liste
 	}
 	// Admissions reserved for requests this process will not serve go back at once
 	// rather than when their leases expire.
-	rctx, rcancel := context.WithTimeout(context.Background(), 5*time.Second)
-	deps.Gate.ReleaseReserved(rctx)
-	rcancel()
+	deps.Gate.ReleaseReserved(context.Background())
 	log.Info("proxy stopped")
 	return nil
 }
