@@ -308,6 +308,9 @@ func (g *Gate) Admit(ctx context.Context, req Request) (Lease, error) {
 		var scopes []string
 		switch code {
 		case 1:
+			if sh != nil {
+				g.reserved.admitted(sh)
+			}
 			return Lease{RequestID: req.RequestID, UserID: req.UserID, KeyID: req.KeyID, AccountID: val, Waited: time.Since(start),
 				sets: heldSets(req), shape: sh}, nil
 		case -1:

@@ -63,6 +63,9 @@ type shape struct {
 	seen time.Time // when the latest request of this shape was admitted
 	busy bool      // the latest admission came within ReserveIdle of a completion
 	held []held    // reservations, oldest first
+	// inflight counts its admitted requests not completed yet: a shape is not forgotten
+	// while a request of it runs (a long stream's run goes on when it completes).
+	inflight int
 }
 
 type held struct {
@@ -157,6 +160,7 @@ func (r *reservations) take(req *Request, now time.Time, idle time.Duration) (*s
 		}
 		sh.held = slices.Delete(sh.held, i, i+1)
 		r.n--
+		sh.inflight++
 		r.taken.Add(1)
 		l := h.lease
 		l.Reserved = true
@@ -171,10 +175,18 @@ func (r *reservations) want(sh *shape, now time.Time, again bool) (Request, bool
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	sh.done = now
+	sh.inflight = max(sh.inflight-1, 0)
 	if r.closed || !again || !sh.busy || len(sh.held) >= maxHeldPerShape || r.n >= maxHeld || r.shapes[sh.key] != sh {
 		return Request{}, false
 	}
 	return sh.req, true
+}
+
+// admitted notes that a request of sh was admitted in full (not from a reservation).
+func (r *reservations) admitted(sh *shape) {
+	r.mu.Lock()
+	sh.inflight++
+	r.mu.Unlock()
 }
 
 // put keeps a reservation made for sh's shape as it was (req). It reports false when the
@@ -238,7 +250,7 @@ func (r *reservations) due(now time.Time, forget time.Duration) []held {
 		}
 		clear(sh.held[len(kept):])
 		sh.held = kept
-		if len(kept) == 0 && now.Sub(sh.seen) > forget && now.Sub(sh.done) > forget {
+		if len(kept) == 0 && sh.inflight == 0 && now.Sub(sh.seen) > forget && now.Sub(sh.done) > forget {
 			delete(r.shapes, k)
 		}
 	}
@@ -309,7 +321,10 @@ func (g *Gate) reserveLoop(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		g.release(ctx, g.reserved.due(time.Now(), time.Minute+10*g.opts.ReserveIdle))
+		// A shape quiet for longer than ReserveIdle would not be busy at its next
+		// admission anyway: forgetting it loses nothing, and keeps the map to the shapes
+		// of the last few seconds (a flood of one-off sessions would fill it otherwise).
+		g.release(ctx, g.reserved.due(time.Now(), 2*g.opts.ReserveIdle))
 	}
 }
 

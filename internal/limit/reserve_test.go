@@ -560,3 +560,32 @@ func TestReservationsHoldLimitsAcrossProxies(t *testing.T) {
 		g2.Complete(ctx, l, prefix+"usage", nil, 0)
 	}
 }
+
+// TestLongRequestKeepsItsRun: a run of long requests (an agent's streams, each longer
+// than the idle time, a short pause between them) still reserves: the run's shape is not
+// forgotten while one of its requests runs.
+func TestLongRequestKeepsItsRun(t *testing.T) {
+	const idle = 100 * time.Millisecond
+	g, _, prefix, _ := reserveGate(t, idle, 1_000_000_000)
+	ctx := context.Background()
+	r := Request{UserID: 9, KeyID: 7, Session: "7:agent", Candidates: []Candidate{{ID: 1, Priority: 1, Weight: 1}}}
+	var reserved int
+	for i := range 4 {
+		r.RequestID = "turn" + strconv.Itoa(i)
+		l, err := g.Admit(ctx, r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if l.Reserved {
+			reserved++
+		}
+		time.Sleep(5 * idle) // the stream runs well past the sweeps' forgetting time
+		l.Again = true
+		g.Complete(ctx, l, prefix+"usage", nil, 0)
+		time.Sleep(idle / 4) // the tool call between two turns
+	}
+	// Turn 0 starts the run, turn 1 makes it busy, turns 2 and 3 are reserved.
+	if reserved != 2 {
+		t.Fatalf("%d of 4 turns admitted from a reservation, want 2", reserved)
+	}
+}
