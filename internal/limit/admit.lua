@@ -24,10 +24,11 @@
 -- completion script publishes a release only when a flag is up, so an idle proxy fleet
 -- pays no PUBLISH per request.
 --
--- Leases are sorted-set members scored by expiry: expired ones are purged before
--- counting, so a process that dies without releasing leaks nothing past the TTL. The
--- one set nobody needs to count — the only candidate, with no concurrency limit — is
--- purged when the caller asks (ARGV[15], about one call in 64).
+-- Leases are sorted-set members scored by expiry, and only unexpired ones are counted,
+-- so a process that dies without releasing leaks nothing past the TTL. The expired ones
+-- are purged from every set the call touches when the caller asks (ARGV[15], about one
+-- call in 64): only a dead process leaves any, and a purge per set per call cost as much
+-- as the count itself.
 --
 -- Every redis.call costs about as much as the command itself (1–2 µs here), so the
 -- script reads every plain key it needs in one MGET.
@@ -65,6 +66,8 @@ end
 -- A reservation never takes the last free unit of a limit (a slot, a request of the
 -- minute): what it holds while it waits must not refuse or hold up a real request.
 local spare = reserve and 1 or 0
+local purge = ARGV[15] == '1'
+local live = '(' .. now
 
 if failover then
   redis.call('ZREM', KEYS[6], member)
@@ -89,16 +92,16 @@ else
   end
   local ulimit = tonumber(ARGV[4])
   if ulimit > 0 then
-    redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
-    if redis.call('ZCARD', KEYS[3]) + spare >= ulimit then
+    if purge then redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now) end
+    if redis.call('ZCOUNT', KEYS[3], live, '+inf') + spare >= ulimit then
       if not reserve then redis.call('SET', KEYS[10], '1', 'PX', ARGV[14]) end
       return {2, 0}
     end
   end
   local klimit = tonumber(ARGV[5])
   if klimit > 0 then
-    redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now)
-    if redis.call('ZCARD', KEYS[4]) + spare >= klimit then
+    if purge then redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now) end
+    if redis.call('ZCOUNT', KEYS[4], live, '+inf') + spare >= klimit then
       if not reserve then redis.call('SET', KEYS[11], '1', 'PX', ARGV[14]) end
       return {3, 0}
     end
@@ -109,7 +112,6 @@ local sticky = nil
 if tonumber(ARGV[7]) > 0 then
   sticky = v[6]
 end
-local purge = ARGV[15] == '1'
 local best, bestPrio, bestLoad = nil, nil, nil
 local stickyIdx = nil
 local anyUsable = false
@@ -128,8 +130,8 @@ for j = 0, n - 1 do
       best, bestPrio, bestLoad = i, prio, 0
       if sticky == id then stickyIdx = i end
     else
-      redis.call('ZREMRANGEBYSCORE', leases, '-inf', now)
-      local inflight = redis.call('ZCARD', leases)
+      if purge then redis.call('ZREMRANGEBYSCORE', leases, '-inf', now) end
+      local inflight = redis.call('ZCOUNT', leases, live, '+inf')
       if maxc == 0 or inflight + spare < maxc then
         if sticky == id then stickyIdx = i end
         local load = inflight / weight
