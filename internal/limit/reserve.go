@@ -38,9 +38,10 @@ import (
 // the other requests have taken every other unit of the limit. Limits hold across proxies
 // as before: reservations are leases like any other.
 //
-// A run is recognised by its gaps: a shape is busy once one of its requests was admitted
-// within ReserveIdle of the previous one's completion. The first request of a run and
-// isolated requests make their two round trips as before and reserve nothing.
+// A run is recognised by its gaps: a shape is busy once one of its requests is admitted
+// while another runs or within ReserveIdle of the previous one's completion. The first
+// request of a run and isolated requests make their two round trips as before and
+// reserve nothing.
 
 const (
 	maxHeldPerShape = 64
@@ -61,7 +62,7 @@ type shape struct {
 	req  Request   // as admitted, without a request id
 	done time.Time // when the latest request of this shape completed
 	seen time.Time // when the latest request of this shape was admitted
-	busy bool      // the latest admission came within ReserveIdle of a completion
+	busy bool      // the latest admission came while another ran, or soon after a completion
 	held []held    // reservations, oldest first
 	// inflight counts its admitted requests not completed yet: a shape is not forgotten
 	// while a request of it runs (a long stream's run goes on when it completes).
@@ -146,7 +147,9 @@ func (r *reservations) take(req *Request, now time.Time, idle time.Duration) (*s
 		}
 		sh.req = q
 	}
-	sh.busy = !sh.done.IsZero() && now.Sub(sh.done) <= idle
+	// Busy: another request of the shape is still running (they come back to back, or
+	// side by side), or the last one completed within the idle time.
+	sh.busy = sh.inflight > 0 || !sh.done.IsZero() && now.Sub(sh.done) <= idle
 	sh.seen = now
 	for i := len(sh.held) - 1; i >= 0; i-- { // the newest: its checks are the freshest
 		h := sh.held[i]

@@ -181,6 +181,23 @@ func TestReservedAdmission(t *testing.T) {
 	if n := madeSince(g, 2); n != 1 {
 		t.Fatalf("the second request of the new run reserved %d, want 1", n)
 	}
+	// Requests side by side make a run too: the second of two admitted together (the
+	// first not completed yet) reserves at its completion.
+	burst := func(id string) Request {
+		r := req(id)
+		r.Session = "7:burst"
+		return r
+	}
+	x1, _ := g.Admit(ctx, burst("x1"))
+	x2, _ := g.Admit(ctx, burst("x2"))
+	made0, _, _ := g.Reserve()
+	x2.Again = true
+	g.Complete(ctx, x2, stream, nil, 0)
+	if n := madeSince(g, made0); n != 1 {
+		t.Fatalf("the second of two requests side by side reserved %d, want 1", n)
+	}
+	g.Complete(ctx, x1, stream, nil, 0)
+
 	// A request of another shape (another session) never takes it.
 	l, err := g.Admit(ctx, Request{RequestID: "x", UserID: 9, KeyID: 7, UserConcurrency: 5, KeyConcurrency: 5, KeyRPM: 100,
 		Session: "7:other", Candidates: one})
