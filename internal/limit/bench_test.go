@@ -28,8 +28,9 @@ var benchEvent = []byte(`{"rid":"r","uid":1,"kid":1,"usage":{"input":12,"output"
 // latency of the Redis side of the hot path; a round trip each). redis-µs/op is the
 // time Redis spent in the scripts (INFO commandstats), which, unlike the round trip, is
 // CPU taken from everything else on the machine. "limits" has a user and a key
-// concurrency limit, two accounts and a sticky session; "plain" is a key without
-// limits and one account (the shape `make bench` runs).
+// concurrency limit, two accounts and a sticky session (close to what `make bench` runs,
+// which also sets an RPM limit and caps); "plain" is a key without limits and one
+// account.
 func BenchmarkAdmitComplete(b *testing.B) {
 	b.Run("limits", func(b *testing.B) {
 		g, req, stream := benchGate(b)
