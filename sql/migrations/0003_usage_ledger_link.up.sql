@@ -1,0 +1,15 @@
+-- usage_events.wallet_tx_id loses its foreign key.
+--
+-- PostgreSQL checks a foreign key with a plan it caches per connection the first time,
+-- from the statistics of that moment. wallet_tx grows with ingestion itself (a row per
+-- user per batch); on a young database, a worker connection that first checked the key
+-- while wallet_tx was a page or two (and analysed) kept a sequential scan of it for every
+-- event it inserted, until the next auto-analyze invalidated the plan: seen once in
+-- `make bench` on a fresh cluster, ingestion fell 6 s behind and PostgreSQL's CPU
+-- doubled (450 events x 20,000 ledger rows: 260 ms per batch against 2 ms with the index).
+-- The link is written by the ingestion in the transaction that inserts the ledger row, from
+-- that row's RETURNING id (internal/usage/ingest.go), and its tests check every event
+-- points at the debit that billed it; the check cost a sixth of the foreign-key work per
+-- event besides. The other references of usage_events point at small, slowly growing
+-- tables and stay.
+ALTER TABLE usage_events DROP CONSTRAINT usage_events_wallet_tx_id_fkey;
