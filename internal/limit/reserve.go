@@ -261,9 +261,9 @@ func (r *reservations) due(now time.Time, forget time.Duration) []held {
 	return out
 }
 
-// Reserve reports the reserved admissions made, taken by a request, and released unused
+// Reservations reports the reserved admissions made, taken by a request, and released unused
 // since the process started (for metrics).
-func (g *Gate) Reserve() (made, taken, released int64) {
+func (g *Gate) Reservations() (made, taken, released int64) {
 	return g.reserved.made.Load(), g.reserved.taken.Load(), g.reserved.released.Load()
 }
 

@@ -56,7 +56,7 @@ func sameMinute(t *testing.T) {
 
 // madeSince returns a gate's reservations made since made0.
 func madeSince(g *Gate, made0 int64) int64 {
-	made, _, _ := g.Reserve()
+	made, _, _ := g.Reservations()
 	return made - made0
 }
 
@@ -143,7 +143,7 @@ func TestReservedAdmission(t *testing.T) {
 	if d := trips.n.Load() - before; d != 1 {
 		t.Fatalf("completion with a reservation took %d round trips, want 1", d)
 	}
-	if made, taken, _ := g.Reserve(); made != 2 || taken != 1 {
+	if made, taken, _ := g.Reservations(); made != 2 || taken != 1 {
 		t.Fatalf("made %d taken %d, want 2 and 1", made, taken)
 	}
 	if n := rpm(); n != 4 {
@@ -153,7 +153,7 @@ func TestReservedAdmission(t *testing.T) {
 	// Nobody comes: after the idle time it is released — leases, and its RPM count.
 	deadline := time.Now().Add(3 * time.Second)
 	for {
-		if _, _, released := g.Reserve(); released == 1 {
+		if _, _, released := g.Reservations(); released == 1 {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -190,7 +190,7 @@ func TestReservedAdmission(t *testing.T) {
 	}
 	x1, _ := g.Admit(ctx, burst("x1"))
 	x2, _ := g.Admit(ctx, burst("x2"))
-	made0, _, _ := g.Reserve()
+	made0, _, _ := g.Reservations()
 	x2.Again = true
 	g.Complete(ctx, x2, stream, nil, 0)
 	if n := madeSince(g, made0); n != 1 {
@@ -254,7 +254,7 @@ func TestReservationGivesWay(t *testing.T) {
 		if b2.Waited > 100*time.Millisecond || time.Since(start) > 500*time.Millisecond {
 			t.Fatalf("b2 waited %s for the slot a reservation held", b2.Waited)
 		}
-		if _, _, released := g.Reserve(); released != 1 {
+		if _, _, released := g.Reservations(); released != 1 {
 			t.Fatalf("%d reservations released for b2, want session a's", released)
 		}
 		g.Complete(ctx, b1, prefix+"usage", nil, 0)
@@ -263,7 +263,7 @@ func TestReservationGivesWay(t *testing.T) {
 		// A busy run's completion while another request holds the other slot: a
 		// reservation would take the last free one, so none is made. (Another user: b2
 		// found user 9's limit full, which stops reservations for it a while.)
-		made0, _, _ := g.Reserve()
+		made0, _, _ := g.Reservations()
 		r.UserID = 10
 		r.Session, r.RequestID = "7:d", "d0"
 		d, _ := g.Admit(ctx, r)
@@ -387,7 +387,7 @@ func TestReservationGivesWay(t *testing.T) {
 			if n := madeSince(g, made); n < 1 {
 				t.Fatal("no reservation made")
 			}
-			made, _, _ = g.Reserve()
+			made, _, _ = g.Reservations()
 		}
 		untaken := func(what string) {
 			t.Helper()
@@ -417,7 +417,7 @@ func TestReservationGivesWay(t *testing.T) {
 			t.Fatalf("%d leases left after ReleaseReserved", n)
 		}
 		// And no more are made.
-		reserve0, _, _ := g.Reserve()
+		reserve0, _, _ := g.Reservations()
 		for i := range 3 {
 			r.RequestID = "late" + strconv.Itoa(i)
 			l, _ := g.Admit(ctx, r)
@@ -532,8 +532,8 @@ func TestReservationsHoldLimitsAcrossProxies(t *testing.T) {
 	for err := range errs {
 		t.Fatal(err)
 	}
-	_, taken1, _ := g1.Reserve()
-	_, taken2, _ := g2.Reserve()
+	_, taken1, _ := g1.Reservations()
+	_, taken2, _ := g2.Reservations()
 	if taken1+taken2 < 40 {
 		t.Fatalf("two runs under the limit took %d reservations for 50 requests, want most", taken1+taken2)
 	}

@@ -34,7 +34,7 @@ func instrumentGate(reg prometheus.Registerer, g *limit.Gate) {
 			Name: "tollgate_admissions_reserved_total", Help: "Admissions reserved ahead of their requests, by outcome.",
 			ConstLabels: prometheus.Labels{"outcome": outcome},
 		}, func() float64 {
-			made, taken, released := g.Reserve()
+			made, taken, released := g.Reservations()
 			return float64([]int64{made, taken, released}[i])
 		}))
 	}
