@@ -44,8 +44,6 @@ func BenchmarkProxy(b *testing.B) {
 		b.Setenv(k, v)
 	}
 	b.Setenv("PROXY_ADDR", s.proxyAddr)
-	// The processor count is this whole process's, load generator included: leave it be.
-	b.Setenv("PROXY_ADAPTIVE_PROCS", "false")
 	cfg, err := proxyconfig.LoadProxy()
 	if err != nil {
 		b.Fatal(err)

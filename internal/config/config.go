@@ -100,9 +100,6 @@ type Proxy struct {
 	// PostgreSQL, until it can. Put it on a persistent volume in production.
 	SpoolDir   string        `env:"PROXY_SPOOL_DIR"`
 	SpoolEvery time.Duration `env:"PROXY_SPOOL_INTERVAL" envDefault:"10s"`
-	// AdaptiveProcs runs the proxy on one processor while it is lightly loaded (fewer
-	// thread wake-ups per request) and on all of them when it is busy (proxyapp/procs.go).
-	AdaptiveProcs bool `env:"PROXY_ADAPTIVE_PROCS" envDefault:"true"`
 }
 
 // OAuth names the token endpoints and client ids that redeem OAuth accounts' refresh

@@ -202,9 +202,6 @@ func Serve(ctx context.Context, cfg config.Proxy, log *slog.Logger, ln net.Liste
 	runCtx, stopRun := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopRun()
 	go deps.Server.Run(runCtx)
-	if cfg.AdaptiveProcs {
-		go adaptProcs(runCtx, log)
-	}
 
 	hs := &http.Server{
 		Handler:           deps.Server.Handler(),
