@@ -2,6 +2,7 @@ package limit
 
 import (
 	"context"
+	"errors"
 	"sync"
 
 	"github.com/redis/go-redis/v9"
@@ -18,8 +19,8 @@ import (
 // decide.
 type batcher struct {
 	rdb redis.UniversalClient
-	// lost is called when Redis answers NOSCRIPT: it has restarted or been flushed, and
-	// may have lost what the scripts wrote (the reservations' leases, for one).
+	// lost is called when a round trip fails, or Redis answers NOSCRIPT (it restarted or
+	// was flushed): what the scripts wrote may be gone (the reservations' leases, for one).
 	lost func()
 
 	mu    sync.Mutex
@@ -135,7 +136,10 @@ func (b *batcher) exec(batch []*scriptCall) {
 			c.cmd = pipe.Do(ctx, c.args...)
 		}
 	}
-	pipe.Exec(ctx) //nolint:errcheck // every command carries its own error
+	var replyErr redis.Error
+	if _, err := pipe.Exec(ctx); err != nil && !errors.As(err, &replyErr) && b.lost != nil {
+		b.lost() // not a script's own error: the round trip failed
+	}
 	var retry []*scriptCall
 	for _, c := range batch {
 		for ; c != nil; c = c.then {

@@ -134,7 +134,7 @@ func NewGate(rdb redis.UniversalClient, prefix string, loadBalance BalanceLoader
 	g.c.stickyNone, g.c.releaseNone, g.c.sweptNone = prefix+"sticky:-", prefix+"conc:a:-", prefix+"swept:-"
 	g.c.rpmNone = prefix + "rpm:-"
 	g.reserved.seed = maphash.MakeSeed()
-	g.batch.lost = func() { g.reserved.expireWhere(nil) }
+	g.batch.lost = func() { g.reserved.expireWhere(nil) } // Redis may have lost their leases
 	g.c.releaseChannel, g.c.journal, g.c.journalEvents = g.releaseChannel(), g.journalKey(), g.journalEventsKey()
 	g.c.maxWaitMs = (opts.MaxWait + time.Second).Milliseconds()
 	return g
@@ -436,7 +436,6 @@ func (g *Gate) Failover(ctx context.Context, lease *Lease, req Request) error {
 func (g *Gate) run(ctx context.Context, req Request, releaseAccount int64, failover bool) (code, val int64, err error) {
 	res, err := g.batch.run(admitScript, g.admitArgs(req, releaseAccount, failover, false, time.Now())).Int64Slice()
 	if err != nil {
-		g.reserved.expireWhere(nil) // Redis may have lost them
 		return 0, 0, fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
 	return res[0], res[1], nil
@@ -540,7 +539,6 @@ func (g *Gate) Complete(ctx context.Context, l Lease, stream string, event []byt
 	}
 	res, err := c.cmd.Int64()
 	if err != nil && !errors.Is(err, redis.Nil) {
-		g.reserved.expireWhere(nil) // Redis may have lost them
 		return fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
 	switch res {

@@ -472,7 +472,22 @@ func TestReservationsForgottenWithRedis(t *testing.T) {
 	if n, _ := rdb.ZCard(ctx, "r:conc:u:9").Result(); n != 1 {
 		t.Fatalf("the user's lease set holds %d, want the one request", n)
 	}
-	g.Complete(ctx, l, "r:usage", nil, 0)
+	l.Again = true
+	g.Complete(ctx, l, "r:usage", nil, 0) // the run is busy: it reserves again
+	if n := madeSince(g, 1); n != 1 {
+		t.Fatalf("%d reservations after Redis came back, want 1", n)
+	}
+
+	// Redis goes away: the first call that fails drops them too, so a request of the
+	// run is not admitted from a reservation while nothing can vouch for it.
+	rs.Stop()
+	if _, err := g.Admit(ctx, other); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("admission without Redis: %v", err)
+	}
+	r.RequestID = "a3"
+	if l, err := g.Admit(ctx, r); err == nil || l.Reserved {
+		t.Fatalf("with Redis down a request took a reservation: %+v %v", l, err)
+	}
 }
 
 // TestReservationsHoldLimitsAcrossProxies: two gates (two proxies) share one user's
