@@ -49,7 +49,9 @@ const (
 	maxShapes       = 1 << 14
 )
 
-// shapeKey finds a request's shape; shape.req confirms it (the sum is a hash).
+// shapeKey finds a request's shape. Limits and candidates are in the sum, so a change of
+// them makes a new shape (the old one's reservations go unused and are released);
+// shape.req confirms the match, as the sum is a hash.
 type shapeKey struct {
 	key     int64
 	session string
@@ -129,23 +131,20 @@ func (r *reservations) take(req *Request, now time.Time, idle time.Duration) (*s
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	sh := r.shapes[k]
-	if sh == nil || !sameShape(&sh.req, req) {
-		if sh != nil {
-			r.expire(sh) // limits or accounts changed: what it holds was decided for other ones
-		} else if len(r.shapes) >= maxShapes {
+	switch {
+	case sh != nil && !sameShape(&sh.req, req):
+		return nil, Lease{}, false // a hash collision: this request goes without
+	case sh == nil:
+		if len(r.shapes) >= maxShapes {
 			return nil, Lease{}, false
 		}
 		if r.shapes == nil {
 			r.shapes = map[shapeKey]*shape{}
 		}
-		q := *req
-		q.RequestID = ""
-		q.Candidates = slices.Clone(req.Candidates)
-		if sh == nil {
-			sh = &shape{key: k}
-			r.shapes[k] = sh
-		}
-		sh.req = q
+		sh = &shape{key: k, req: *req}
+		sh.req.RequestID = ""
+		sh.req.Candidates = slices.Clone(req.Candidates)
+		r.shapes[k] = sh
 	}
 	// Busy: another request of the shape is still running (they come back to back, or
 	// side by side), or the last one completed within the idle time.
@@ -192,14 +191,14 @@ func (r *reservations) admitted(sh *shape) {
 	r.mu.Unlock()
 }
 
-// put keeps a reservation made for sh's shape as it was (req). It reports false when the
-// reservation cannot be used (the shape is gone or changed, or reservations stopped):
-// the caller releases it.
-func (r *reservations) put(sh *shape, req *Request, h held) bool {
+// put keeps a reservation made for sh. It reports false when the reservation cannot be
+// used (the shape was forgotten meanwhile, or reservations stopped): the caller releases
+// it.
+func (r *reservations) put(sh *shape, h held) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.made.Add(1)
-	if r.closed || r.shapes[sh.key] != sh || !sameShape(&sh.req, req) {
+	if r.closed || r.shapes[sh.key] != sh {
 		return false
 	}
 	sh.held = append(sh.held, h)
@@ -213,13 +212,6 @@ func (r *reservations) putLost(hs ...held) {
 	r.mu.Lock()
 	r.lost = append(r.lost, hs...)
 	r.mu.Unlock()
-}
-
-// expire makes everything sh holds unusable; the next sweep releases it. r.mu is held.
-func (r *reservations) expire(sh *shape) {
-	for i := range sh.held {
-		sh.held[i].until = time.Time{}
-	}
 }
 
 // expireWhere expires the reservations that match (all when match is nil).
@@ -307,9 +299,9 @@ func (g *Gate) kept(ctx context.Context, sh *shape, req Request, head, c *script
 		return
 	}
 	h.lease.AccountID = res[1]
-	if head.noscript || c.noscript || !g.reserved.put(sh, &req, h) {
+	if head.noscript || c.noscript || !g.reserved.put(sh, h) {
 		// Redis had lost its scripts, so maybe its state: one retried and the other not
-		// may have run out of order. Or the shape changed, or reservations stopped.
+		// may have run out of order. Or the shape was forgotten, or reservations stopped.
 		g.release(ctx, []held{h})
 	}
 }
