@@ -14,17 +14,6 @@ import (
 	"github.com/tollgate/tollgate/internal/testenv"
 )
 
-// commands counts the Redis round trips (commands and pipelines) a client makes.
-type commands struct{ n atomic.Int64 }
-
-func (c *commands) DialHook(next redis.DialHook) redis.DialHook { return next }
-func (c *commands) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
-	return func(ctx context.Context, cmd redis.Cmder) error { c.n.Add(1); return next(ctx, cmd) }
-}
-func (c *commands) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return func(ctx context.Context, cmds []redis.Cmder) error { c.n.Add(1); return next(ctx, cmds) }
-}
-
 // newReserveGate is a gate on rdb with reservations waiting idle for their request and
 // its releases running.
 func newReserveGate(t *testing.T, rdb *redis.Client, prefix string, idle time.Duration, balance int64) *Gate {
@@ -38,10 +27,10 @@ func newReserveGate(t *testing.T, rdb *redis.Client, prefix string, idle time.Du
 }
 
 // reserveGate is newReserveGate on the test Redis, with its round trips counted.
-func reserveGate(t *testing.T, idle time.Duration, balance int64) (*Gate, *redis.Client, string, *commands) {
+func reserveGate(t *testing.T, idle time.Duration, balance int64) (*Gate, *redis.Client, string, *pipelineCounter) {
 	t.Helper()
 	rdb, prefix := testenv.Redis(t)
-	trips := &commands{}
+	trips := &pipelineCounter{}
 	rdb.AddHook(trips)
 	return newReserveGate(t, rdb, prefix, idle, balance), rdb, prefix, trips
 }
