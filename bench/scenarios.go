@@ -176,15 +176,21 @@ func (b *bench) proxyMetrics(ctx context.Context, names ...string) (map[string]f
 // (limit/reserve.go).
 const reservedTaken = `tollgate_admissions_reserved_total{outcome="taken"}`
 
+// reservedCount reads the proxy's count of requests admitted from a reservation.
+func (b *bench) reservedCount(ctx context.Context) (float64, error) {
+	m, err := b.proxyMetrics(ctx, reservedTaken)
+	return m[reservedTaken], err
+}
+
 // reservedShare notes which share of a round's n proxied requests were admitted from a
 // reservation, given the count before the round.
 func (b *bench) reservedShare(ctx context.Context, what string, before float64, n int) {
-	m, err := b.proxyMetrics(ctx, reservedTaken)
+	after, err := b.reservedCount(ctx)
 	if err != nil || n == 0 {
 		return
 	}
 	b.rep.note("%s: %.0f%% of the proxied requests were admitted from a reservation their run's previous completion made (limit/reserve.go).",
-		what, 100*(m[reservedTaken]-before)/float64(n))
+		what, 100*(after-before)/float64(n))
 }
 
 // usageCount is the number of rows in usage_events.
@@ -568,11 +574,9 @@ func (b *bench) throughput(ctx context.Context) error {
 				if cmds0, err = b.redisCommands(ctx); err != nil {
 					return err
 				}
-				m, err := b.proxyMetrics(ctx, reservedTaken)
-				if err != nil {
+				if reserved0, err = b.reservedCount(ctx); err != nil {
 					return err
 				}
-				reserved0 = m[reservedTaken]
 			}
 			start := time.Now()
 			st := closedLoop(ctx, t.addr, rawRequest(t, body), b.cfg.conns, b.cfg.throughput)
@@ -699,11 +703,10 @@ func (b *bench) fixedRateScenario(ctx context.Context, scenario string, body []b
 		for _, t := range b.targets() {
 			var reserved0 float64
 			if t.name == "tollgate" && round == 0 {
-				m, err := b.proxyMetrics(ctx, reservedTaken)
-				if err != nil {
+				var err error
+				if reserved0, err = b.reservedCount(ctx); err != nil {
 					return err
 				}
-				reserved0 = m[reservedTaken]
 			}
 			st, late := fixedRate(ctx, t.addr, rawRequest(t, body), b.cfg.rate, d, workers)
 			if err := fail(scenario, t, st); err != nil {
