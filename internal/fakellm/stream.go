@@ -39,8 +39,10 @@ type eventWriter struct {
 	cutAfter int
 	framing  framing
 	failed   bool
-	each     bool // flush every event (see eventWriter)
 }
+
+// spaced reports whether every event is flushed on its own (see eventWriter).
+func (ew *eventWriter) spaced() bool { return ew.delay > 0 || ew.cutAfter != 0 }
 
 // open writes the headers of a 200 stream and readies ew to write its events. It
 // reports false if the client is already gone.
@@ -59,7 +61,6 @@ func (ew *eventWriter) open(w http.ResponseWriter, r *http.Request, e *Served, b
 		delay:    b.EventDelay,
 		cutAfter: b.CutAfterEvents,
 		framing:  f,
-		each:     b.EventDelay > 0 || b.CutAfterEvents != 0,
 	}
 	return ew.rc.Flush() == nil
 }
@@ -116,7 +117,7 @@ func (ew *eventWriter) send(b []byte, last bool) bool {
 		ew.failed = true
 		return false
 	}
-	if !last && ew.each {
+	if !last && ew.spaced() {
 		if err := ew.rc.Flush(); err != nil {
 			ew.failed = true
 			return false
