@@ -340,11 +340,13 @@ func (c *Consumer) store(ctx context.Context, events []Event) (inserted int, rej
 	return inserted, rejected, nil
 }
 
-// isDataError reports whether PostgreSQL rejected the data itself (classes 22 and 23), as
-// opposed to failing for a reason a retry may cure.
+// isDataError reports whether the data itself was refused — by PostgreSQL (classes 22 and
+// 23) or because an event names a row that does not exist — as opposed to a failure a
+// retry may cure.
 func isDataError(err error) bool {
 	var pgErr *pgconn.PgError
-	return errors.As(err, &pgErr) && (strings.HasPrefix(pgErr.Code, "22") || strings.HasPrefix(pgErr.Code, "23"))
+	return errors.Is(err, errUnknownReference) ||
+		errors.As(err, &pgErr) && (strings.HasPrefix(pgErr.Code, "22") || strings.HasPrefix(pgErr.Code, "23"))
 }
 
 type deadEntry struct {

@@ -251,7 +251,7 @@ func TestConsumerDeadLettersBadEntries(t *testing.T) {
 	wrongField := b.addRaw(t, "x", "{}")
 	incomplete := b.event(0, "", 5) // no request id
 	unknownUser := b.event(1, "ghost", 5)
-	unknownUser.UserID = 999_999 // passes decoding, refused by the foreign key
+	unknownUser.UserID = 999_999 // passes decoding, refused by the reference check
 	b.add(t, incomplete, unknownUser, b.event(1, "ok2", 200))
 
 	n, err := b.consumer("w").ProcessOnce(ctx)

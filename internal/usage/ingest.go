@@ -48,6 +48,9 @@ func Ingest(ctx context.Context, pool *pgxpool.Pool, events []Event) (IngestResu
 		if err != nil || len(fresh) == 0 {
 			return err
 		}
+		if err := checkReferences(ctx, q, tx, fresh); err != nil {
+			return err
+		}
 		count := map[int64]int{}
 		for _, e := range fresh {
 			if e.BilledNano > 0 {
@@ -95,6 +98,61 @@ func Ingest(ctx context.Context, pool *pgxpool.Pool, events []Event) (IngestResu
 // errIngestRace: another ingester stored some of the batch's events while this one ran;
 // retrying the batch skips them.
 var errIngestRace = errors.New("some usage events of the batch were stored meanwhile by another ingester; the batch is retried")
+
+// errUnknownReference: an event names a user, key, group, account or price that does not
+// exist. It refuses the whole batch; the consumer then stores the events one by one and
+// dead-letters those that name one (isDataError).
+var errUnknownReference = errors.New("usage event names a row that does not exist")
+
+// references are the rows a usage event names, checked once per batch by
+// UsageEventReferencesFound (migration 0004 explains why they are not foreign keys).
+var references = [...]struct {
+	table string
+	id    func(*Event) int64
+}{
+	{"users", func(e *Event) int64 { return e.UserID }},
+	{"api_keys", func(e *Event) int64 { return e.KeyID }},
+	{"groups", func(e *Event) int64 { return e.GroupID }},
+	{"accounts", func(e *Event) int64 { return e.AccountID }},
+	{"prices", func(e *Event) int64 { return e.PriceID }},
+}
+
+// checkReferences makes sure every row the events name exists and locks it FOR KEY SHARE
+// until the transaction ends, as the foreign keys did, with one query per batch.
+func checkReferences(ctx context.Context, q *sqlc.Queries, tx pgx.Tx, events []Event) error {
+	var want [len(references)][]int64
+	for i, r := range references {
+		seen := make(map[int64]bool, 4)
+		for j := range events {
+			if id := r.id(&events[j]); !seen[id] {
+				seen[id] = true
+				want[i] = append(want[i], id)
+			}
+		}
+	}
+	row, err := q.UsageEventReferencesFound(ctx, tx, sqlc.UsageEventReferencesFoundParams{
+		UserIds: want[0], ApiKeyIds: want[1], GroupIds: want[2], AccountIds: want[3], PriceIds: want[4],
+	})
+	if err != nil {
+		return fmt.Errorf("check the rows usage events name: %w", err)
+	}
+	found := [len(references)][]int64{row.Users, row.ApiKeys, row.Groups, row.Accounts, row.Prices}
+	for i, r := range references {
+		if len(found[i]) == len(want[i]) {
+			continue
+		}
+		exists := make(map[int64]bool, len(found[i]))
+		for _, id := range found[i] {
+			exists[id] = true
+		}
+		for _, id := range want[i] {
+			if !exists[id] {
+				return fmt.Errorf("%w: %s id %d", errUnknownReference, r.table, id)
+			}
+		}
+	}
+	return nil
+}
 
 // unstored returns the events whose request id is not stored yet, each request id once
 // (the first of duplicates within the batch).

@@ -2,10 +2,13 @@ package usage_test
 
 import (
 	"context"
+	"errors"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/tollgate/tollgate/internal/db/sqlc"
 	"github.com/tollgate/tollgate/internal/usage"
@@ -110,5 +113,105 @@ func insertRaw(t *testing.T, tx pgx.Tx, e usage.Event) {
 	rows, err := sqlc.New().UsageEventInsertBatch(context.Background(), tx, p)
 	if err != nil || len(rows) != 1 {
 		t.Fatalf("insert raw event: %d rows, %v", len(rows), err)
+	}
+}
+
+// TestIngestRefusesUnknownReferences: an event naming a user, key, group, account or
+// price that does not exist refuses its batch (migration 0004 checks the references once
+// per batch instead of by foreign keys), and nothing of the batch is stored or debited.
+func TestIngestRefusesUnknownReferences(t *testing.T) {
+	t.Parallel()
+	b := setupConsumer(t)
+	ctx := context.Background()
+	const ghost = 999_999
+	for _, c := range []struct {
+		table string
+		spoil func(*usage.Event)
+	}{
+		{"users", func(e *usage.Event) { e.UserID = ghost }},
+		{"api_keys", func(e *usage.Event) { e.KeyID = ghost }},
+		{"groups", func(e *usage.Event) { e.GroupID = ghost }},
+		{"accounts", func(e *usage.Event) { e.AccountID = ghost }},
+		{"prices", func(e *usage.Event) { e.PriceID = ghost }},
+	} {
+		bad := b.event(1, "bad-"+c.table, 5)
+		c.spoil(&bad)
+		_, err := usage.Ingest(ctx, b.pool, []usage.Event{b.event(0, "good-"+c.table, 10), bad})
+		if err == nil || !strings.Contains(err.Error(), c.table+" id 999999") {
+			t.Fatalf("%s: Ingest returned %v, want the unknown %s id named", c.table, err, c.table)
+		}
+	}
+	if n := b.count(t, `SELECT count(*) FROM usage_events`); n != 0 {
+		t.Fatalf("%d events stored from refused batches", n)
+	}
+	if n := b.count(t, `SELECT count(*) FROM wallet_tx`); n != 0 {
+		t.Fatalf("%d ledger rows from refused batches", n)
+	}
+	b.requireLedgerConsistent(t)
+}
+
+// TestReferencedRowsCannotBeDeleted: a user, key, group, account or price that usage
+// events name cannot be deleted (the triggers of migration 0004 keep what the foreign
+// keys guaranteed); one that no event names can. An ingestion that has checked its
+// references holds them: a DELETE waits for it and then fails on the rows it inserted.
+func TestReferencedRowsCannotBeDeleted(t *testing.T) {
+	t.Parallel()
+	b := setupConsumer(t)
+	ctx := context.Background()
+	_, err := usage.Ingest(ctx, b.pool, []usage.Event{b.event(0, "a", 10)})
+	must(t, err)
+	for _, c := range []struct {
+		table string
+		id    int64
+	}{{"users", b.users[0]}, {"api_keys", b.keys[0]}, {"groups", b.group}, {"accounts", b.account}, {"prices", b.price}} {
+		_, err := b.pool.Exec(ctx, "DELETE FROM "+c.table+" WHERE id = $1", c.id)
+		var pgErr *pgconn.PgError
+		if !errors.As(err, &pgErr) || pgErr.Code != "23503" {
+			t.Fatalf("DELETE FROM %s of a referenced row: %v, want a foreign key violation (23503)", c.table, err)
+		}
+	}
+	// The second user has no events: its key and then the user can go.
+	if _, err := b.pool.Exec(ctx, "DELETE FROM api_keys WHERE id = $1", b.keys[1]); err != nil {
+		t.Fatalf("delete an unreferenced key: %v", err)
+	}
+	if _, err := b.pool.Exec(ctx, "DELETE FROM users WHERE id = $1", b.users[1]); err != nil {
+		t.Fatalf("delete an unreferenced user: %v", err)
+	}
+
+	// The race the FOR KEY SHARE locks close: a price checked by an ingestion in flight is
+	// deleted before the ingestion's rows are committed.
+	q := sqlc.New()
+	p, err := q.PriceInsert(ctx, b.pool, sqlc.PriceInsertParams{
+		Provider: "anthropic", Pattern: "claude-other", Match: "exact", EffectiveFrom: time.Now().Add(-time.Hour),
+		InputPico: 1, OutputPico: 1,
+	})
+	must(t, err)
+	tx, err := b.pool.Begin(ctx)
+	must(t, err)
+	defer tx.Rollback(ctx) //nolint:errcheck
+	found, err := q.UsageEventReferencesFound(ctx, tx, sqlc.UsageEventReferencesFoundParams{PriceIds: []int64{p.ID}})
+	must(t, err)
+	if len(found.Prices) != 1 {
+		t.Fatalf("the new price was not found: %+v", found)
+	}
+	deleted := make(chan error, 1)
+	go func() {
+		_, err := b.pool.Exec(ctx, "DELETE FROM prices WHERE id = $1", p.ID)
+		deleted <- err
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for b.count(t, `SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the DELETE did not wait for the ingestion's lock on the price")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	e := b.event(0, "late", 0)
+	e.PriceID = p.ID
+	insertRaw(t, tx, e)
+	must(t, tx.Commit(ctx))
+	var pgErr *pgconn.PgError
+	if err := <-deleted; !errors.As(err, &pgErr) || pgErr.Code != "23503" {
+		t.Fatalf("DELETE of a price an ingestion locked and then used: %v, want a foreign key violation", err)
 	}
 }

@@ -2,6 +2,21 @@
 -- The request ids of a batch that are stored already (a replayed batch).
 SELECT request_id FROM usage_events WHERE request_id = ANY(@request_ids::text[]);
 
+-- name: UsageEventReferencesFound :one
+-- Of the ids a batch of usage events names, those that exist, each row locked FOR KEY
+-- SHARE until the transaction ends, as a foreign key would lock it (migration 0004: the
+-- references are checked here once per batch instead of once per row).
+WITH u AS (SELECT id FROM users WHERE id = ANY(@user_ids::bigint[]) FOR KEY SHARE),
+     k AS (SELECT id FROM api_keys WHERE id = ANY(@api_key_ids::bigint[]) FOR KEY SHARE),
+     g AS (SELECT id FROM groups WHERE id = ANY(@group_ids::bigint[]) FOR KEY SHARE),
+     a AS (SELECT id FROM accounts WHERE id = ANY(@account_ids::bigint[]) FOR KEY SHARE),
+     p AS (SELECT id FROM prices WHERE id = ANY(@price_ids::bigint[]) FOR KEY SHARE)
+SELECT ARRAY(SELECT id FROM u)::bigint[] AS users,
+       ARRAY(SELECT id FROM k)::bigint[] AS api_keys,
+       ARRAY(SELECT id FROM g)::bigint[] AS groups,
+       ARRAY(SELECT id FROM a)::bigint[] AS accounts,
+       ARRAY(SELECT id FROM p)::bigint[] AS prices;
+
 -- name: UsageEventInsertBatch :many
 -- Inserts a batch in one round trip, each row linked to the ledger row that debited it
 -- (wallet_tx_id 0: none); rows whose request_id exists are skipped, and only the rows

@@ -447,6 +447,57 @@ func (q *Queries) UsageEventListByUserBefore(ctx context.Context, db DBTX, arg U
 	return items, nil
 }
 
+const usageEventReferencesFound = `-- name: UsageEventReferencesFound :one
+WITH u AS (SELECT id FROM users WHERE id = ANY($1::bigint[]) FOR KEY SHARE),
+     k AS (SELECT id FROM api_keys WHERE id = ANY($2::bigint[]) FOR KEY SHARE),
+     g AS (SELECT id FROM groups WHERE id = ANY($3::bigint[]) FOR KEY SHARE),
+     a AS (SELECT id FROM accounts WHERE id = ANY($4::bigint[]) FOR KEY SHARE),
+     p AS (SELECT id FROM prices WHERE id = ANY($5::bigint[]) FOR KEY SHARE)
+SELECT ARRAY(SELECT id FROM u)::bigint[] AS users,
+       ARRAY(SELECT id FROM k)::bigint[] AS api_keys,
+       ARRAY(SELECT id FROM g)::bigint[] AS groups,
+       ARRAY(SELECT id FROM a)::bigint[] AS accounts,
+       ARRAY(SELECT id FROM p)::bigint[] AS prices
+`
+
+type UsageEventReferencesFoundParams struct {
+	UserIds    []int64
+	ApiKeyIds  []int64
+	GroupIds   []int64
+	AccountIds []int64
+	PriceIds   []int64
+}
+
+type UsageEventReferencesFoundRow struct {
+	Users    []int64
+	ApiKeys  []int64
+	Groups   []int64
+	Accounts []int64
+	Prices   []int64
+}
+
+// Of the ids a batch of usage events names, those that exist, each row locked FOR KEY
+// SHARE until the transaction ends, as a foreign key would lock it (migration 0004: the
+// references are checked here once per batch instead of once per row).
+func (q *Queries) UsageEventReferencesFound(ctx context.Context, db DBTX, arg UsageEventReferencesFoundParams) (UsageEventReferencesFoundRow, error) {
+	row := db.QueryRow(ctx, usageEventReferencesFound,
+		arg.UserIds,
+		arg.ApiKeyIds,
+		arg.GroupIds,
+		arg.AccountIds,
+		arg.PriceIds,
+	)
+	var i UsageEventReferencesFoundRow
+	err := row.Scan(
+		&i.Users,
+		&i.ApiKeys,
+		&i.Groups,
+		&i.Accounts,
+		&i.Prices,
+	)
+	return i, err
+}
+
 const usageEventSpendByKeySince = `-- name: UsageEventSpendByKeySince :one
 SELECT coalesce(sum(billed_cost_nano), 0)::bigint FROM usage_events
 WHERE api_key_id = $1 AND created_at >= $2::timestamptz
