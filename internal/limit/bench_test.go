@@ -80,12 +80,34 @@ func scriptMicros(b *testing.B, rdb redis.UniversalClient) float64 {
 	return 0
 }
 
+// redisCPU is Redis's own CPU time in seconds (INFO CPU: used_cpu_sys + used_cpu_user):
+// the scripts, and also reading, parsing and answering the calls and the AOF.
+func redisCPU(b *testing.B, rdb redis.UniversalClient) float64 {
+	info, err := rdb.Info(context.Background(), "cpu").Result()
+	if err != nil {
+		b.Fatal(err)
+	}
+	var s float64
+	for _, line := range strings.Split(info, "\n") {
+		k, v, ok := strings.Cut(strings.TrimSpace(line), ":")
+		if ok && (k == "used_cpu_sys" || k == "used_cpu_user") {
+			f, _ := strconv.ParseFloat(v, 64)
+			s += f
+		}
+	}
+	return s
+}
+
 // BenchmarkAdmitCompleteParallel: the same from 64 goroutines at once, as under load;
-// calls waiting at the same moment share pipelines (batch.go).
+// calls waiting at the same moment share pipelines (batch.go). redis-cpu-µs/op is all of
+// Redis's CPU per admission + completion (see redisCPU), shared with other clients of
+// the test Redis if there are any.
 func BenchmarkAdmitCompleteParallel(b *testing.B) {
 	g, req, stream := benchGate(b)
 	ctx := context.Background()
 	var n atomic.Int64
+	before := redisCPU(b, g.rdb)
+	defer func() { b.ReportMetric((redisCPU(b, g.rdb)-before)*1e6/float64(b.N), "redis-cpu-µs/op") }()
 	b.ReportAllocs()
 	b.SetParallelism(32) // × GOMAXPROCS goroutines
 	b.RunParallel(func(pb *testing.PB) {

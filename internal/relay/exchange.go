@@ -588,12 +588,25 @@ func (x *exchange) deliver(o *outcome) {
 	x.w.Write(o.body) //nolint:errcheck
 }
 
-// completeAfterResponse completes the attempt once the handler has returned, so the
-// client's response ends without waiting for the Redis round trip. Graceful shutdown
-// waits for these (Server.WaitCompletions).
+// completeAfterResponse completes the attempt without making the client wait for the
+// Redis round trip. Graceful shutdown waits for the completions (Server.WaitCompletions).
+//
+// Under load a completion worker runs it, so that the handler returns at once and its
+// connection can take the client's next request. When no other exchange is in flight,
+// a whole (non-streamed) response is flushed and the handler completes it itself: handing
+// it to a worker wakes another thread, and on a small machine at a light load that
+// wake-up competed with the client for a core — measured at 200 req/s on the bench,
+// +0.39–0.46 ms added p50 against +0.47–0.53 ms. A stream is always handed off: its end
+// (the last chunk) is only written once the handler returns.
 func (x *exchange) completeAfterResponse(lease limit.Lease, attempt int, o outcome, upstreamModel string) {
 	x.completing = true // the lease is renewed until the completion has run
 	x.s.completions.Add(1)
+	if f, ok := x.w.(http.Flusher); ok && !o.stream && x.s.inflight.Load() == 0 {
+		f.Flush()
+		defer x.s.completions.Done()
+		x.complete(lease, attempt, &o, upstreamModel)
+		return
+	}
 	x.s.after(func() {
 		defer x.s.completions.Done()
 		x.complete(lease, attempt, &o, upstreamModel)
