@@ -254,7 +254,9 @@ func (r *reservations) due(now time.Time, forget time.Duration) []held {
 }
 
 // Reservations reports the reserved admissions made, taken by a request, and released unused
-// since the process started (for metrics).
+// since the process started (for metrics). Released counts every reservation given up
+// untaken, including those whose release call failed: their leases then expire with the
+// lease TTL, like those of a process that died.
 func (g *Gate) Reservations() (made, taken, released int64) {
 	return g.reserved.made.Load(), g.reserved.taken.Load(), g.reserved.released.Load()
 }
