@@ -444,20 +444,32 @@ func (c *cpuTable) add(t target, m *cpuMeter, n int) {
 }
 
 func (c *cpuTable) note(scenario string) string {
+	var total float64 // the tollgate stack's, summed over its processes' medians
 	line := func(tab *[6][]float64, procs ...int) string {
 		var parts []string
+		total = 0
 		for _, i := range procs {
 			if len(tab[i]) == 0 {
 				continue
 			}
 			v := slices.Clone(tab[i])
 			slices.Sort(v)
+			total += median(v)
 			parts = append(parts, fmt.Sprintf("%s %.2f", cpuProcs[i], median(v)))
 		}
 		return strings.Join(parts, ", ")
 	}
-	return fmt.Sprintf("%s CPU seconds per 10k requests (medians): direct: %s; tollgate: %s. PostgreSQL is every backend's CPU (the proxy's and the worker's).",
-		scenario, line(&c.direct, 4, 5), line(&c.tollgate, 0, 1, 2, 3, 4, 5))
+	direct := line(&c.direct, 4, 5)
+	tollgate := line(&c.tollgate, 0, 1, 2, 3, 4, 5)
+	bound := ""
+	if total > 0 {
+		// What the machine's cores could carry if every process of the stack had them to
+		// itself: a figure that moves with the machine's speed less than req/s does.
+		bound = fmt.Sprintf(" The tollgate stack spends %.2f CPU-s per 10k in all: %d cores carry at most %.0f per second of it.",
+			total, runtime.NumCPU(), float64(runtime.NumCPU())*1e4/total)
+	}
+	return fmt.Sprintf("%s CPU seconds per 10k requests (medians): direct: %s; tollgate: %s. PostgreSQL is every backend's CPU (the proxy's and the worker's).%s",
+		scenario, direct, tollgate, bound)
 }
 
 // per10k converts CPU seconds over n requests to seconds per 10,000 requests.
