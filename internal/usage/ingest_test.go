@@ -215,3 +215,29 @@ func TestReferencedRowsCannotBeDeleted(t *testing.T) {
 		t.Fatalf("DELETE of a price an ingestion locked and then used: %v, want a foreign key violation", err)
 	}
 }
+
+// TestBillingRecordsAreAppendOnly: a stored usage event cannot be changed or removed, and
+// neither usage_events nor the ledger can be truncated (migration 0005), so a debit stays
+// the sum of the events linked to it.
+func TestBillingRecordsAreAppendOnly(t *testing.T) {
+	t.Parallel()
+	b := setupConsumer(t)
+	ctx := context.Background()
+	_, err := usage.Ingest(ctx, b.pool, []usage.Event{b.event(0, "a", 10), b.event(0, "b", 20)})
+	must(t, err)
+	for _, stmt := range []string{
+		"UPDATE usage_events SET billed_cost_nano = 0 WHERE request_id = 'a'",
+		"UPDATE usage_events SET wallet_tx_id = NULL",
+		"DELETE FROM usage_events WHERE request_id = 'b'",
+		"TRUNCATE usage_events",
+		"TRUNCATE wallet_tx CASCADE",
+	} {
+		if _, err := b.pool.Exec(ctx, stmt); err == nil || !strings.Contains(err.Error(), "append-only") {
+			t.Fatalf("%s: %v, want it refused as append-only", stmt, err)
+		}
+	}
+	if n := b.count(t, `SELECT sum(billed_cost_nano) FROM usage_events WHERE wallet_tx_id IS NOT NULL`); n != 30 {
+		t.Fatalf("events hold %d nano-USD linked to debits, want 30", n)
+	}
+	b.requireLedgerConsistent(t)
+}
