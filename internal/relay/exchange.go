@@ -592,14 +592,14 @@ func (x *exchange) deliver(o *outcome) {
 // Redis round trip. Graceful shutdown waits for the completions (Server.WaitCompletions).
 //
 // Under load a completion worker runs it, so that the handler returns at once and its
-// connection can take the client's next request. When no other exchange is in flight,
-// a whole (non-streamed) response is flushed and the handler completes it itself: handing
-// it to a worker wakes another thread, and on a small machine at a light load that
-// wake-up competed with the client for a core: added p50 at 200 req/s on the bench, median
-// of seven alternated short runs, +0.43 ms against +0.47 (lower in five). The price: a lone client that sends its
-// next request on the same connection within that round trip (a tight loop against a
-// zero-delay upstream) has it read a round trip later. A stream is always handed off: its
-// end (the last chunk) is only written once the handler returns.
+// connection can take the client's next request. When no other exchange is in flight, a
+// whole (non-streamed) response is flushed and the handler completes it itself: handing it
+// to a worker wakes another thread, and on a small machine at a light load that wake-up
+// competed with the client for a core (added p50 at 200 req/s on the bench, median of
+// seven alternated short runs: +0.43 ms against +0.47, lower in five). The price: a lone
+// client that sends its next request on the same connection within that round trip (a
+// tight loop against a zero-delay upstream) has it read a round trip later. A stream is
+// always handed off: its end (the last chunk) is only written once the handler returns.
 func (x *exchange) completeAfterResponse(lease limit.Lease, attempt int, o outcome, upstreamModel string) {
 	x.completing = true // the lease is renewed until the completion has run
 	x.s.completions.Add(1)
