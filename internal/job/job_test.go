@@ -56,6 +56,13 @@ func setup(t *testing.T) *testBundle {
 // ingest stores one event per time, each billed billed nano-USD.
 func (b *testBundle) ingest(t *testing.T, billed int64, times ...time.Time) {
 	t.Helper()
+	_, err := usage.Ingest(context.Background(), b.pool, b.events(billed, times...))
+	must(t, err)
+}
+
+// events returns one event per time, each billed billed nano-USD, with request ids
+// derived from the times (the same times make a replay).
+func (b *testBundle) events(billed int64, times ...time.Time) []usage.Event {
 	var events []usage.Event
 	for _, at := range times {
 		events = append(events, usage.Event{
@@ -66,8 +73,7 @@ func (b *testBundle) ingest(t *testing.T, billed int64, times ...time.Time) {
 			OfficialNano: billed, BilledNano: billed, FactorNum: 1, FactorDen: 1, PriceID: b.price, Status: 200,
 		})
 	}
-	_, err := usage.Ingest(context.Background(), b.pool, events)
-	must(t, err)
+	return events
 }
 
 // rollup returns the usage_hourly rows as "hour requests billed" lines, in hour order.

@@ -13,11 +13,12 @@ import (
 	"github.com/tollgate/tollgate/internal/db/sqlc"
 )
 
-// UsageRollupArgs rebuilds the hourly usage rollup for the hours in [From, To), and the
-// daily rollup of the UTC days those hours fall in. Without a window it takes the
-// previous and the current hour, which covers events ingested late after an hour has
-// turned. An explicit window re-runs the rollup for past hours, e.g. after a backfill;
-// it is widened to whole hours.
+// UsageRollupArgs rebuilds the daily usage rollup from the hourly one, which the
+// ingestion keeps as it stores events (usage.Ingest). Without a window (the schedule) it
+// takes the UTC days of the previous and the current hour. An explicit window also
+// rebuilds the hourly rows of the hours in [From, To) from usage_events first — a repair,
+// e.g. after restoring events from a backup; it is widened to whole hours, and holds off
+// the ingestion's additions to the rollup while it runs.
 type UsageRollupArgs struct {
 	From time.Time `json:"from,omitzero"`
 	To   time.Time `json:"to,omitzero"`
@@ -48,8 +49,10 @@ func (a UsageRollupArgs) window(now time.Time) (from, to time.Time, err error) {
 }
 
 // UsageRollupWorker replaces the rollup rows of a window with sums recomputed from
-// usage_events (hours) and usage_hourly (days). Replacing rather than incrementing makes every run idempotent, so the
-// schedule may overlap, repeat or be re-run by hand without double counting.
+// usage_hourly (days) and, for an explicit window, from usage_events (hours). Replacing
+// rather than incrementing makes every run idempotent, so the schedule may overlap,
+// repeat or be re-run by hand without double counting. Its cost is bounded by the
+// rollup's rows, not by the traffic: the hourly rows are the ingestion's.
 type UsageRollupWorker struct {
 	river.WorkerDefaults[UsageRollupArgs]
 	pool *pgxpool.Pool
@@ -66,21 +69,30 @@ func (w *UsageRollupWorker) Timeout(*river.Job[UsageRollupArgs]) time.Duration {
 	return 10 * time.Minute
 }
 
-// Work rebuilds the window's hourly rows, then the daily rows of the UTC days the window
-// touches from those hours, in one transaction: a day always equals the sum of its hours.
+// Work rebuilds, for an explicit window, its hourly rows from the events, then the daily
+// rows of the UTC days the window touches from their hours, in one transaction: a day
+// always equals the sum of its hours.
 func (w *UsageRollupWorker) Work(ctx context.Context, job *river.Job[UsageRollupArgs]) error {
 	from, to, err := job.Args.window(time.Now())
 	if err != nil {
 		return river.JobCancel(err) // retrying cannot fix the arguments
 	}
+	repair := !job.Args.From.IsZero() || !job.Args.To.IsZero()
 	fromDay, toDay := days(from, to)
 	q := sqlc.New()
 	var hours, daily int64
 	err = pgx.BeginFunc(ctx, w.pool, func(tx pgx.Tx) error {
 		var err error
-		hours, err = q.UsageHourlyRebuild(ctx, tx, sqlc.UsageHourlyRebuildParams{FromHour: from, ToHour: to})
-		if err != nil {
-			return fmt.Errorf("rebuild hourly usage rollup for [%s, %s): %w", from.Format(time.RFC3339), to.Format(time.RFC3339), err)
+		if repair {
+			// The ingestion adds to these rows as it stores events: without the lock, an
+			// addition committed after the rebuild read the events would be overwritten.
+			if err := q.UsageHourlyLock(ctx, tx); err != nil {
+				return fmt.Errorf("lock the hourly usage rollup: %w", err)
+			}
+			hours, err = q.UsageHourlyRebuild(ctx, tx, sqlc.UsageHourlyRebuildParams{FromHour: from, ToHour: to})
+			if err != nil {
+				return fmt.Errorf("rebuild hourly usage rollup for [%s, %s): %w", from.Format(time.RFC3339), to.Format(time.RFC3339), err)
+			}
 		}
 		daily, err = q.UsageDailyRebuild(ctx, tx, sqlc.UsageDailyRebuildParams{FromDay: fromDay, ToDay: toDay})
 		if err != nil {

@@ -87,6 +87,9 @@ func Ingest(ctx context.Context, pool *pgxpool.Pool, events []Event) (IngestResu
 			return errIngestRace
 		}
 		res.Inserted = len(rows)
+		if err := q.UsageHourlyAdd(ctx, tx, hourlySums(fresh)); err != nil {
+			return fmt.Errorf("add usage events to the hourly rollup: %w", err)
+		}
 		return nil
 	})
 	if err != nil {
@@ -177,6 +180,80 @@ func unstored(ctx context.Context, q *sqlc.Queries, tx pgx.Tx, events []Event) (
 		}
 	}
 	return fresh, nil
+}
+
+// hourKey is a row of the hourly rollup; hourSums are its counts.
+type hourKey struct {
+	hour               time.Time
+	user, key, account int64
+	model              string
+}
+
+type hourSums struct {
+	requests, input, output, cacheWrite, cacheRead, official, billed int64
+}
+
+// hourlySums adds the events up per row of the hourly rollup (UTC hour, user, key,
+// account, model requested), in the rows' order: concurrent ingesters then lock the
+// rows they share in the same order and cannot deadlock on them.
+//
+// The rollup used to be rebuilt from usage_events every minute for the last two hours:
+// a cost that grows with the traffic of those hours (at 1,000 requests a second, seven
+// million rows aggregated every minute). Added here, in the transaction that stores the
+// events, it costs one statement per batch and stays exact, since the events and their
+// sums are written together, once (usage_events is append-only).
+func hourlySums(events []Event) sqlc.UsageHourlyAddParams {
+	sums := make(map[hourKey]*hourSums, 4)
+	for _, e := range events {
+		k := hourKey{e.Time.UTC().Truncate(time.Hour), e.UserID, e.KeyID, e.AccountID, e.ModelRequested}
+		h := sums[k]
+		if h == nil {
+			h = &hourSums{}
+			sums[k] = h
+		}
+		h.requests++
+		h.input += e.Usage.Input
+		h.output += e.Usage.Output
+		h.cacheWrite += e.Usage.CacheWrite5m + e.Usage.CacheWrite1h
+		h.cacheRead += e.Usage.CacheRead
+		h.official += e.OfficialNano
+		h.billed += e.BilledNano
+	}
+	keys := make([]hourKey, 0, len(sums))
+	for k := range sums {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool {
+		a, b := keys[i], keys[j]
+		switch {
+		case !a.hour.Equal(b.hour):
+			return a.hour.Before(b.hour)
+		case a.user != b.user:
+			return a.user < b.user
+		case a.key != b.key:
+			return a.key < b.key
+		case a.account != b.account:
+			return a.account < b.account
+		}
+		return a.model < b.model
+	})
+	var p sqlc.UsageHourlyAddParams
+	for _, k := range keys {
+		h := sums[k]
+		p.Hour = append(p.Hour, k.hour)
+		p.UserID = append(p.UserID, k.user)
+		p.APIKeyID = append(p.APIKeyID, k.key)
+		p.AccountID = append(p.AccountID, k.account)
+		p.Model = append(p.Model, k.model)
+		p.Requests = append(p.Requests, h.requests)
+		p.InputTokens = append(p.InputTokens, h.input)
+		p.OutputTokens = append(p.OutputTokens, h.output)
+		p.CacheWriteTokens = append(p.CacheWriteTokens, h.cacheWrite)
+		p.CacheReadTokens = append(p.CacheReadTokens, h.cacheRead)
+		p.OfficialCostNano = append(p.OfficialCostNano, h.official)
+		p.BilledCostNano = append(p.BilledCostNano, h.billed)
+	}
+	return p
 }
 
 // params lays the events out as the insert's column arrays; ledgerRow maps a user to the

@@ -10,6 +10,61 @@ import (
 	"time"
 )
 
+const usageHourlyAdd = `-- name: UsageHourlyAdd :exec
+INSERT INTO usage_hourly (hour, user_id, api_key_id, account_id, model, requests,
+                          input_tokens, output_tokens, cache_write_tokens, cache_read_tokens,
+                          official_cost_nano, billed_cost_nano)
+SELECT unnest($1::timestamptz[]), unnest($2::bigint[]), unnest($3::bigint[]),
+       unnest($4::bigint[]), unnest($5::text[]), unnest($6::bigint[]),
+       unnest($7::bigint[]), unnest($8::bigint[]),
+       unnest($9::bigint[]), unnest($10::bigint[]),
+       unnest($11::bigint[]), unnest($12::bigint[])
+ON CONFLICT (hour, user_id, api_key_id, account_id, model) DO UPDATE SET
+    requests = usage_hourly.requests + EXCLUDED.requests,
+    input_tokens = usage_hourly.input_tokens + EXCLUDED.input_tokens,
+    output_tokens = usage_hourly.output_tokens + EXCLUDED.output_tokens,
+    cache_write_tokens = usage_hourly.cache_write_tokens + EXCLUDED.cache_write_tokens,
+    cache_read_tokens = usage_hourly.cache_read_tokens + EXCLUDED.cache_read_tokens,
+    official_cost_nano = usage_hourly.official_cost_nano + EXCLUDED.official_cost_nano,
+    billed_cost_nano = usage_hourly.billed_cost_nano + EXCLUDED.billed_cost_nano
+`
+
+type UsageHourlyAddParams struct {
+	Hour             []time.Time
+	UserID           []int64
+	APIKeyID         []int64
+	AccountID        []int64
+	Model            []string
+	Requests         []int64
+	InputTokens      []int64
+	OutputTokens     []int64
+	CacheWriteTokens []int64
+	CacheReadTokens  []int64
+	OfficialCostNano []int64
+	BilledCostNano   []int64
+}
+
+// Adds the events a batch has just stored to the hourly rollup, in the ingestion's
+// transaction (internal/usage/ingest.go): one row per UTC hour, user, key, account and
+// model of the batch, given in that order so concurrent ingesters lock them alike.
+func (q *Queries) UsageHourlyAdd(ctx context.Context, db DBTX, arg UsageHourlyAddParams) error {
+	_, err := db.Exec(ctx, usageHourlyAdd,
+		arg.Hour,
+		arg.UserID,
+		arg.APIKeyID,
+		arg.AccountID,
+		arg.Model,
+		arg.Requests,
+		arg.InputTokens,
+		arg.OutputTokens,
+		arg.CacheWriteTokens,
+		arg.CacheReadTokens,
+		arg.OfficialCostNano,
+		arg.BilledCostNano,
+	)
+	return err
+}
+
 const usageHourlyListByUser = `-- name: UsageHourlyListByUser :many
 SELECT hour, sum(requests)::bigint AS requests, sum(billed_cost_nano)::bigint AS billed_cost_nano,
        sum(input_tokens + cache_write_tokens + cache_read_tokens)::bigint AS input_tokens,
@@ -58,11 +113,22 @@ func (q *Queries) UsageHourlyListByUser(ctx context.Context, db DBTX, arg UsageH
 	return items, nil
 }
 
+const usageHourlyLock = `-- name: UsageHourlyLock :exec
+LOCK TABLE usage_hourly IN SHARE ROW EXCLUSIVE MODE
+`
+
+// Holds off the ingestion's increments (UsageHourlyAdd) until the transaction ends, so
+// that a rebuild's sums, read after this, miss none of them and none is overwritten.
+func (q *Queries) UsageHourlyLock(ctx context.Context, db DBTX) error {
+	_, err := db.Exec(ctx, usageHourlyLock)
+	return err
+}
+
 const usageHourlyRebuild = `-- name: UsageHourlyRebuild :execrows
 INSERT INTO usage_hourly (hour, user_id, api_key_id, account_id, model, requests,
                           input_tokens, output_tokens, cache_write_tokens, cache_read_tokens,
                           official_cost_nano, billed_cost_nano)
-SELECT date_trunc('hour', created_at), user_id, api_key_id, account_id,
+SELECT date_trunc('hour', created_at, 'UTC'), user_id, api_key_id, account_id,
        model_requested, count(*), sum(input_tokens), sum(output_tokens),
        sum(cache_write_5m_tokens + cache_write_1h_tokens), sum(cache_read_tokens),
        sum(official_cost_nano), sum(billed_cost_nano)
@@ -81,8 +147,9 @@ type UsageHourlyRebuildParams struct {
 	ToHour   time.Time
 }
 
-// Recomputes the rollup rows of the hours in [from, to) from usage_events. Idempotent and
-// re-runnable for any window: rows are replaced, never incremented.
+// Recomputes the rollup rows of the hours in [from, to) from usage_events (a repair: the
+// ingestion keeps them, UsageHourlyAdd). Idempotent and re-runnable for any window: rows
+// are replaced, never incremented. Hours are UTC hours, as the ingestion's.
 func (q *Queries) UsageHourlyRebuild(ctx context.Context, db DBTX, arg UsageHourlyRebuildParams) (int64, error) {
 	result, err := db.Exec(ctx, usageHourlyRebuild, arg.FromHour, arg.ToHour)
 	if err != nil {
