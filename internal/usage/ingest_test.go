@@ -71,13 +71,7 @@ func TestIngestRaceWithAnotherIngester(t *testing.T) {
 		done <- err
 	}()
 	// Ingest has found neither event stored and waits on the uncommitted row's lock.
-	deadline := time.Now().Add(10 * time.Second)
-	for b.count(t, `SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`) == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("Ingest never waited for the other transaction's row")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	b.awaitLockWait(t, "Ingest never waited for the other transaction's row")
 	must(t, tx.Commit(ctx))
 	if err := <-done; err == nil {
 		t.Fatal("Ingest succeeded although another ingester stored one of its events meanwhile")
@@ -95,6 +89,19 @@ func TestIngestRaceWithAnotherIngester(t *testing.T) {
 }
 
 // insertRaw stores one event row the way an ingester's insert does, without its debit.
+// awaitLockWait waits until a session of the test database waits for a lock; failing
+// says what did not happen.
+func (b *consumerBundle) awaitLockWait(t *testing.T, failing string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for b.count(t, `SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal(failing)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 func insertRaw(t *testing.T, tx pgx.Tx, e usage.Event) {
 	t.Helper()
 	p := sqlc.UsageEventInsertBatchParams{
@@ -199,13 +206,7 @@ func TestReferencedRowsCannotBeDeleted(t *testing.T) {
 		_, err := b.pool.Exec(ctx, "DELETE FROM prices WHERE id = $1", p.ID)
 		deleted <- err
 	}()
-	deadline := time.Now().Add(10 * time.Second)
-	for b.count(t, `SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`) == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("the DELETE did not wait for the ingestion's lock on the price")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	b.awaitLockWait(t, "the DELETE did not wait for the ingestion's lock on the price")
 	e := b.event(0, "late", 0)
 	e.PriceID = p.ID
 	insertRaw(t, tx, e)
