@@ -3,6 +3,7 @@ package usage_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -239,6 +240,48 @@ func TestBillingRecordsAreAppendOnly(t *testing.T) {
 	}
 	if n := b.count(t, `SELECT sum(billed_cost_nano) FROM usage_events WHERE wallet_tx_id IS NOT NULL`); n != 30 {
 		t.Fatalf("events hold %d nano-USD linked to debits, want 30", n)
+	}
+	b.requireLedgerConsistent(t)
+}
+
+// TestConcurrentIngestersKeepTheRollup: ingesters storing batches of two users at once
+// (their debits and the hourly rows they share are locked in one order) neither deadlock
+// nor lose an addition: the hourly rollup ends equal to the events' sums.
+func TestConcurrentIngestersKeepTheRollup(t *testing.T) {
+	t.Parallel()
+	b := setupConsumer(t)
+	ctx := context.Background()
+	const ingesters, batches, size = 4, 25, 8
+	errs := make(chan error, ingesters)
+	for g := range ingesters {
+		go func() {
+			for n := range batches {
+				events := make([]usage.Event, 0, size)
+				for i := range size {
+					// Both users in every batch, listed in a different order per ingester.
+					e := b.event((g+i)%2, fmt.Sprintf("g%d-b%d-e%d", g, n, i), int64(1+i))
+					e.Time = time.Now().UTC()
+					events = append(events, e)
+				}
+				if _, err := usage.Ingest(ctx, b.pool, events); err != nil {
+					errs <- err
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range ingesters {
+		must(t, <-errs)
+	}
+	var events, rolled, requests int64
+	must(t, b.pool.QueryRow(ctx, `SELECT sum(billed_cost_nano), count(*) FROM usage_events`).Scan(&events, &requests))
+	must(t, b.pool.QueryRow(ctx, `SELECT sum(billed_cost_nano) FROM usage_hourly`).Scan(&rolled))
+	if want := int64(ingesters * batches * (size * (size + 1) / 2)); events != want || rolled != want || requests != ingesters*batches*size {
+		t.Fatalf("events %d (%d requests), hourly rollup %d; want %d in both", events, requests, rolled, want)
+	}
+	if n := b.count(t, `SELECT sum(requests) FROM usage_hourly`); n != requests {
+		t.Fatalf("the hourly rollup counts %d requests, the events %d", n, requests)
 	}
 	b.requireLedgerConsistent(t)
 }
