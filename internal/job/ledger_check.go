@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/riverqueue/river"
 
@@ -45,33 +46,61 @@ type LedgerMismatch struct {
 // LedgerCheckWorker runs the ledger check. The balance column is a cache that only the
 // ledger's own transactions may move; a mismatch means a bug or a hand edit, so it is
 // logged as an error and recorded, never corrected automatically.
+//
+// Each user's ledger is summed once in full, then from a checkpoint: the sum of their
+// rows created before a point Settle behind the check (migration 0006), so a run reads
+// only the rows of the last Settle and whatever came since the previous run, not the
+// whole history. Deleting a user's ledger_checkpoints row makes the next run recount it.
 type LedgerCheckWorker struct {
 	river.WorkerDefaults[LedgerCheckArgs]
 	pool *pgxpool.Pool
 	log  *slog.Logger
+	// Settle is how far behind the check its checkpoints stay (an hour): a ledger row is
+	// stamped with its transaction's start, so one still uncommitted when a checkpoint
+	// passes its time would be missed by that checkpoint for good.
+	Settle time.Duration
 }
 
 // NewLedgerCheckWorker returns the worker of LedgerCheckArgs.
 func NewLedgerCheckWorker(pool *pgxpool.Pool, log *slog.Logger) *LedgerCheckWorker {
-	return &LedgerCheckWorker{pool: pool, log: log}
+	return &LedgerCheckWorker{pool: pool, log: log, Settle: time.Hour}
 }
 
-// Work compares balances with the ledger and stores the report. Finding mismatches is a
-// successful check: the job fails only if it could not check or record.
+// Work compares balances with the ledger, moves the checkpoints and stores the report.
+// Finding mismatches is a successful check: the job fails only if it could not check or
+// record.
 func (w *LedgerCheckWorker) Work(ctx context.Context, _ *river.Job[LedgerCheckArgs]) error {
 	q := sqlc.New()
-	// One statement, one snapshot: a debit and its balance update are seen together.
-	rows, err := q.UserBalanceMismatches(ctx, w.pool)
+	now := time.Now().UTC()
+	cut := now.Add(-w.Settle)
+	report := LedgerReport{CheckedAt: now, Mismatches: []LedgerMismatch{}}
+	// One snapshot for the reads and the checkpoints they move: a debit and its balance
+	// update are seen together, and a checkpoint is the sum of what was read.
+	err := pgx.BeginTxFunc(ctx, w.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead}, func(tx pgx.Tx) error {
+		rows, err := q.LedgerCheckRead(ctx, tx, cut)
+		if err != nil {
+			return fmt.Errorf("compare balances with ledger: %w", err)
+		}
+		put := sqlc.LedgerCheckpointsPutParams{Through: cut, UserIds: make([]int64, 0, len(rows)), Sums: make([]int64, 0, len(rows))}
+		for _, r := range rows {
+			put.UserIds = append(put.UserIds, r.ID)
+			put.Sums = append(put.Sums, r.SettledNano)
+			if r.BalanceNano == r.LedgerNano {
+				continue
+			}
+			w.log.Error("user balance differs from ledger", "user_id", r.ID,
+				"balance_nano", r.BalanceNano, "ledger_nano", r.LedgerNano, "diff_nano", r.BalanceNano-r.LedgerNano)
+			report.Mismatches = append(report.Mismatches, LedgerMismatch{
+				UserID: r.ID, Email: r.Email, BalanceNano: r.BalanceNano, LedgerNano: r.LedgerNano,
+			})
+		}
+		if err := q.LedgerCheckpointsPut(ctx, tx, put); err != nil {
+			return fmt.Errorf("move ledger checkpoints: %w", err)
+		}
+		return nil
+	})
 	if err != nil {
-		return fmt.Errorf("compare balances with ledger: %w", err)
-	}
-	report := LedgerReport{CheckedAt: time.Now().UTC(), Mismatches: make([]LedgerMismatch, 0, len(rows))}
-	for _, r := range rows {
-		w.log.Error("user balance differs from ledger", "user_id", r.ID,
-			"balance_nano", r.BalanceNano, "ledger_nano", r.LedgerNano, "diff_nano", r.BalanceNano-r.LedgerNano)
-		report.Mismatches = append(report.Mismatches, LedgerMismatch{
-			UserID: r.ID, Email: r.Email, BalanceNano: r.BalanceNano, LedgerNano: r.LedgerNano,
-		})
+		return err
 	}
 	value, err := json.Marshal(report)
 	if err != nil {

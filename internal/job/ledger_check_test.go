@@ -3,13 +3,16 @@ package job_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/rivertype"
 
+	"github.com/tollgate/tollgate/internal/billing"
 	"github.com/tollgate/tollgate/internal/db/sqlc"
 	"github.com/tollgate/tollgate/internal/job"
 )
@@ -54,5 +57,84 @@ func TestLedgerCheckDetectsMismatch(t *testing.T) {
 	}
 	if logs := b.logs.String(); !strings.Contains(logs, "level=ERROR") || !strings.Contains(logs, "diff_nano=5") {
 		t.Fatalf("mismatch not logged as an error:\n%s", logs)
+	}
+}
+
+// TestLedgerCheckFromCheckpoints: after its first run the check sums each user's ledger
+// from a checkpoint plus the rows since (migration 0006): later rows are counted, a user
+// without a checkpoint is summed in full, a wrong checkpoint shows as a mismatch (so the
+// sum really comes from it) and deleting it makes the next run recount; checkpoints never
+// move back.
+func TestLedgerCheckFromCheckpoints(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	q := sqlc.New()
+	w := job.NewLedgerCheckWorker(b.pool, b.log)
+	w.Settle = 0
+	work := func() job.LedgerReport {
+		t.Helper()
+		must(t, w.Work(ctx, &river.Job[job.LedgerCheckArgs]{JobRow: &rivertype.JobRow{}}))
+		return ledgerReport(t, b)
+	}
+	checkpoint := func(user int64) (sum int64, through time.Time) {
+		t.Helper()
+		must(t, b.pool.QueryRow(ctx, "SELECT sum_nano, through FROM ledger_checkpoints WHERE user_id = $1", user).Scan(&sum, &through))
+		return sum, through
+	}
+
+	b.ingest(t, 1_000, time.Now().Add(-time.Minute))
+	if r := work(); len(r.Mismatches) != 0 {
+		t.Fatalf("first run: %+v", r.Mismatches)
+	}
+	if sum, _ := checkpoint(b.user); sum != -1_000 {
+		t.Fatalf("checkpoint %d after the first run, want -1000", sum)
+	}
+	b.ingest(t, 250, time.Now())
+	if r := work(); len(r.Mismatches) != 0 {
+		t.Fatalf("second run: %+v", r.Mismatches)
+	}
+	sum, through := checkpoint(b.user)
+	if sum != -1_250 {
+		t.Fatalf("checkpoint %d after the second run, want -1250", sum)
+	}
+
+	// A user who appears after the checkpoints exist is summed in full.
+	g, err := q.GroupInsert(ctx, b.pool, sqlc.GroupInsertParams{Name: "other"})
+	must(t, err)
+	u2, err := q.UserInsert(ctx, b.pool, sqlc.UserInsertParams{Email: "v@example.com", PasswordHash: "x", Role: "user", GroupID: g.ID})
+	must(t, err)
+	for i, amount := range []int64{5_000, -1_200} {
+		must(t, pgx.BeginFunc(ctx, b.pool, func(tx pgx.Tx) error {
+			_, err := billing.Post(ctx, tx, billing.Entry{UserID: u2.ID, Amount: amount, Kind: "adjust", Ref: fmt.Sprintf("t%d", i)})
+			return err
+		}))
+	}
+	if r := work(); len(r.Mismatches) != 0 {
+		t.Fatalf("with a new user: %+v", r.Mismatches)
+	}
+	if sum, _ := checkpoint(u2.ID); sum != 3_800 {
+		t.Fatalf("the new user's checkpoint is %d, want 3800", sum)
+	}
+
+	// The sum is the checkpoint's: a wrong one is a mismatch; without it, a recount.
+	_, err = b.pool.Exec(ctx, "UPDATE ledger_checkpoints SET sum_nano = sum_nano + 7 WHERE user_id = $1", b.user)
+	must(t, err)
+	r := work()
+	if len(r.Mismatches) != 1 || r.Mismatches[0].UserID != b.user || r.Mismatches[0].LedgerNano != -1_243 {
+		t.Fatalf("with a wrong checkpoint: %+v, want the user's ledger read as -1243", r.Mismatches)
+	}
+	_, err = b.pool.Exec(ctx, "DELETE FROM ledger_checkpoints WHERE user_id = $1", b.user)
+	must(t, err)
+	if r := work(); len(r.Mismatches) != 0 {
+		t.Fatalf("after deleting the checkpoint: %+v", r.Mismatches)
+	}
+
+	// A run with a longer settle time leaves later checkpoints where they are.
+	_, through = checkpoint(b.user)
+	w.Settle = 2 * time.Hour
+	work()
+	if _, after := checkpoint(b.user); !after.Equal(through) {
+		t.Fatalf("checkpoint moved back from %s to %s", through, after)
 	}
 }

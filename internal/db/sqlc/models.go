@@ -95,6 +95,12 @@ type GroupPriceFactor struct {
 	PegRmbMicro   *int64
 }
 
+type LedgerCheckpoint struct {
+	UserID  int64
+	Through time.Time
+	SumNano int64
+}
+
 type Order struct {
 	ID              int64
 	UserID          int64
