@@ -48,9 +48,10 @@ type LedgerMismatch struct {
 // logged as an error and recorded, never corrected automatically.
 //
 // Each user's ledger is summed once in full, then from a checkpoint: the sum of their
-// rows created before a point Settle behind the check (migration 0006), so a run reads
-// only the rows of the last Settle and whatever came since the previous run, not the
-// whole history. Deleting a user's ledger_checkpoints row makes the next run recount it.
+// rows created before a point Settle behind the check (migration 0006), moved only when
+// they have new rows, so a run reads only the rows since the latest checkpoint and
+// writes only for active users, whatever the history. Deleting a user's
+// ledger_checkpoints row makes the next run recount them.
 type LedgerCheckWorker struct {
 	river.WorkerDefaults[LedgerCheckArgs]
 	pool *pgxpool.Pool
@@ -83,8 +84,10 @@ func (w *LedgerCheckWorker) Work(ctx context.Context, _ *river.Job[LedgerCheckAr
 		}
 		put := sqlc.LedgerCheckpointsPutParams{Through: cut, UserIds: make([]int64, 0, len(rows)), Sums: make([]int64, 0, len(rows))}
 		for _, r := range rows {
-			put.UserIds = append(put.UserIds, r.ID)
-			put.Sums = append(put.Sums, r.SettledNano)
+			if r.Move { // an idle user's checkpoint stays: no write per user per run
+				put.UserIds = append(put.UserIds, r.ID)
+				put.Sums = append(put.Sums, r.SettledNano)
+			}
 			if r.BalanceNano == r.LedgerNano {
 				continue
 			}

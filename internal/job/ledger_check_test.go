@@ -94,8 +94,7 @@ func TestLedgerCheckFromCheckpoints(t *testing.T) {
 	if r := work(); len(r.Mismatches) != 0 {
 		t.Fatalf("second run: %+v", r.Mismatches)
 	}
-	sum, through := checkpoint(b.user)
-	if sum != -1_250 {
+	if sum, _ := checkpoint(b.user); sum != -1_250 {
 		t.Fatalf("checkpoint %d after the second run, want -1250", sum)
 	}
 
@@ -113,16 +112,28 @@ func TestLedgerCheckFromCheckpoints(t *testing.T) {
 	if r := work(); len(r.Mismatches) != 0 {
 		t.Fatalf("with a new user: %+v", r.Mismatches)
 	}
-	if sum, _ := checkpoint(u2.ID); sum != 3_800 {
-		t.Fatalf("the new user's checkpoint is %d, want 3800", sum)
+	sum2, through2 := checkpoint(u2.ID)
+	if sum2 != 3_800 {
+		t.Fatalf("the new user's checkpoint is %d, want 3800", sum2)
+	}
+	// Only users with new rows have their checkpoint moved (no write per idle user).
+	b.ingest(t, 5, time.Now())
+	if r := work(); len(r.Mismatches) != 0 {
+		t.Fatalf("with one user active: %+v", r.Mismatches)
+	}
+	if sum, _ := checkpoint(b.user); sum != -1_255 {
+		t.Fatalf("the active user's checkpoint is %d, want -1255", sum)
+	}
+	if sum, after := checkpoint(u2.ID); sum != 3_800 || !after.Equal(through2) {
+		t.Fatalf("the idle user's checkpoint moved: %d at %s, was %d at %s", sum, after, sum2, through2)
 	}
 
 	// The sum is the checkpoint's: a wrong one is a mismatch; without it, a recount.
 	_, err = b.pool.Exec(ctx, "UPDATE ledger_checkpoints SET sum_nano = sum_nano + 7 WHERE user_id = $1", b.user)
 	must(t, err)
 	r := work()
-	if len(r.Mismatches) != 1 || r.Mismatches[0].UserID != b.user || r.Mismatches[0].LedgerNano != -1_243 {
-		t.Fatalf("with a wrong checkpoint: %+v, want the user's ledger read as -1243", r.Mismatches)
+	if len(r.Mismatches) != 1 || r.Mismatches[0].UserID != b.user || r.Mismatches[0].LedgerNano != -1_248 {
+		t.Fatalf("with a wrong checkpoint: %+v, want the user's ledger read as -1248", r.Mismatches)
 	}
 	_, err = b.pool.Exec(ctx, "DELETE FROM ledger_checkpoints WHERE user_id = $1", b.user)
 	must(t, err)
@@ -131,7 +142,7 @@ func TestLedgerCheckFromCheckpoints(t *testing.T) {
 	}
 
 	// A run with a longer settle time leaves later checkpoints where they are.
-	_, through = checkpoint(b.user)
+	_, through := checkpoint(b.user)
 	w.Settle = 2 * time.Hour
 	work()
 	if _, after := checkpoint(b.user); !after.Equal(through) {

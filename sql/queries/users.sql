@@ -35,10 +35,12 @@ WHERE u.balance_nano <> coalesce(l.sum, 0);
 -- name: LedgerCheckRead :many
 -- Every user's cached balance beside their ledger sum (the ledger check), the sum read as
 -- their checkpoint (migration 0006) plus the rows created since it; settled_nano is the
--- sum through @cut, the next checkpoint. Only the rows since the oldest checkpoint are
--- read (wallet_tx_created), and the whole ledger of users who have none yet.
+-- sum through @cut, the next checkpoint, which moves only for users who have none yet or
+-- new rows before @cut (move). So no user has a row between their checkpoint and the
+-- latest one: the rows since the latest checkpoint (wallet_tx_created) are all a run
+-- reads, besides the whole ledger of users who have none yet.
 WITH lo AS (
-    SELECT coalesce(min(through), 'infinity'::timestamptz) AS t FROM ledger_checkpoints
+    SELECT coalesce(max(through), 'infinity'::timestamptz) AS t FROM ledger_checkpoints
 ), recent AS (
     SELECT w.user_id, w.amount_nano, w.created_at FROM wallet_tx w
     WHERE w.created_at >= (SELECT t FROM lo)
@@ -60,14 +62,15 @@ WITH lo AS (
 )
 SELECT u.id, u.email, u.balance_nano,
        (coalesce(c.sum_nano, 0) + coalesce(s.total, 0))::bigint AS ledger_nano,
-       (coalesce(c.sum_nano, 0) + coalesce(s.settled, 0))::bigint AS settled_nano
+       (coalesce(c.sum_nano, 0) + coalesce(s.settled, 0))::bigint AS settled_nano,
+       (c.user_id IS NULL OR s.settled IS NOT NULL)::boolean AS move
 FROM users u
 LEFT JOIN ledger_checkpoints c ON c.user_id = u.id
 LEFT JOIN since s ON s.user_id = u.id
 ORDER BY u.id;
 
 -- name: LedgerCheckpointsPut :exec
--- Moves the users' checkpoints to @through with their settled sums; never backwards.
+-- Moves the given users' checkpoints to @through with their settled sums; never back.
 INSERT INTO ledger_checkpoints (user_id, through, sum_nano)
 SELECT unnest(@user_ids::bigint[]), @through::timestamptz, unnest(@sums::bigint[])
 ON CONFLICT (user_id) DO UPDATE SET through = EXCLUDED.through, sum_nano = EXCLUDED.sum_nano

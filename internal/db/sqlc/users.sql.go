@@ -12,7 +12,7 @@ import (
 
 const ledgerCheckRead = `-- name: LedgerCheckRead :many
 WITH lo AS (
-    SELECT coalesce(min(through), 'infinity'::timestamptz) AS t FROM ledger_checkpoints
+    SELECT coalesce(max(through), 'infinity'::timestamptz) AS t FROM ledger_checkpoints
 ), recent AS (
     SELECT w.user_id, w.amount_nano, w.created_at FROM wallet_tx w
     WHERE w.created_at >= (SELECT t FROM lo)
@@ -34,7 +34,8 @@ WITH lo AS (
 )
 SELECT u.id, u.email, u.balance_nano,
        (coalesce(c.sum_nano, 0) + coalesce(s.total, 0))::bigint AS ledger_nano,
-       (coalesce(c.sum_nano, 0) + coalesce(s.settled, 0))::bigint AS settled_nano
+       (coalesce(c.sum_nano, 0) + coalesce(s.settled, 0))::bigint AS settled_nano,
+       (c.user_id IS NULL OR s.settled IS NOT NULL)::boolean AS move
 FROM users u
 LEFT JOIN ledger_checkpoints c ON c.user_id = u.id
 LEFT JOIN since s ON s.user_id = u.id
@@ -47,12 +48,15 @@ type LedgerCheckReadRow struct {
 	BalanceNano int64
 	LedgerNano  int64
 	SettledNano int64
+	Move        bool
 }
 
 // Every user's cached balance beside their ledger sum (the ledger check), the sum read as
 // their checkpoint (migration 0006) plus the rows created since it; settled_nano is the
-// sum through @cut, the next checkpoint. Only the rows since the oldest checkpoint are
-// read (wallet_tx_created), and the whole ledger of users who have none yet.
+// sum through @cut, the next checkpoint, which moves only for users who have none yet or
+// new rows before @cut (move). So no user has a row between their checkpoint and the
+// latest one: the rows since the latest checkpoint (wallet_tx_created) are all a run
+// reads, besides the whole ledger of users who have none yet.
 func (q *Queries) LedgerCheckRead(ctx context.Context, db DBTX, cut time.Time) ([]LedgerCheckReadRow, error) {
 	rows, err := db.Query(ctx, ledgerCheckRead, cut)
 	if err != nil {
@@ -68,6 +72,7 @@ func (q *Queries) LedgerCheckRead(ctx context.Context, db DBTX, cut time.Time) (
 			&i.BalanceNano,
 			&i.LedgerNano,
 			&i.SettledNano,
+			&i.Move,
 		); err != nil {
 			return nil, err
 		}
@@ -92,7 +97,7 @@ type LedgerCheckpointsPutParams struct {
 	Sums    []int64
 }
 
-// Moves the users' checkpoints to @through with their settled sums; never backwards.
+// Moves the given users' checkpoints to @through with their settled sums; never back.
 func (q *Queries) LedgerCheckpointsPut(ctx context.Context, db DBTX, arg LedgerCheckpointsPutParams) error {
 	_, err := db.Exec(ctx, ledgerCheckpointsPut, arg.UserIds, arg.Through, arg.Sums)
 	return err
