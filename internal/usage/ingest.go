@@ -27,7 +27,9 @@ type IngestResult struct {
 // idempotent by request id: events already stored are skipped and not debited again,
 // so a batch may be replayed after any crash. Each user gets one ledger row per batch
 // (kind usage, ref "usage:<batch>:<user>"), and the events it paid for are inserted
-// already linked to it.
+// already linked to it. The rows the events name are checked once for the batch
+// (checkReferences), and the batch's sums are added to the hourly rollup (hourlySums), in
+// the same transaction.
 //
 // The ledger rows come first, so that each event row is written once: linking the rows
 // after inserting them (as this did before) rewrote every row and its five index entries,
