@@ -15,6 +15,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/tollgate/tollgate/internal/redisinfo"
 )
 
 // bench runs the scenarios and collects their rounds in rep.
@@ -278,61 +280,10 @@ func (r *rssSampler) peakMB() float64 {
 	return float64(r.peak.Load()) / (1 << 20)
 }
 
-// redisCPU is Redis's own CPU time (INFO CPU used_cpu_sys + used_cpu_user).
-func (b *bench) redisCPU(ctx context.Context) (float64, error) {
-	info, err := b.s.rdb.Info(ctx, "cpu").Result()
-	if err != nil {
-		return 0, fmt.Errorf("redis INFO cpu: %w", err)
-	}
-	var total float64
-	for line := range strings.SplitSeq(info, "\n") {
-		k, v, ok := strings.Cut(strings.TrimSpace(line), ":")
-		if ok && (k == "used_cpu_sys" || k == "used_cpu_user") {
-			f, err := strconv.ParseFloat(v, 64)
-			if err != nil {
-				return 0, fmt.Errorf("redis INFO cpu %s=%q: %w", k, v, err)
-			}
-			total += f
-		}
-	}
-	return total, nil
-}
-
-// cmdStat is one line of Redis's INFO commandstats.
-type cmdStat struct{ calls, usec float64 }
-
-// redisCommands reads INFO commandstats: calls and microseconds per command.
-func (b *bench) redisCommands(ctx context.Context) (map[string]cmdStat, error) {
-	info, err := b.s.rdb.Info(ctx, "commandstats").Result()
-	if err != nil {
-		return nil, fmt.Errorf("redis INFO commandstats: %w", err)
-	}
-	out := map[string]cmdStat{}
-	for line := range strings.SplitSeq(info, "\n") {
-		name, rest, ok := strings.Cut(strings.TrimSpace(line), ":")
-		if !ok || !strings.HasPrefix(name, "cmdstat_") {
-			continue
-		}
-		var st cmdStat
-		for kv := range strings.SplitSeq(rest, ",") {
-			k, v, _ := strings.Cut(kv, "=")
-			f, _ := strconv.ParseFloat(v, 64)
-			switch k {
-			case "calls":
-				st.calls = f
-			case "usec":
-				st.usec = f
-			}
-		}
-		out[strings.TrimPrefix(name, "cmdstat_")] = st
-	}
-	return out, nil
-}
-
 // commandsPerRequest describes the Redis commands run per request between two
 // commandstats readings, the busiest first. Redis is shared with other work on the
 // machine, so small figures may not be the proxy's.
-func commandsPerRequest(before, after map[string]cmdStat, n int) string {
+func commandsPerRequest(before, after map[string]redisinfo.CommandStat, n int) string {
 	type row struct {
 		name        string
 		calls, usec float64
@@ -340,7 +291,7 @@ func commandsPerRequest(before, after map[string]cmdStat, n int) string {
 	var rows []row
 	var total float64
 	for name, a := range after {
-		d := row{name: name, calls: a.calls - before[name].calls, usec: a.usec - before[name].usec}
+		d := row{name: name, calls: a.Calls - before[name].Calls, usec: a.Usec - before[name].Usec}
 		if d.calls/float64(n) >= 0.01 {
 			rows = append(rows, d)
 			total += d.usec
@@ -388,7 +339,7 @@ func (b *bench) startCPU(ctx context.Context) (*cpuMeter, error) {
 		m.t0[i] = t
 	}
 	var err error
-	if m.redis0, err = b.redisCPU(ctx); err != nil {
+	if m.redis0, err = redisinfo.CPU(ctx, b.s.rdb); err != nil {
 		return nil, err
 	}
 	if pid, err := b.s.postmasterPID(); err == nil {
@@ -408,7 +359,7 @@ func (m *cpuMeter) done(ctx context.Context) error {
 		}
 		used[i] = (t - m.t0[i]).Seconds()
 	}
-	r, err := m.b.redisCPU(ctx)
+	r, err := redisinfo.CPU(ctx, m.b.s.rdb)
 	if err != nil {
 		return err
 	}
@@ -579,11 +530,11 @@ func (b *bench) throughput(ctx context.Context) error {
 				return err
 			}
 			var rss *rssSampler
-			var cmds0 map[string]cmdStat
+			var cmds0 map[string]redisinfo.CommandStat
 			var reserved0 float64
 			if tg {
 				rss = b.sampleRSS(250*time.Millisecond, nil)
-				if cmds0, err = b.redisCommands(ctx); err != nil {
+				if cmds0, err = redisinfo.Commands(ctx, b.s.rdb); err != nil {
 					return err
 				}
 				if reserved0, err = b.reservedCount(ctx); err != nil {
@@ -622,7 +573,7 @@ func (b *bench) throughput(ctx context.Context) error {
 				b.rep.note("throughput round %d %s: first error: %v", round+1, t.name, st.firstErr)
 			}
 			if tg {
-				cmds1, err := b.redisCommands(ctx)
+				cmds1, err := redisinfo.Commands(ctx, b.s.rdb)
 				if err != nil {
 					return err
 				}

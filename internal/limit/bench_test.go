@@ -3,12 +3,12 @@ package limit
 import (
 	"context"
 	"strconv"
-	"strings"
 	"sync/atomic"
 	"testing"
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/tollgate/tollgate/internal/redisinfo"
 	"github.com/tollgate/tollgate/internal/testenv"
 )
 
@@ -63,37 +63,18 @@ func benchAdmitComplete(b *testing.B, g *Gate, req Request, stream string) {
 
 // scriptMicros is the total time Redis has spent in EVALSHA since its stats were reset.
 func scriptMicros(b *testing.B, rdb redis.UniversalClient) float64 {
-	info, err := rdb.Info(context.Background(), "commandstats").Result()
+	stats, err := redisinfo.Commands(context.Background(), rdb)
 	if err != nil {
 		b.Fatal(err)
 	}
-	for _, line := range strings.Split(info, "\n") {
-		if rest, ok := strings.CutPrefix(line, "cmdstat_evalsha:"); ok {
-			for _, f := range strings.Split(rest, ",") {
-				if v, ok := strings.CutPrefix(f, "usec="); ok {
-					n, _ := strconv.ParseFloat(v, 64)
-					return n
-				}
-			}
-		}
-	}
-	return 0
+	return stats["evalsha"].Usec
 }
 
-// redisCPU is Redis's own CPU time in seconds (INFO CPU: used_cpu_sys + used_cpu_user):
-// the scripts, and also reading, parsing and answering the calls and the AOF.
+// redisCPU is Redis's own CPU time in seconds (redisinfo.CPU).
 func redisCPU(b *testing.B, rdb redis.UniversalClient) float64 {
-	info, err := rdb.Info(context.Background(), "cpu").Result()
+	s, err := redisinfo.CPU(context.Background(), rdb)
 	if err != nil {
 		b.Fatal(err)
-	}
-	var s float64
-	for _, line := range strings.Split(info, "\n") {
-		k, v, ok := strings.Cut(strings.TrimSpace(line), ":")
-		if ok && (k == "used_cpu_sys" || k == "used_cpu_user") {
-			f, _ := strconv.ParseFloat(v, 64)
-			s += f
-		}
 	}
 	return s
 }

@@ -1,0 +1,68 @@
+// Package redisinfo reads what Redis reports of its own work (INFO): its CPU time and
+// its per-command statistics. The bench and the limit micro-benchmarks report Redis's
+// cost beside the proxy's with it.
+package redisinfo
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// CPU is Redis's own CPU time in seconds since it started (INFO CPU: used_cpu_sys +
+// used_cpu_user): its scripts and commands, and also reading, parsing and answering
+// calls and writing the AOF.
+func CPU(ctx context.Context, rdb redis.UniversalClient) (float64, error) {
+	info, err := rdb.Info(ctx, "cpu").Result()
+	if err != nil {
+		return 0, fmt.Errorf("redis INFO cpu: %w", err)
+	}
+	var total float64
+	for line := range strings.SplitSeq(info, "\n") {
+		k, v, ok := strings.Cut(strings.TrimSpace(line), ":")
+		if ok && (k == "used_cpu_sys" || k == "used_cpu_user") {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				return 0, fmt.Errorf("redis INFO cpu %s=%q: %w", k, v, err)
+			}
+			total += f
+		}
+	}
+	return total, nil
+}
+
+// CommandStat is one command's line of INFO commandstats: its calls and the
+// microseconds spent in them (a script's time includes the commands it calls, which
+// have their own lines too).
+type CommandStat struct{ Calls, Usec float64 }
+
+// Commands reads INFO commandstats, by lower-case command name ("evalsha", "zadd").
+func Commands(ctx context.Context, rdb redis.UniversalClient) (map[string]CommandStat, error) {
+	info, err := rdb.Info(ctx, "commandstats").Result()
+	if err != nil {
+		return nil, fmt.Errorf("redis INFO commandstats: %w", err)
+	}
+	out := map[string]CommandStat{}
+	for line := range strings.SplitSeq(info, "\n") {
+		name, rest, ok := strings.Cut(strings.TrimSpace(line), ":")
+		if !ok || !strings.HasPrefix(name, "cmdstat_") {
+			continue
+		}
+		var st CommandStat
+		for kv := range strings.SplitSeq(rest, ",") {
+			k, v, _ := strings.Cut(kv, "=")
+			f, _ := strconv.ParseFloat(v, 64)
+			switch k {
+			case "calls":
+				st.Calls = f
+			case "usec":
+				st.Usec = f
+			}
+		}
+		out[strings.TrimPrefix(name, "cmdstat_")] = st
+	}
+	return out, nil
+}
