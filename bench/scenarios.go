@@ -395,10 +395,10 @@ func (c *cpuTable) add(t target, m *cpuMeter, n int) {
 }
 
 func (c *cpuTable) note(scenario string) string {
-	var total float64 // the tollgate stack's, summed over its processes' medians
-	line := func(tab *[6][]float64, procs ...int) string {
+	// line lists the processes' medians and returns their sum.
+	line := func(tab *[6][]float64, procs ...int) (string, float64) {
 		var parts []string
-		total = 0
+		var total float64
 		for _, i := range procs {
 			if len(tab[i]) == 0 {
 				continue
@@ -408,10 +408,10 @@ func (c *cpuTable) note(scenario string) string {
 			total += median(v)
 			parts = append(parts, fmt.Sprintf("%s %.2f", cpuProcs[i], median(v)))
 		}
-		return strings.Join(parts, ", ")
+		return strings.Join(parts, ", "), total
 	}
-	direct := line(&c.direct, 4, 5)
-	tollgate := line(&c.tollgate, 0, 1, 2, 3, 4, 5)
+	direct, _ := line(&c.direct, 4, 5)
+	tollgate, total := line(&c.tollgate, 0, 1, 2, 3, 4, 5)
 	bound := ""
 	if total > 0 {
 		// What the machine's cores could carry if every process of the stack had them to

@@ -603,16 +603,16 @@ func (x *exchange) deliver(o *outcome) {
 func (x *exchange) completeAfterResponse(lease limit.Lease, attempt int, o outcome, upstreamModel string) {
 	x.completing = true // the lease is renewed until the completion has run
 	x.s.completions.Add(1)
+	complete := func() {
+		defer x.s.completions.Done()
+		x.complete(lease, attempt, &o, upstreamModel)
+	}
 	if f, ok := x.w.(http.Flusher); ok && !o.stream && x.s.inflight.Load() == 0 {
 		f.Flush()
-		defer x.s.completions.Done()
-		x.complete(lease, attempt, &o, upstreamModel)
+		complete()
 		return
 	}
-	x.s.after(func() {
-		defer x.s.completions.Done()
-		x.complete(lease, attempt, &o, upstreamModel)
-	})
+	x.s.after(complete)
 }
 
 // complete releases the lease and bills what the attempt consumed, in one Redis call;
