@@ -141,11 +141,27 @@ func TestLedgerCheckFromCheckpoints(t *testing.T) {
 		t.Fatalf("after deleting the checkpoint: %+v", r.Mismatches)
 	}
 
-	// A run with a longer settle time leaves later checkpoints where they are.
-	_, through := checkpoint(b.user)
+	// A run whose cut is behind the latest checkpoint (a longer settle time, a worker
+	// whose clock is behind) moves none: not the later checkpoints back, and not a user
+	// without one to a point behind the others' (their rows between the two would never
+	// be read again).
+	_, through := checkpoint(u2.ID)
+	_, err = b.pool.Exec(ctx, "DELETE FROM ledger_checkpoints WHERE user_id = $1", b.user)
+	must(t, err)
 	w.Settle = 2 * time.Hour
-	work()
-	if _, after := checkpoint(b.user); !after.Equal(through) {
+	if r := work(); len(r.Mismatches) != 0 {
+		t.Fatalf("a run with a cut behind the checkpoints: %+v", r.Mismatches)
+	}
+	if _, after := checkpoint(u2.ID); !after.Equal(through) {
 		t.Fatalf("checkpoint moved back from %s to %s", through, after)
+	}
+	var n int
+	must(t, b.pool.QueryRow(ctx, "SELECT count(*) FROM ledger_checkpoints WHERE user_id = $1", b.user).Scan(&n))
+	if n != 0 {
+		t.Fatalf("a user without a checkpoint got one behind the latest")
+	}
+	w.Settle = 0
+	if r := work(); len(r.Mismatches) != 0 {
+		t.Fatalf("the run after it: %+v", r.Mismatches)
 	}
 }

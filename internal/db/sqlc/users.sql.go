@@ -35,7 +35,8 @@ WITH lo AS (
 SELECT u.id, u.email, u.balance_nano,
        (coalesce(c.sum_nano, 0) + coalesce(s.total, 0))::bigint AS ledger_nano,
        (coalesce(c.sum_nano, 0) + coalesce(s.settled, 0))::bigint AS settled_nano,
-       (c.user_id IS NULL OR s.settled IS NOT NULL)::boolean AS move
+       (((SELECT t FROM lo) = 'infinity' OR $1::timestamptz > (SELECT t FROM lo))
+           AND (c.user_id IS NULL OR s.settled IS NOT NULL))::boolean AS move
 FROM users u
 LEFT JOIN ledger_checkpoints c ON c.user_id = u.id
 LEFT JOIN since s ON s.user_id = u.id
@@ -54,9 +55,12 @@ type LedgerCheckReadRow struct {
 // Every user's cached balance beside their ledger sum (the ledger check), the sum read as
 // their checkpoint (migration 0006) plus the rows created since it; settled_nano is the
 // sum through @cut, the next checkpoint, which moves only for users who have none yet or
-// new rows before @cut (move). So no user has a row between their checkpoint and the
-// latest one: the rows since the latest checkpoint (wallet_tx_created) are all a run
-// reads, besides the whole ledger of users who have none yet.
+// new rows before @cut (move), and only to a @cut past every checkpoint. So no user has
+// a row between their checkpoint and the latest one: the rows since the latest
+// checkpoint (wallet_tx_created) are all a run reads, besides the whole ledger of users
+// who have none yet. (A @cut behind the latest checkpoint — a worker whose clock is
+// behind, a longer settle time — moves nothing: a user without a checkpoint moved there
+// would have their rows between it and the latest one never read again.)
 func (q *Queries) LedgerCheckRead(ctx context.Context, db DBTX, cut time.Time) ([]LedgerCheckReadRow, error) {
 	rows, err := db.Query(ctx, ledgerCheckRead, cut)
 	if err != nil {
@@ -88,7 +92,6 @@ const ledgerCheckpointsPut = `-- name: LedgerCheckpointsPut :exec
 INSERT INTO ledger_checkpoints (user_id, through, sum_nano)
 SELECT unnest($1::bigint[]), $2::timestamptz, unnest($3::bigint[])
 ON CONFLICT (user_id) DO UPDATE SET through = EXCLUDED.through, sum_nano = EXCLUDED.sum_nano
-WHERE ledger_checkpoints.through < EXCLUDED.through
 `
 
 type LedgerCheckpointsPutParams struct {
@@ -97,7 +100,8 @@ type LedgerCheckpointsPutParams struct {
 	Sums    []int64
 }
 
-// Moves the given users' checkpoints to @through with their settled sums; never back.
+// Moves the given users' checkpoints to @through with their settled sums (LedgerCheckRead
+// says whom).
 func (q *Queries) LedgerCheckpointsPut(ctx context.Context, db DBTX, arg LedgerCheckpointsPutParams) error {
 	_, err := db.Exec(ctx, ledgerCheckpointsPut, arg.UserIds, arg.Through, arg.Sums)
 	return err
