@@ -32,9 +32,13 @@ func (UsageRollupArgs) InsertOpts() river.InsertOpts {
 	return river.InsertOpts{Queue: QueueMaintenance}
 }
 
+// repair reports whether the args name a window (hours rebuilt from the events) rather
+// than the schedule's default.
+func (a UsageRollupArgs) repair() bool { return !a.From.IsZero() || !a.To.IsZero() }
+
 // window returns the hours to rebuild, now being the time the job runs.
 func (a UsageRollupArgs) window(now time.Time) (from, to time.Time, err error) {
-	if a.From.IsZero() && a.To.IsZero() {
+	if !a.repair() {
 		hour := now.Truncate(time.Hour)
 		return hour.Add(-time.Hour), hour.Add(time.Hour), nil
 	}
@@ -77,13 +81,12 @@ func (w *UsageRollupWorker) Work(ctx context.Context, job *river.Job[UsageRollup
 	if err != nil {
 		return river.JobCancel(err) // retrying cannot fix the arguments
 	}
-	repair := !job.Args.From.IsZero() || !job.Args.To.IsZero()
 	fromDay, toDay := days(from, to)
 	q := sqlc.New()
 	var hours, daily int64
 	err = pgx.BeginFunc(ctx, w.pool, func(tx pgx.Tx) error {
 		var err error
-		if repair {
+		if job.Args.repair() {
 			// The ingestion adds to these rows as it stores events: without the lock, an
 			// addition committed after the rebuild read the events would be overwritten.
 			if err := q.UsageHourlyLock(ctx, tx); err != nil {

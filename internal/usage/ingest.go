@@ -1,11 +1,13 @@
 package usage
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"time"
 
@@ -225,19 +227,9 @@ func hourlySums(events []Event) sqlc.UsageHourlyAddParams {
 	for k := range sums {
 		keys = append(keys, k)
 	}
-	sort.Slice(keys, func(i, j int) bool {
-		a, b := keys[i], keys[j]
-		switch {
-		case !a.hour.Equal(b.hour):
-			return a.hour.Before(b.hour)
-		case a.user != b.user:
-			return a.user < b.user
-		case a.key != b.key:
-			return a.key < b.key
-		case a.account != b.account:
-			return a.account < b.account
-		}
-		return a.model < b.model
+	slices.SortFunc(keys, func(a, b hourKey) int {
+		return cmp.Or(a.hour.Compare(b.hour), cmp.Compare(a.user, b.user), cmp.Compare(a.key, b.key),
+			cmp.Compare(a.account, b.account), cmp.Compare(a.model, b.model))
 	})
 	var p sqlc.UsageHourlyAddParams
 	for _, k := range keys {
