@@ -97,7 +97,8 @@ type Proxy struct {
 	ReadHeaderTimeout time.Duration `env:"PROXY_READ_HEADER_TIMEOUT" envDefault:"10s"`
 	ReadTimeout       time.Duration `env:"PROXY_READ_TIMEOUT" envDefault:"2m"`
 	// SpoolDir keeps usage events the proxy could hand neither to Redis nor to
-	// PostgreSQL, until it can. Put it on a persistent volume in production.
+	// PostgreSQL, until it can, and the journal of events whose delivery is under way
+	// (usage.Journal). Put it on a persistent volume in production.
 	SpoolDir   string        `env:"PROXY_SPOOL_DIR"`
 	SpoolEvery time.Duration `env:"PROXY_SPOOL_INTERVAL" envDefault:"10s"`
 }

@@ -70,7 +70,8 @@ func (s *stack) startProxy(t *testing.T, extraEnv ...string) (url string, cmd *e
 	addr := freeAddr(t)
 	cmd = exec.Command(binary(t, "proxy"))
 	cmd.Env = append(os.Environ(), "DATABASE_URL="+s.dbURL, "REDIS_URL="+s.redisURL, "REDIS_PREFIX="+s.prefix,
-		"SECRET_KEY="+secretKey, "PROXY_ADDR="+addr, "ENV=test", "LOG_LEVEL=warn")
+		"SECRET_KEY="+secretKey, "PROXY_ADDR="+addr, "ENV=test", "LOG_LEVEL=warn",
+		"PROXY_SPOOL_DIR="+t.TempDir()) // its own journal and spool; extraEnv may share one
 	cmd.Env = append(cmd.Env, extraEnv...)
 	if os.Getenv("TEST_LOG") != "" {
 		cmd.Stderr = os.Stderr

@@ -4,6 +4,8 @@ package proxyapp
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -11,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -58,6 +61,8 @@ type Deps struct {
 	Redis  *redis.Client
 	Gate   *limit.Gate
 	Server *relay.Server
+	// Journal is closed last: its file goes if every event it holds was delivered.
+	Journal *usage.Journal
 }
 
 // Build connects to PostgreSQL and Redis and assembles the relay server with warm caches.
@@ -112,6 +117,17 @@ func Build(ctx context.Context, cfg config.Proxy, log *slog.Logger) (*Deps, erro
 		pool.Close()
 		return nil, err
 	}
+	// The journal's file names carry the installation (database and Redis prefix): a
+	// directory shared with another installation's proxies never mixes their events.
+	pc := pool.Config().ConnConfig
+	sum := sha256.Sum256([]byte(pc.Host + ":" + strconv.Itoa(int(pc.Port)) + "/" + pc.Database + "|" + cfg.RedisPrefix))
+	journalTag := hex.EncodeToString(sum[:8])
+	journal, err := usage.OpenJournal(spoolDir, journalTag, 0)
+	if err != nil {
+		rdb.Close()
+		pool.Close()
+		return nil, err
+	}
 	refresher := account.NewRefresher(pool, rdb, cfg.RedisPrefix, box, map[string]account.OAuthClient{
 		"anthropic": {TokenURL: cfg.OAuth.AnthropicTokenURL, ClientID: cfg.OAuth.AnthropicClientID},
 		"openai":    {TokenURL: cfg.OAuth.OpenAITokenURL, ClientID: cfg.OAuth.OpenAIClientID},
@@ -129,6 +145,13 @@ func Build(ctx context.Context, cfg config.Proxy, log *slog.Logger) (*Deps, erro
 	}, cfg.Limits)
 	gate.SetLogger(log)
 	instrumentGate(reg, gate)
+	deliver := func(ctx context.Context, evs []usage.Event) error {
+		if err := usage.Append(ctx, rdb, cfg.RedisPrefix, evs); err == nil {
+			return nil
+		}
+		_, err := usage.Ingest(ctx, pool, evs)
+		return err
+	}
 	srv := relay.New(relay.Config{
 		Log:         log,
 		Keys:        keys,
@@ -151,11 +174,10 @@ func Build(ctx context.Context, cfg config.Proxy, log *slog.Logger) (*Deps, erro
 		},
 		Spool:      spool,
 		SpoolEvery: cfg.SpoolEvery,
-		Deliver: func(ctx context.Context, evs []usage.Event) error {
-			if err := usage.Append(ctx, rdb, cfg.RedisPrefix, evs); err == nil {
-				return nil
-			}
-			_, err := usage.Ingest(ctx, pool, evs)
+		Deliver:    deliver,
+		Journal:    journal,
+		ReplayJournals: func(ctx context.Context) error {
+			_, err := usage.ReplayJournals(ctx, spoolDir, journalTag, deliver, log)
 			return err
 		},
 		Registry:        reg,
@@ -180,13 +202,14 @@ func Build(ctx context.Context, cfg config.Proxy, log *slog.Logger) (*Deps, erro
 			return nil
 		},
 	})
-	return &Deps{Pool: pool, Redis: rdb, Gate: gate, Server: srv}, nil
+	return &Deps{Pool: pool, Redis: rdb, Gate: gate, Server: srv, Journal: journal}, nil
 }
 
 // Close releases the connections.
 func (d *Deps) Close() {
 	d.Redis.Close()
 	d.Pool.Close()
+	d.Journal.Close() //nolint:errcheck // a file left behind is replayed, harmlessly
 }
 
 // Serve runs the proxy on ln until ctx ends, then drains: /readyz turns 503, new

@@ -291,6 +291,17 @@ type outcome struct {
 	sawUsage   bool
 	upstreamID string
 	local      bool // failed for lack of local resources (never the account's fault)
+	// bill is what the outcome costs, priced and journaled once (prepareBill).
+	bill      bill
+	billReady bool
+}
+
+// bill is an outcome's usage event, priced.
+type bill struct {
+	ev      usage.Event
+	payload []byte // ev encoded; nil when there is nothing to bill
+	nano    int64
+	slot    int32 // its usage.Journal slot; -1 when not journaled
 }
 
 // localExhaustion reports errors of this machine running out of descriptors or buffers.
@@ -441,14 +452,17 @@ func (x *exchange) attempt(acc *schedule.Account, body []byte, upstreamModel str
 	if err != nil {
 		o.class = "upstream_cut"
 	}
-	x.w.Header().Set("Content-Length", strconv.Itoa(len(b)))
-	x.w.WriteHeader(resp.StatusCode)
-	x.w.Write(b) //nolint:errcheck // the client may be gone; billing goes on
 	if resp.StatusCode >= 400 {
 		o.class = "upstream_" + strconv.Itoa(resp.StatusCode)
 	} else {
 		o.usage, o.sawUsage = x.p.bodyUsage(b)
 	}
+	// Journaled before the client gets it: from here a proxy killed before the
+	// completion reaches Redis leaves the bill to the next process.
+	x.prepareBill(&o, x.attemptNo, upstreamModel)
+	x.w.Header().Set("Content-Length", strconv.Itoa(len(b)))
+	x.w.WriteHeader(resp.StatusCode)
+	x.w.Write(b) //nolint:errcheck // the client may be gone; billing goes on
 	return o
 }
 
@@ -602,10 +616,11 @@ func (x *exchange) deliver(o *outcome) {
 // always handed off: its end (the last chunk) is only written once the handler returns.
 func (x *exchange) completeAfterResponse(lease limit.Lease, attempt int, o outcome, upstreamModel string) {
 	x.completing = true // the lease is renewed until the completion has run
+	x.prepareBill(&o, attempt, upstreamModel)
 	x.s.completions.Add(1)
 	complete := func() {
 		defer x.s.completions.Done()
-		x.complete(lease, attempt, &o, upstreamModel)
+		x.complete(lease, attempt, &o)
 	}
 	if f, ok := x.w.(http.Flusher); ok && !o.stream && x.s.inflight.Load() == 0 {
 		f.Flush()
@@ -617,13 +632,16 @@ func (x *exchange) completeAfterResponse(lease limit.Lease, attempt int, o outco
 
 // complete releases the lease and bills what the attempt consumed, in one Redis call;
 // if Redis fails, the event goes straight to PostgreSQL so it is never lost.
-func (x *exchange) complete(lease limit.Lease, attempt int, o *outcome, upstreamModel string) {
+func (x *exchange) complete(lease limit.Lease, attempt int, o *outcome) {
 	s := x.s
 	defer s.cfg.Gate.Untrack(lease.RequestID)
 	// A clean answer: if more requests like it are coming, the completion admits the
 	// next one ahead (limit/reserve.go).
 	lease.Again = attempt > 0 && o.class == "" && o.status < 400
-	ev, payload, billed, _ := x.usageEvent(o, attempt, upstreamModel)
+	ev, payload, billed := o.bill.ev, o.bill.payload, o.bill.nano
+	// Once a store has the event its journal slot is free; a failure everywhere leaves
+	// it pending for the next process to deliver.
+	delivered := func() { s.cfg.Journal.Done(o.bill.slot) }
 	if x.ckpt != nil {
 		// Journaled even if the checkpoint reported failure or was not kept: the script
 		// may have run all the same, and a journaled completion bills unless a sweep has
@@ -633,9 +651,11 @@ func (x *exchange) complete(lease limit.Lease, attempt int, o *outcome, upstream
 	}
 	err := s.cfg.Gate.Complete(context.Background(), lease, usage.StreamKey(s.cfg.Prefix), payload, billed)
 	if err == nil {
+		delivered()
 		return
 	}
 	if errors.Is(err, limit.ErrSwept) {
+		delivered()
 		// This proxy lost Redis for longer than the lease TTL and another one billed the
 		// checkpoint meanwhile; the request id allows one bill.
 		s.log.Warn("stream billed from its checkpoint while it ran (leases were not renewed in time)", "request_id", x.rid)
@@ -651,17 +671,34 @@ func (x *exchange) complete(lease limit.Lease, attempt int, o *outcome, upstream
 	s.log.Warn("usage stream unavailable; recording directly", "request_id", x.rid, "err", err)
 	if s.cfg.Fallback != nil {
 		if err = s.cfg.Fallback(ctx, ev); err == nil {
+			delivered()
 			return
 		}
 	}
 	if s.cfg.Spool != nil {
 		if err = s.cfg.Spool.Write(ev); err == nil {
+			delivered()
 			s.log.Warn("usage event spooled to disk; it is delivered when Redis or PostgreSQL answers", "request_id", x.rid)
 			return
 		}
 	}
 	// Last resort: the event in the log is enough to bill it by hand.
 	s.log.Error("usage event NOT recorded", "request_id", x.rid, "err", err, "event", string(payload))
+}
+
+// prepareBill prices what the attempt consumed and journals the event, once per outcome.
+func (x *exchange) prepareBill(o *outcome, attempt int, upstreamModel string) {
+	if o.billReady {
+		return
+	}
+	o.billReady = true
+	o.bill.ev, o.bill.payload, o.bill.nano, _ = x.usageEvent(o, attempt, upstreamModel)
+	o.bill.slot = -1
+	if o.bill.payload != nil && x.s.cfg.Journal != nil {
+		if o.bill.slot = x.s.cfg.Journal.Put(o.bill.payload); o.bill.slot < 0 {
+			x.s.metrics.unjournaled.Inc()
+		}
+	}
 }
 
 // usageEvent prices what the attempt consumed; ok is false when there is nothing to bill.

@@ -9,6 +9,7 @@ type metrics struct {
 	upstream      *prometheus.CounterVec
 	activeStreams prometheus.Gauge
 	recordFailed  prometheus.Counter
+	unjournaled   prometheus.Counter
 	queueWait     prometheus.Histogram
 }
 
@@ -34,11 +35,14 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		recordFailed: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "tollgate_usage_record_fallbacks_total", Help: "Usage events recorded through the PostgreSQL fallback because Redis failed.",
 		}),
+		unjournaled: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tollgate_usage_unjournaled_total", Help: "Usage events not kept in the local journal before delivery (no free slot, or larger than a slot): a proxy killed before delivering them would lose them.",
+		}),
 		queueWait: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "tollgate_admission_wait_seconds", Help: "Time requests waited for a concurrency slot.",
 			Buckets: []float64{0, .001, .01, .1, .5, 1, 5, 20},
 		}),
 	}
-	reg.MustRegister(m.requests, m.duration, m.ttfb, m.upstream, m.activeStreams, m.recordFailed, m.queueWait)
+	reg.MustRegister(m.requests, m.duration, m.ttfb, m.upstream, m.activeStreams, m.recordFailed, m.unjournaled, m.queueWait)
 	return m
 }

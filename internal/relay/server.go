@@ -46,13 +46,18 @@ type Config struct {
 	Recorded func(ctx context.Context, requestID string) (bool, error)
 	// Spool keeps events that neither Redis nor the fallback took; Deliver hands them
 	// on later (Redis stream, else PostgreSQL).
-	Spool        *usage.Spool
-	Deliver      func(ctx context.Context, evs []usage.Event) error
-	SpoolEvery   time.Duration // how often spooled events are retried; default 10 s
-	Transport    http.RoundTripper
-	Registry     *prometheus.Registry
-	MaxBodyBytes int64         // default 32 MiB
-	StreamLimit  time.Duration // longest an upstream exchange may run; default 30 min
+	Spool      *usage.Spool
+	Deliver    func(ctx context.Context, evs []usage.Event) error
+	SpoolEvery time.Duration // how often spooled events are retried; default 10 s
+	// Journal keeps each usage event from the moment its answer is read until a store
+	// has it (usage.Journal); ReplayJournals delivers the events dead proxies left in
+	// theirs, with the spool's schedule.
+	Journal        *usage.Journal
+	ReplayJournals func(ctx context.Context) error
+	Transport      http.RoundTripper
+	Registry       *prometheus.Registry
+	MaxBodyBytes   int64         // default 32 MiB
+	StreamLimit    time.Duration // longest an upstream exchange may run; default 30 min
 	// Ready reports whether dependencies answer (PostgreSQL, Redis) for /readyz.
 	Ready func(ctx context.Context) error
 	// SetAccountState persists an account's state change (asynchronously, once per
@@ -317,17 +322,21 @@ func (s *Server) sweepOrphans(ctx context.Context) {
 	}
 }
 
-// spoolLoop delivers spooled usage events now and then (and at start: events a
-// previous process spooled before it died).
+// spoolLoop delivers, now and then and at start, the usage events dead proxies left in
+// their journals and those spooled because no store took them.
 func (s *Server) spoolLoop(ctx context.Context) {
-	if s.cfg.Spool == nil || s.cfg.Deliver == nil {
-		return
-	}
 	t := time.NewTicker(cmp.Or(s.cfg.SpoolEvery, 10*time.Second))
 	defer t.Stop()
 	for {
-		if err := s.cfg.Spool.Replay(ctx, s.cfg.Deliver); err != nil {
-			s.log.Warn("deliver spooled usage (will retry)", "err", err)
+		if s.cfg.ReplayJournals != nil {
+			if err := s.cfg.ReplayJournals(ctx); err != nil {
+				s.log.Warn("deliver the usage events dead proxies journaled (will retry)", "err", err)
+			}
+		}
+		if s.cfg.Spool != nil && s.cfg.Deliver != nil {
+			if err := s.cfg.Spool.Replay(ctx, s.cfg.Deliver); err != nil {
+				s.log.Warn("deliver spooled usage (will retry)", "err", err)
+			}
 		}
 		select {
 		case <-ctx.Done():

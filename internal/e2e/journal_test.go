@@ -1,0 +1,260 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/tollgate/tollgate/internal/fakellm"
+	"github.com/tollgate/tollgate/internal/usage"
+)
+
+// billedRows reads the usage events of these request ids: how many, their bill, and
+// their error classes.
+func (s *stack) billedRows(t *testing.T, rids []string) (rows, billed int64, classes []string) {
+	t.Helper()
+	err := s.pool.QueryRow(context.Background(), `SELECT count(*), coalesce(sum(billed_cost_nano), 0),
+		coalesce(array_agg(DISTINCT error_class), '{}') FROM usage_events WHERE request_id = ANY($1)`, rids).Scan(&rows, &billed, &classes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rows, billed, classes
+}
+
+// inUsageStream reports which of these request ids have an event in the usage stream.
+func (s *stack) inUsageStream(t *testing.T, rids []string) []string {
+	t.Helper()
+	entries, err := s.rdb.XRange(context.Background(), usage.StreamKey(s.prefix), "-", "+").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var found []string
+	for _, e := range entries {
+		for _, v := range e.Values {
+			str, _ := v.(string)
+			for _, rid := range rids {
+				if strings.Contains(str, `"`+rid+`"`) {
+					found = append(found, rid)
+				}
+			}
+		}
+	}
+	return found
+}
+
+// TestKilledProxyBillsAnswersItHadRead: a proxy killed after it read whole answers from
+// the upstream but before their completions reached Redis (here: stuck writing answers
+// larger than the socket buffers to clients that read only the headers) leaves their
+// usage in its journal, and the next proxy on the same spool directory bills each of them
+// once, in full. Without the journal these requests, served by the upstream, were lost.
+func TestKilledProxyBillsAnswersItHadRead(t *testing.T) {
+	const n = 4
+	s := newStack(t)
+	s.exec(t, "UPDATE groups SET default_concurrency = 0")
+	dir := t.TempDir()
+	url, cmd := s.startProxy(t, "PROXY_SPOOL_DIR="+dir)
+	big := strings.Repeat("lorem ipsum ", 1<<20) // a 12 MiB answer; loopback buffers hold ~4 MiB
+	s.fake.SetScript(func(r *fakellm.Request) fakellm.Behavior { return fakellm.Behavior{Text: big} })
+	before := s.balance(s.seeded.DemoUserID)
+	rowsBefore := s.usageCount(t)
+	seq := int64(0)
+	if served := s.fake.Served(); len(served) > 0 {
+		seq = served[len(served)-1].Seq
+	}
+
+	rids := make([]string, n)
+	var wg sync.WaitGroup
+	bodies := make(chan io.Closer, n)
+	for i := range n {
+		wg.Go(func() {
+			req, _ := http.NewRequest(http.MethodPost, url+"/v1/messages", strings.NewReader(smallBody))
+			req.Header.Set("X-Api-Key", s.seeded.DemoKey)
+			req.Header.Set("Anthropic-Version", "2023-06-01")
+			resp, err := httpClient.Do(req)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			bodies <- resp.Body // headers only: the proxy is left writing the body
+			if resp.StatusCode != 200 {
+				t.Errorf("status %d", resp.StatusCode)
+			}
+			rids[i] = resp.Header.Get("X-Tollgate-Request-Id")
+		})
+	}
+	wg.Wait()
+	if t.Failed() {
+		return
+	}
+	served := s.fake.ServedSince(seq)
+	if len(served) != n {
+		t.Fatalf("fakellm served %d answers, want %d", len(served), n)
+	}
+	var wantBilled int64
+	for _, e := range served {
+		if !e.Complete || e.Status != 200 || e.Usage.OutputTokens == 0 {
+			t.Fatalf("fakellm entry %+v, want a complete answer with usage", e)
+		}
+		wantBilled += s.expectedBilled(e.Usage)
+	}
+	// The proxy holds every answer (the client has its headers) and has completed none.
+	time.Sleep(200 * time.Millisecond)
+	if got := s.inUsageStream(t, rids); len(got) != 0 {
+		t.Fatalf("completions of %v ran although their answers were still being written", got)
+	}
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	cmd.Wait()
+	close(bodies)
+	for b := range bodies {
+		b.Close()
+	}
+	if got := s.inUsageStream(t, rids); len(got) != 0 {
+		t.Fatalf("%v reached the usage stream before the restart", got)
+	}
+
+	// The next proxy on that directory delivers the dead one's journal at start.
+	s.startProxy(t, "PROXY_SPOOL_DIR="+dir)
+	s.ingest(rowsBefore + n)
+	rows, billed, classes := s.billedRows(t, rids)
+	if rows != n || billed != wantBilled {
+		t.Fatalf("billed %d rows, %d nano; fakellm served %d answers worth %d nano", rows, billed, n, wantBilled)
+	}
+	if len(classes) != 1 || classes[0] != "" {
+		t.Fatalf("error classes %q, want the clean answers' empty class", classes)
+	}
+	if moved := before - s.balance(s.seeded.DemoUserID); moved != wantBilled {
+		t.Fatalf("wallet moved by %d nano, want %d", moved, wantBilled)
+	}
+	if files, _ := filepath.Glob(filepath.Join(dir, "inflight-*.wal")); len(files) != 1 {
+		t.Fatalf("journal files %v, want only the new proxy's", files)
+	}
+}
+
+// TestKilledProxyUnderLoadBillsEveryAnswer kills a proxy relaying non-streaming requests
+// from ten clients and restarts it on the same spool directory. Every answer a client
+// received is billed exactly once, for what fakellm served; nothing is billed that
+// fakellm did not serve, and the wallet moved by exactly the billed events.
+func TestKilledProxyUnderLoadBillsEveryAnswer(t *testing.T) {
+	s := newStack(t)
+	s.exec(t, "UPDATE groups SET default_concurrency = 0")
+	dir := t.TempDir()
+	url, cmd := s.startProxy(t, "PROXY_SPOOL_DIR="+dir)
+	s.fake.SetScript(func(r *fakellm.Request) fakellm.Behavior { return fakellm.Behavior{Delay: 2 * time.Millisecond} })
+	before := s.balance(s.seeded.DemoUserID)
+	rowsBefore := s.usageCount(t)
+	seq := int64(0)
+	if served := s.fake.Served(); len(served) > 0 {
+		seq = served[len(served)-1].Seq
+	}
+
+	type answer struct{ rid, messageID string }
+	var mu sync.Mutex
+	var answers []answer
+	var sent []string // request ids of every request that got headers
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 10}}
+	for range 10 {
+		wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				req, _ := http.NewRequest(http.MethodPost, url+"/v1/messages", strings.NewReader(smallBody))
+				req.Header.Set("X-Api-Key", s.seeded.DemoKey)
+				req.Header.Set("Anthropic-Version", "2023-06-01")
+				resp, err := client.Do(req)
+				if err != nil {
+					return // the proxy died
+				}
+				rid := resp.Header.Get("X-Tollgate-Request-Id")
+				b, err := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				mu.Lock()
+				sent = append(sent, rid)
+				var msg struct{ ID string }
+				if err == nil && resp.StatusCode == 200 && json.Unmarshal(b, &msg) == nil {
+					answers = append(answers, answer{rid, msg.ID})
+				}
+				mu.Unlock()
+				if err != nil {
+					return
+				}
+			}
+		})
+	}
+	time.Sleep(700 * time.Millisecond)
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	cmd.Wait()
+	close(stop)
+	wg.Wait()
+	if len(answers) < 50 {
+		t.Fatalf("only %d answers before the kill", len(answers))
+	}
+
+	served := map[string]fakellm.Served{} // by message id
+	for _, e := range s.fake.ServedSince(seq) {
+		if e.Status == 200 && e.Complete {
+			served[e.MessageID] = e
+		}
+	}
+	s.startProxy(t, "PROXY_SPOOL_DIR="+dir)
+	// Everything the restarted proxy delivers, and the orphan sweeps, have landed once
+	// the count stops moving.
+	var rows int
+	for stable, deadline := 0, time.Now().Add(20*time.Second); stable < 3 || rows < rowsBefore+len(answers); time.Sleep(300 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("usage_events has %d rows after 20 s, want at least %d", rows, rowsBefore+len(answers))
+		}
+		s.consumer.ProcessOnce(context.Background()) //nolint:errcheck
+		now := s.usageCount(t)
+		if now == rows {
+			stable++
+		} else {
+			rows, stable = now, 0
+		}
+	}
+
+	var wantAnswered int64
+	answered := make([]string, 0, len(answers))
+	for _, a := range answers {
+		e, ok := served[a.messageID]
+		if !ok {
+			t.Fatalf("a client got %s, which fakellm did not log as served", a.messageID)
+		}
+		wantAnswered += s.expectedBilled(e.Usage)
+		answered = append(answered, a.rid)
+	}
+	if n, billed, _ := s.billedRows(t, answered); n != int64(len(answered)) || billed != wantAnswered {
+		t.Fatalf("of %d answers clients received, %d are billed (%d nano, want %d)", len(answered), n, billed, wantAnswered)
+	}
+	// Requests cut before their client got the body: billed at most for what fakellm served.
+	var servedNano int64
+	for _, e := range served {
+		servedNano += s.expectedBilled(e.Usage)
+	}
+	n, billed, _ := s.billedRows(t, sent)
+	if n > int64(len(served)) || billed > servedNano {
+		t.Fatalf("billed %d requests for %d nano; fakellm served %d for %d nano", n, billed, len(served), servedNano)
+	}
+	if rows-rowsBefore != int(n) {
+		t.Fatalf("%d usage events appeared, %d of them for this test's requests", rows-rowsBefore, n)
+	}
+	if moved := before - s.balance(s.seeded.DemoUserID); moved != billed {
+		t.Fatalf("wallet moved by %d nano, the usage events bill %d", moved, billed)
+	}
+	t.Logf("%d answers received, %d served by fakellm, %d billed", len(answers), len(served), n)
+}
