@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"io"
@@ -15,6 +16,57 @@ import (
 	"github.com/tollgate/tollgate/internal/fakellm"
 	"github.com/tollgate/tollgate/internal/usage"
 )
+
+// lastServedSeq is the Seq of fakellm's latest entry (0 if none), for ServedSince.
+func (s *stack) lastServedSeq() int64 {
+	if served := s.fake.Served(); len(served) > 0 {
+		return served[len(served)-1].Seq
+	}
+	return 0
+}
+
+// holdRequests sends n requests at once to the proxy at url and returns their request
+// ids once each has its response headers (and, with firstLine, the first line of its
+// body), leaving the rest unread; release closes the bodies.
+func (s *stack) holdRequests(t *testing.T, url, body string, n int, firstLine bool) (rids []string, release func()) {
+	t.Helper()
+	rids = make([]string, n)
+	bodies := make([]io.Closer, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			req, _ := http.NewRequest(http.MethodPost, url+"/v1/messages", strings.NewReader(body))
+			req.Header.Set("X-Api-Key", s.seeded.DemoKey)
+			req.Header.Set("Anthropic-Version", "2023-06-01")
+			resp, err := httpClient.Do(req)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			bodies[i], rids[i] = resp.Body, resp.Header.Get("X-Tollgate-Request-Id")
+			if resp.StatusCode != 200 {
+				t.Errorf("status %d", resp.StatusCode)
+			} else if firstLine {
+				if _, err := bufio.NewReader(resp.Body).ReadString('\n'); err != nil {
+					t.Error(err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	release = func() {
+		for _, b := range bodies {
+			if b != nil {
+				b.Close()
+			}
+		}
+	}
+	if t.Failed() {
+		release()
+		t.FailNow()
+	}
+	return rids, release
+}
 
 // billedRows reads the usage events of these request ids: how many, their bill, and
 // their error classes.
@@ -64,35 +116,10 @@ func TestKilledProxyBillsAnswersItHadRead(t *testing.T) {
 	s.fake.SetScript(func(r *fakellm.Request) fakellm.Behavior { return fakellm.Behavior{Text: big} })
 	before := s.balance(s.seeded.DemoUserID)
 	rowsBefore := s.usageCount(t)
-	seq := int64(0)
-	if served := s.fake.Served(); len(served) > 0 {
-		seq = served[len(served)-1].Seq
-	}
+	seq := s.lastServedSeq()
 
-	rids := make([]string, n)
-	var wg sync.WaitGroup
-	bodies := make(chan io.Closer, n)
-	for i := range n {
-		wg.Go(func() {
-			req, _ := http.NewRequest(http.MethodPost, url+"/v1/messages", strings.NewReader(smallBody))
-			req.Header.Set("X-Api-Key", s.seeded.DemoKey)
-			req.Header.Set("Anthropic-Version", "2023-06-01")
-			resp, err := httpClient.Do(req)
-			if err != nil {
-				t.Error(err)
-				return
-			}
-			bodies <- resp.Body // headers only: the proxy is left writing the body
-			if resp.StatusCode != 200 {
-				t.Errorf("status %d", resp.StatusCode)
-			}
-			rids[i] = resp.Header.Get("X-Tollgate-Request-Id")
-		})
-	}
-	wg.Wait()
-	if t.Failed() {
-		return
-	}
+	// Headers only: the proxy is left writing the bodies.
+	rids, release := s.holdRequests(t, url, smallBody, n, false)
 	served := s.fake.ServedSince(seq)
 	if len(served) != n {
 		t.Fatalf("fakellm served %d answers, want %d", len(served), n)
@@ -113,10 +140,7 @@ func TestKilledProxyBillsAnswersItHadRead(t *testing.T) {
 		t.Fatal(err)
 	}
 	cmd.Wait()
-	close(bodies)
-	for b := range bodies {
-		b.Close()
-	}
+	release()
 	if got := s.inUsageStream(t, rids); len(got) != 0 {
 		t.Fatalf("%v reached the usage stream before the restart", got)
 	}
@@ -151,10 +175,7 @@ func TestKilledProxyUnderLoadBillsEveryAnswer(t *testing.T) {
 	s.fake.SetScript(func(r *fakellm.Request) fakellm.Behavior { return fakellm.Behavior{Delay: 2 * time.Millisecond} })
 	before := s.balance(s.seeded.DemoUserID)
 	rowsBefore := s.usageCount(t)
-	seq := int64(0)
-	if served := s.fake.Served(); len(served) > 0 {
-		seq = served[len(served)-1].Seq
-	}
+	seq := s.lastServedSeq()
 
 	type answer struct{ rid, messageID string }
 	var mu sync.Mutex

@@ -261,36 +261,10 @@ func TestKilledProxyBillsInFlightStreams(t *testing.T) {
 		return fakellm.Behavior{EventDelay: 250 * time.Millisecond}
 	})
 	before := s.balance(s.seeded.DemoUserID)
-	seq := int64(0)
-	if served := s.fake.Served(); len(served) > 0 {
-		seq = served[len(served)-1].Seq
-	}
+	seq := s.lastServedSeq()
 
 	body := `{"model":"` + model + `","max_tokens":64,"stream":true,"messages":[{"role":"user","content":"an answer long enough to be cut in the middle of it"}]}`
-	rids := make([]string, n)
-	var wg sync.WaitGroup
-	bodies := make(chan io.Closer, n)
-	for i := range n {
-		wg.Go(func() {
-			req, _ := http.NewRequest(http.MethodPost, url+"/v1/messages", strings.NewReader(body))
-			req.Header.Set("X-Api-Key", s.seeded.DemoKey)
-			req.Header.Set("Anthropic-Version", "2023-06-01")
-			resp, err := httpClient.Do(req)
-			if err != nil {
-				t.Error(err)
-				return
-			}
-			bodies <- resp.Body
-			rids[i] = resp.Header.Get("X-Tollgate-Request-Id")
-			if _, err := bufio.NewReader(resp.Body).ReadString('\n'); err != nil {
-				t.Error(err)
-			}
-		})
-	}
-	wg.Wait()
-	if t.Failed() {
-		return
-	}
+	rids, release := s.holdRequests(t, url, body, n, true)
 	// Every stream has relayed message_start; wait for the checkpoints to land.
 	journal := s.prefix + "journal:ev"
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
@@ -306,10 +280,7 @@ func TestKilledProxyBillsInFlightStreams(t *testing.T) {
 		t.Fatal(err)
 	}
 	cmd.Wait()
-	close(bodies)
-	for b := range bodies {
-		b.Close()
-	}
+	release()
 
 	// fakellm notices the dead connection at its next event and logs what it wrote.
 	var cut []fakellm.Served
