@@ -124,9 +124,9 @@ func Build(ctx context.Context, cfg config.Proxy, log *slog.Logger) (*Deps, erro
 	journalTag := hex.EncodeToString(sum[:8])
 	journal, err := usage.OpenJournal(spoolDir, journalTag, 0)
 	if err != nil {
-		rdb.Close()
-		pool.Close()
-		return nil, err
+		// Serving without it beats not serving: only a kill of this process between an
+		// answer and its completion would then lose that request's bill.
+		log.Error("no usage journal; a proxy killed mid-completion loses those bills", "err", err)
 	}
 	refresher := account.NewRefresher(pool, rdb, cfg.RedisPrefix, box, map[string]account.OAuthClient{
 		"anthropic": {TokenURL: cfg.OAuth.AnthropicTokenURL, ClientID: cfg.OAuth.AnthropicClientID},

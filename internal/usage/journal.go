@@ -62,8 +62,8 @@ const (
 
 var journalCRC = crc32.MakeTable(crc32.Castagnoli)
 
-// OpenJournal creates this process's journal file in dir, with room for slots events.
-// The file is sparse: only the pages slots have used take memory and disk.
+// OpenJournal creates this process's journal file in dir, with room for slots events
+// (8 MiB of disk by default). Only the pages of slots in use take memory.
 func OpenJournal(dir, tag string, slots int) (*Journal, error) {
 	if slots <= 0 {
 		slots = JournalSlots
@@ -81,8 +81,10 @@ func OpenJournal(dir, tag string, slots int) (*Journal, error) {
 		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
 			return nil, fmt.Errorf("lock usage journal: %w", err)
 		}
-		if err := f.Truncate(int64(size)); err != nil {
-			return nil, fmt.Errorf("size usage journal: %w", err)
+		// The blocks are allocated now: a store into a page of a sparse file on a full
+		// disk would kill the process with SIGBUS.
+		if err := allocate(f, size); err != nil {
+			return nil, fmt.Errorf("allocate usage journal (%d bytes): %w", size, err)
 		}
 		mem, err := syscall.Mmap(int(f.Fd()), 0, size, syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_SHARED)
 		if err != nil {
@@ -98,6 +100,17 @@ func OpenJournal(dir, tag string, slots int) (*Journal, error) {
 	j := &Journal{f: f, mem: mem, slots: uint32(slots)}
 	j.active.Store(uint32(min(slots, 64)))
 	return j, nil
+}
+
+// allocate gives f size bytes of disk: fallocate, or zeros written where the file
+// system has no fallocate.
+func allocate(f *os.File, size int) error {
+	err := syscall.Fallocate(int(f.Fd()), 0, 0, int64(size))
+	if !errors.Is(err, syscall.EOPNOTSUPP) {
+		return err
+	}
+	_, err = f.Write(make([]byte, size))
+	return err
 }
 
 func journalPrefix(tag string) string { return "inflight-" + tag + "-" }
