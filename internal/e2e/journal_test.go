@@ -279,3 +279,53 @@ func TestKilledProxyUnderLoadBillsEveryAnswer(t *testing.T) {
 	}
 	t.Logf("%d answers received, %d served by fakellm, %d billed", len(answers), len(served), n)
 }
+
+// TestRestartedProxyBillsStreamsFromItsJournal: streams cut by their proxy's death are
+// billed from the checkpoints in its journal as soon as a proxy starts on its directory,
+// not only by the sweep once their leases expire (here an hour away, so only the journal
+// can have billed them). A checkpoint that had not reached Redis is billed the same way.
+func TestRestartedProxyBillsStreamsFromItsJournal(t *testing.T) {
+	const n = 5
+	s := newStack(t)
+	s.exec(t, "UPDATE groups SET default_concurrency = 0")
+	dir := t.TempDir()
+	url, cmd := s.startProxy(t, "PROXY_SPOOL_DIR="+dir, "LEASE_TTL=1h")
+	s.fake.SetScript(func(r *fakellm.Request) fakellm.Behavior {
+		return fakellm.Behavior{EventDelay: 250 * time.Millisecond}
+	})
+	before := s.balance(s.seeded.DemoUserID)
+	rowsBefore := s.usageCount(t)
+	seq := s.lastServedSeq()
+	body := `{"model":"` + model + `","max_tokens":64,"stream":true,"messages":[{"role":"user","content":"an answer long enough to be cut in the middle of it"}]}`
+	rids, release := s.holdRequests(t, url, body, n, true)
+	// message_start has been relayed: its checkpoint is journaled before the next read.
+	time.Sleep(100 * time.Millisecond)
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	cmd.Wait()
+	release()
+	var cut []fakellm.Served
+	for deadline := time.Now().Add(10 * time.Second); len(cut) < n; time.Sleep(50 * time.Millisecond) {
+		if cut = s.fake.ServedSince(seq); time.Now().After(deadline) {
+			t.Fatalf("fakellm logged %d of %d streams", len(cut), n)
+		}
+	}
+	var wantBilled int64
+	for _, e := range cut {
+		wantBilled += s.expectedBilled(e.Usage)
+	}
+
+	s.startProxy(t, "PROXY_SPOOL_DIR="+dir, "LEASE_TTL=1h")
+	s.ingest(rowsBefore + n)
+	rows, billed, classes := s.billedRows(t, rids)
+	if rows != n || billed != wantBilled {
+		t.Fatalf("billed %d rows, %d nano; fakellm wrote %d streams worth %d nano", rows, billed, n, wantBilled)
+	}
+	if len(classes) != 1 || classes[0] != "proxy_lost" {
+		t.Fatalf("error classes %q, want [proxy_lost]", classes)
+	}
+	if moved := before - s.balance(s.seeded.DemoUserID); moved != wantBilled {
+		t.Fatalf("wallet moved by %d nano, want %d", moved, wantBilled)
+	}
+}

@@ -267,8 +267,10 @@ type exchange struct {
 	lease         *limit.Lease
 	attemptNo     int
 	upstreamModel string
-	// ckpt is closed when the checkpoint call has returned.
-	ckpt chan struct{}
+	// ckpt is closed when the checkpoint call has returned; ckptSlot is the checkpoint's
+	// journal slot (usage.Journal), freed once the stream's final event is journaled.
+	ckpt     chan struct{}
+	ckptSlot int32
 	// completing: the completion (which stops renewing the lease) is on its way.
 	completing bool
 }
@@ -567,10 +569,14 @@ func (x *exchange) checkpoint(o *outcome, u billing.Usage) {
 	probe := *o
 	probe.usage, probe.sawUsage, probe.class = u, true, "proxy_lost"
 	_, payload, _, ok := x.usageEvent(&probe, x.attemptNo, x.upstreamModel)
+	x.ckptSlot = -1
 	if !ok {
 		close(x.ckpt)
 		return
 	}
+	// Journaled here too: a checkpoint that had not reached Redis when this proxy died is
+	// delivered by the next one.
+	x.ckptSlot = x.journal(payload)
 	lease := *x.lease
 	// Its own goroutine, not a completion worker: the completion waits for it on a
 	// worker, and checkpoints queued behind waiting completions would never run.
@@ -694,11 +700,26 @@ func (x *exchange) prepareBill(o *outcome, attempt int, upstreamModel string) {
 	o.billReady = true
 	o.bill.ev, o.bill.payload, o.bill.nano, _ = x.usageEvent(o, attempt, upstreamModel)
 	o.bill.slot = -1
-	if o.bill.payload != nil && x.s.cfg.Journal != nil {
-		if o.bill.slot = x.s.cfg.Journal.Put(o.bill.payload); o.bill.slot < 0 {
-			x.s.metrics.unjournaled.Inc()
-		}
+	if o.bill.payload != nil {
+		o.bill.slot = x.journal(o.bill.payload)
 	}
+	if x.ckpt != nil {
+		// The final event supersedes the checkpoint, as the completion script does in
+		// Redis (a replay that finds both keeps the later).
+		x.s.cfg.Journal.Done(x.ckptSlot)
+	}
+}
+
+// journal puts an event in the journal and returns its slot (-1 if not journaled).
+func (x *exchange) journal(payload []byte) int32 {
+	if x.s.cfg.Journal == nil {
+		return -1
+	}
+	slot := x.s.cfg.Journal.Put(payload)
+	if slot < 0 {
+		x.s.metrics.unjournaled.Inc()
+	}
+	return slot
 }
 
 // usageEvent prices what the attempt consumed; ok is false when there is nothing to bill.

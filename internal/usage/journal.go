@@ -232,13 +232,23 @@ func replayJournal(ctx context.Context, name string, deliver func(context.Contex
 	if err != nil {
 		return 0, fmt.Errorf("read usage journal %s: %w", name, err)
 	}
+	// A stream's checkpoint and its final event can both be pending (killed between
+	// journaling the one and freeing the other): the later one stands for the request.
 	var events []Event
+	at := map[string]int{}
 	for _, p := range pendingRecords(mem) {
 		var ev Event
 		if err := DecodeEvent(string(p), &ev); err != nil {
 			log.Error("unreadable event in usage journal; skipped", "file", name, "err", err, "event", string(p))
 			continue
 		}
+		if i, ok := at[ev.RequestID]; ok {
+			if ev.Time.After(events[i].Time) {
+				events[i] = ev
+			}
+			continue
+		}
+		at[ev.RequestID] = len(events)
 		events = append(events, ev)
 	}
 	if len(events) > 0 {

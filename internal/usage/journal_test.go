@@ -95,6 +95,32 @@ func TestJournalKeepsPendingEventsForTheNextProcess(t *testing.T) {
 	}
 }
 
+// A stream's checkpoint and its final event both pending: the later one is delivered.
+func TestJournalReplayKeepsTheLaterEventOfARequest(t *testing.T) {
+	dir := t.TempDir()
+	j, err := OpenJournal(dir, "t", 8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	final := journalEvent(1)
+	final.Time, final.BilledNano = final.Time.Add(time.Second), 5000
+	checkpoint := journalEvent(1)
+	checkpoint.ErrorClass = "proxy_lost"
+	j.Put(final.AppendJSON(nil)) // the lower slot: replayed first
+	j.Put(checkpoint.AppendJSON(nil))
+	die(j)
+	var got []Event
+	if _, err := ReplayJournals(context.Background(), dir, "t", func(_ context.Context, evs []Event) error {
+		got = append(got, evs...)
+		return nil
+	}, slog.New(slog.DiscardHandler)); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got[0] != final {
+		t.Fatalf("replayed %+v, want only the final event", got)
+	}
+}
+
 func TestJournalReplayKeepsTheFileWhenDeliveryFails(t *testing.T) {
 	dir := t.TempDir()
 	j, err := OpenJournal(dir, "t", 8)
