@@ -688,6 +688,12 @@ func (x *exchange) complete(lease limit.Lease, attempt int, o *outcome) {
 			return
 		}
 	}
+	if o.bill.slot >= 0 {
+		// Left pending in the journal: the next proxy on this directory delivers it once
+		// this one has exited. Billing it by hand as well is harmless (one bill per id).
+		s.log.Error("usage event not recorded yet; kept in the journal for the next proxy on this spool directory", "request_id", x.rid, "err", err, "event", string(payload))
+		return
+	}
 	// Last resort: the event in the log is enough to bill it by hand.
 	s.log.Error("usage event NOT recorded", "request_id", x.rid, "err", err, "event", string(payload))
 }
