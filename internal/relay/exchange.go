@@ -690,7 +690,7 @@ func (x *exchange) complete(lease limit.Lease, attempt int, o *outcome) {
 	}
 	if o.bill.slot >= 0 {
 		// Left pending in the journal: the next proxy on this directory delivers it once
-		// this one has exited. Billing it by hand as well is harmless (one bill per id).
+		// this one has exited.
 		s.log.Error("usage event not recorded yet; kept in the journal for the next proxy on this spool directory", "request_id", x.rid, "err", err, "event", string(payload))
 		return
 	}
