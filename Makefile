@@ -49,4 +49,5 @@ clean: ## Remove built binaries and test logs (keeps tools, databases and secret
 
 bench: build ## Benchmarks, direct to fakellm vs through the proxy (BENCH_SHORT=1: under 2 min); writes bench/results.json.
 	CGO_ENABLED=0 go build -o $(BIN)/bench ./bench
+	CGO_ENABLED=0 go build -o $(BIN)/floor ./bench/floor
 	@$(BIN)/bench

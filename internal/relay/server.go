@@ -93,6 +93,66 @@ type Server struct {
 	afterQueue  chan func()
 	// inflight counts upstream exchanges in progress (memoryLoop).
 	inflight atomic.Int64
+	// deferred holds the light-load completions waiting out lightCompletionDelay.
+	deferredMu  sync.Mutex
+	deferred    map[uint64]deferredCompletion
+	deferredSeq uint64
+	deferredN   atomic.Int32
+}
+
+type deferredCompletion struct {
+	user int64
+	run  func()
+}
+
+// deferCompletion runs complete after lightCompletionDelay, or before the admission of
+// the same user's next request if that comes first (settleDeferred).
+func (s *Server) deferCompletion(user int64, complete func()) {
+	s.deferredMu.Lock()
+	if s.deferred == nil {
+		s.deferred = make(map[uint64]deferredCompletion)
+	}
+	s.deferredSeq++
+	id := s.deferredSeq
+	s.deferred[id] = deferredCompletion{user, complete}
+	s.deferredN.Add(1)
+	s.deferredMu.Unlock()
+	time.AfterFunc(lightCompletionDelay, func() {
+		s.deferredMu.Lock()
+		d, ok := s.deferred[id]
+		if ok {
+			delete(s.deferred, id)
+			s.deferredN.Add(-1)
+		}
+		s.deferredMu.Unlock()
+		if ok {
+			d.run()
+		}
+	})
+}
+
+// settleDeferred runs the deferred completions of this user's earlier requests on the
+// caller's goroutine, so that the admission that follows sees their leases released and
+// their cost in the balance snapshot and spend counters: a client that sends its requests
+// one after the other meets its limits exactly as if each completion had run before its
+// answer.
+func (s *Server) settleDeferred(user int64) {
+	if s.deferredN.Load() == 0 {
+		return
+	}
+	var runs []func()
+	s.deferredMu.Lock()
+	for id, d := range s.deferred {
+		if d.user == user {
+			runs = append(runs, d.run)
+			delete(s.deferred, id)
+			s.deferredN.Add(-1)
+		}
+	}
+	s.deferredMu.Unlock()
+	for _, run := range runs {
+		run()
+	}
 }
 
 // Completion workers: completions run on long-lived goroutines whose stacks have already
