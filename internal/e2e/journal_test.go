@@ -106,12 +106,24 @@ func (s *stack) inUsageStream(t *testing.T, rids []string) []string {
 // larger than the socket buffers to clients that read only the headers) leaves their
 // usage in its journal, and the next proxy on the same spool directory bills each of them
 // once, in full. Without the journal these requests, served by the upstream, were lost.
+//
+// "restarted": a proxy started after the kill delivers at start. "sibling": a proxy that
+// was already running on the same directory delivers at its next spool round.
 func TestKilledProxyBillsAnswersItHadRead(t *testing.T) {
+	for _, mode := range []string{"restarted", "sibling"} {
+		t.Run(mode, func(t *testing.T) { killedProxyBillsAnswersItHadRead(t, mode == "sibling") })
+	}
+}
+
+func killedProxyBillsAnswersItHadRead(t *testing.T, sibling bool) {
 	const n = 4
 	s := newStack(t)
 	s.exec(t, "UPDATE groups SET default_concurrency = 0")
 	dir := t.TempDir()
 	url, cmd := s.startProxy(t, "PROXY_SPOOL_DIR="+dir)
+	if sibling {
+		s.startProxy(t, "PROXY_SPOOL_DIR="+dir, "PROXY_SPOOL_INTERVAL=200ms")
+	}
 	big := strings.Repeat("lorem ipsum ", 1<<20) // a 12 MiB answer; loopback buffers hold ~4 MiB
 	s.fake.SetScript(func(r *fakellm.Request) fakellm.Behavior { return fakellm.Behavior{Text: big} })
 	before := s.balance(s.seeded.DemoUserID)
@@ -145,8 +157,9 @@ func TestKilledProxyBillsAnswersItHadRead(t *testing.T) {
 		t.Fatalf("%v reached the usage stream before the restart", got)
 	}
 
-	// The next proxy on that directory delivers the dead one's journal at start.
-	s.startProxy(t, "PROXY_SPOOL_DIR="+dir)
+	if !sibling {
+		s.startProxy(t, "PROXY_SPOOL_DIR="+dir)
+	}
 	s.ingest(rowsBefore + n)
 	rows, billed, classes := s.billedRows(t, rids)
 	if rows != n || billed != wantBilled {
@@ -159,7 +172,7 @@ func TestKilledProxyBillsAnswersItHadRead(t *testing.T) {
 		t.Fatalf("wallet moved by %d nano, want %d", moved, wantBilled)
 	}
 	if files, _ := filepath.Glob(filepath.Join(dir, "inflight-*.wal")); len(files) != 1 {
-		t.Fatalf("journal files %v, want only the new proxy's", files)
+		t.Fatalf("journal files %v, want only the living proxy's", files)
 	}
 }
 
