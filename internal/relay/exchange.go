@@ -638,9 +638,9 @@ func (x *exchange) completeAfterResponse(lease limit.Lease, attempt int, o outco
 // lightCompletionDelay is how long a completion at light load waits after its answer was
 // flushed: long enough for the client to have read it, short against the gap to a light
 // client's next request (whose admission that completion reserves). Measured with the
-// bench's added p50 at 200 req/s in alternated short runs: completing at once +0.31–0.61
-// ms, waiting 300 µs +0.24–0.42 ms, lower in 13 of 14 pairs (median −0.06 ms); 150 µs
-// and 1 ms did no better than at once.
+// bench's added p50 at 200 req/s in 14 alternated pairs of short runs: completing at once
+// +0.24–0.61 ms (median +0.39), waiting 300 µs +0.24–0.42 ms (median +0.33), lower in 13
+// pairs; 150 µs and 1 ms did no better than at once.
 const lightCompletionDelay = 300 * time.Microsecond
 
 // complete releases the lease and bills what the attempt consumed, in one Redis call;
