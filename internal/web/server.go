@@ -30,8 +30,8 @@ type Config struct {
 	ProxyPublicURL string
 	// RedisPrefix namespaces every Redis key and channel of this installation.
 	RedisPrefix string
-	// LoginLimit attempts per LoginWindow are allowed per client IP and per email.
-	// Zero means 10 per 10 minutes.
+	// LoginLimit attempts in any span of LoginWindow are allowed per client IP and per
+	// email (auth.Throttle). Zero means 10 per 10 minutes.
 	LoginLimit  int64
 	LoginWindow time.Duration
 	// RedeemLimit attempts per RedeemWindow at the redeem-a-code form are allowed per
