@@ -25,6 +25,22 @@ func (s *stack) lastServedSeq() int64 {
 	return 0
 }
 
+// waitServed waits until fakellm has logged at least n entries after seq (it logs an
+// answer when its handler returns, which can be just after the client has it) and
+// returns them.
+func (s *stack) waitServed(t *testing.T, seq int64, n int) []fakellm.Served {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		served := s.fake.ServedSince(seq)
+		if len(served) >= n {
+			return served
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("fakellm logged %d of %d answers", len(served), n)
+		}
+	}
+}
+
 // holdRequests sends n requests at once to the proxy at url and returns their request
 // ids once each has its response headers (and, with firstLine, the first line of its
 // body), leaving the rest unread; release closes the bodies.
@@ -132,7 +148,7 @@ func killedProxyBillsAnswersItHadRead(t *testing.T, sibling bool) {
 
 	// Headers only: the proxy is left writing the bodies.
 	rids, release := s.holdRequests(t, url, smallBody, n, false)
-	served := s.fake.ServedSince(seq)
+	served := s.waitServed(t, seq, n)
 	if len(served) != n {
 		t.Fatalf("fakellm served %d answers, want %d", len(served), n)
 	}
@@ -171,8 +187,15 @@ func killedProxyBillsAnswersItHadRead(t *testing.T, sibling bool) {
 	if moved := before - s.balance(s.seeded.DemoUserID); moved != wantBilled {
 		t.Fatalf("wallet moved by %d nano, want %d", moved, wantBilled)
 	}
-	if files, _ := filepath.Glob(filepath.Join(dir, "inflight-*.wal")); len(files) != 1 {
-		t.Fatalf("journal files %v, want only the living proxy's", files)
+	// The dead proxy's file goes once its events are delivered (just after them).
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		files, _ := filepath.Glob(filepath.Join(dir, "inflight-*.wal"))
+		if len(files) == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("journal files %v, want only the living proxy's", files)
+		}
 	}
 }
 
@@ -240,7 +263,7 @@ func TestKilledProxyUnderLoadBillsEveryAnswer(t *testing.T) {
 	}
 
 	served := map[string]fakellm.Served{} // by message id
-	for _, e := range s.fake.ServedSince(seq) {
+	for _, e := range s.waitServed(t, seq, len(answers)) {
 		if e.Status == 200 && e.Complete {
 			served[e.MessageID] = e
 		}
@@ -318,12 +341,7 @@ func TestRestartedProxyBillsStreamsFromItsJournal(t *testing.T) {
 	}
 	cmd.Wait()
 	release()
-	var cut []fakellm.Served
-	for deadline := time.Now().Add(10 * time.Second); len(cut) < n; time.Sleep(50 * time.Millisecond) {
-		if cut = s.fake.ServedSince(seq); time.Now().After(deadline) {
-			t.Fatalf("fakellm logged %d of %d streams", len(cut), n)
-		}
-	}
+	cut := s.waitServed(t, seq, n) // fakellm logs a cut stream at its next event
 	var wantBilled int64
 	for _, e := range cut {
 		wantBilled += s.expectedBilled(e.Usage)

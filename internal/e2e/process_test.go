@@ -283,15 +283,9 @@ func TestKilledProxyBillsInFlightStreams(t *testing.T) {
 	release()
 
 	// fakellm notices the dead connection at its next event and logs what it wrote.
-	var cut []fakellm.Served
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		cut = s.fake.ServedSince(seq)
-		if len(cut) == n {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("fakellm logged %d of %d streams", len(cut), n)
-		}
+	cut := s.waitServed(t, seq, n)
+	if len(cut) != n {
+		t.Fatalf("fakellm logged %d streams, want %d", len(cut), n)
 	}
 	var want fakellm.Usage
 	var wantBilled int64
