@@ -96,6 +96,23 @@ func (s *stack) billedRows(t *testing.T, rids []string) (rows, billed int64, cla
 	return rows, billed, classes
 }
 
+// checkBilledOnce checks that each of rids has one usage event, of error class class,
+// that together they bill want, and that the demo user's wallet moved by exactly that
+// from before.
+func (s *stack) checkBilledOnce(t *testing.T, rids []string, want int64, class string, before int64) {
+	t.Helper()
+	rows, billed, classes := s.billedRows(t, rids)
+	if rows != int64(len(rids)) || billed != want {
+		t.Fatalf("billed %d rows, %d nano; fakellm served %d requests worth %d nano", rows, billed, len(rids), want)
+	}
+	if len(classes) != 1 || classes[0] != class {
+		t.Fatalf("error classes %q, want [%q]", classes, class)
+	}
+	if moved := before - s.balance(s.seeded.DemoUserID); moved != want {
+		t.Fatalf("wallet moved by %d nano, want %d", moved, want)
+	}
+}
+
 // inUsageStream reports which of these request ids have an event in the usage stream.
 func (s *stack) inUsageStream(t *testing.T, rids []string) []string {
 	t.Helper()
@@ -177,16 +194,7 @@ func killedProxyBillsAnswersItHadRead(t *testing.T, sibling bool) {
 		s.startProxy(t, "PROXY_SPOOL_DIR="+dir)
 	}
 	s.ingest(rowsBefore + n)
-	rows, billed, classes := s.billedRows(t, rids)
-	if rows != n || billed != wantBilled {
-		t.Fatalf("billed %d rows, %d nano; fakellm served %d answers worth %d nano", rows, billed, n, wantBilled)
-	}
-	if len(classes) != 1 || classes[0] != "" {
-		t.Fatalf("error classes %q, want the clean answers' empty class", classes)
-	}
-	if moved := before - s.balance(s.seeded.DemoUserID); moved != wantBilled {
-		t.Fatalf("wallet moved by %d nano, want %d", moved, wantBilled)
-	}
+	s.checkBilledOnce(t, rids, wantBilled, "", before)
 	// The dead proxy's file goes once its events are delivered (just after them).
 	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
 		files, _ := filepath.Glob(filepath.Join(dir, "inflight-*.wal"))
@@ -349,14 +357,5 @@ func TestRestartedProxyBillsStreamsFromItsJournal(t *testing.T) {
 
 	s.startProxy(t, "PROXY_SPOOL_DIR="+dir, "LEASE_TTL=1h")
 	s.ingest(rowsBefore + n)
-	rows, billed, classes := s.billedRows(t, rids)
-	if rows != n || billed != wantBilled {
-		t.Fatalf("billed %d rows, %d nano; fakellm wrote %d streams worth %d nano", rows, billed, n, wantBilled)
-	}
-	if len(classes) != 1 || classes[0] != "proxy_lost" {
-		t.Fatalf("error classes %q, want [proxy_lost]", classes)
-	}
-	if moved := before - s.balance(s.seeded.DemoUserID); moved != wantBilled {
-		t.Fatalf("wallet moved by %d nano, want %d", moved, wantBilled)
-	}
+	s.checkBilledOnce(t, rids, wantBilled, "proxy_lost", before)
 }
