@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -214,21 +215,12 @@ func ReplayJournals(ctx context.Context, dir, tag string, deliver func(context.C
 }
 
 func replayJournal(ctx context.Context, name string, deliver func(context.Context, []Event) error, log *slog.Logger) (int, error) {
-	f, err := os.Open(name)
-	if err != nil {
-		if errors.Is(err, os.ErrNotExist) { // another process replayed it meanwhile
-			return 0, nil
-		}
+	f, err := openOrphan(name)
+	if f == nil || err != nil {
 		return 0, err
 	}
 	defer f.Close()
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		return 0, nil // a living process's journal
-	}
-	if _, err := os.Stat(name); err != nil {
-		return 0, nil // replayed and removed by another process between our open and lock
-	}
-	mem, err := os.ReadFile(name)
+	mem, err := io.ReadAll(f)
 	if err != nil {
 		return 0, fmt.Errorf("read usage journal %s: %w", name, err)
 	}

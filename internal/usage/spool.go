@@ -87,14 +87,11 @@ func (s *Spool) Replay(ctx context.Context, deliver func(context.Context, []Even
 }
 
 func (s *Spool) replayFile(ctx context.Context, name string, deliver func(context.Context, []Event) error) error {
-	f, err := os.Open(name)
-	if err != nil {
+	f, err := openOrphan(name)
+	if f == nil || err != nil {
 		return err
 	}
 	defer f.Close()
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		return nil // a live process still writes it
-	}
 	var events []Event
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 64<<10), 4<<20)
@@ -116,4 +113,26 @@ func (s *Spool) replayFile(ctx context.Context, name string, deliver func(contex
 		s.log.Info("delivered spooled usage events", "file", name, "events", len(events))
 	}
 	return os.Remove(name)
+}
+
+// openOrphan opens a spool or journal file for replay, locked, if no living process
+// holds it. It returns nil, and no error, when one does, or when another replay removed
+// the file between the open and the lock (or before).
+func openOrphan(name string) (*os.File, error) {
+	f, err := os.Open(name)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return nil, nil // a living process's
+	}
+	if _, err := os.Stat(name); err != nil {
+		f.Close()
+		return nil, nil // replayed and removed by another process before our lock
+	}
+	return f, nil
 }
