@@ -76,10 +76,7 @@ func (t *Throttle) Attempt(ctx context.Context, ip, email string) (Verdict, erro
 // this attempt is allowed.
 func (t *Throttle) wait(count, before int64, now, end time.Time) time.Duration {
 	w, limit := float64(t.Window), float64(t.Limit)
-	estimate := func(c, b float64, at time.Time, windowEnd time.Time) float64 {
-		return c + b*float64(windowEnd.Sub(at))/w
-	}
-	if estimate(float64(count), float64(before), now, end) <= limit {
+	if float64(count)+float64(before)*float64(end.Sub(now))/w <= limit {
 		return 0
 	}
 	// Within this window, the previous one's weight fades: the next attempt (count+1)
