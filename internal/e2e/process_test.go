@@ -118,17 +118,8 @@ func TestKilledProxyLeaksNoLease(t *testing.T) {
 	})
 
 	body := `{"model":"` + model + `","max_tokens":64,"stream":true,"messages":[{"role":"user","content":"a slow answer with many words in it"}]}`
-	req, _ := http.NewRequest(http.MethodPost, url+"/v1/messages", strings.NewReader(body))
-	req.Header.Set("X-Api-Key", s.seeded.DemoKey)
-	req.Header.Set("Anthropic-Version", "2023-06-01")
-	resp, err := httpClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	if _, err := bufio.NewReader(resp.Body).ReadString('\n'); err != nil {
-		t.Fatal(err)
-	}
+	_, release := s.holdRequests(t, url, body, 1, true)
+	defer release()
 	leases := s.prefix + "conc:k:" + strconv.FormatInt(s.keyID(), 10)
 	if n, _ := s.rdb.ZCard(ctx, leases).Result(); n != 1 {
 		t.Fatalf("%d leases held mid-stream, want 1", n)
