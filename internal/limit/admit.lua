@@ -43,7 +43,6 @@
 --  -2 a capped spend counter is missing, value = which (the caller loads it)
 --   8 not reserved: a request waits for one of the scopes
 local now = tonumber(ARGV[1])
-local expiry = tonumber(ARGV[2])
 local member = ARGV[3]
 local failover = ARGV[8] == '1'
 local n = tonumber(ARGV[10])
@@ -67,50 +66,67 @@ end
 -- minute): what it holds while it waits must not refuse or hold up a real request.
 local spare = reserve and 1 or 0
 local purge = ARGV[15] == '1'
-local live = '(' .. now
+local live = '(' .. ARGV[1]
+-- The live leases of a set, exactly when the decision needs it: ZCARD also counts the
+-- expired ones, so it can only overstate, and it is taken as is while it says the limit
+-- is not near. Only then are the live ones counted: ZCOUNT walks the compact encoding
+-- of a small set member by member, 1–3 µs at 50 in flight against 0.2 µs for ZCARD.
+local function inflight(set, limit)
+  local count = redis.call('ZCARD', set)
+  if count + spare >= limit then
+    count = redis.call('ZCOUNT', set, live, '+inf')
+  end
+  return count
+end
 
 if failover then
   redis.call('ZREM', KEYS[6], member)
 else
   local bal = v[1]
   if not bal then return {-1, 0} end
-  if tonumber(bal) <= 0 then return {0, 0} end
-  local rpm = tonumber(ARGV[6])
-  if rpm > 0 then
-    local used = tonumber(v[2] or '0')
-    if used + spare >= rpm then
+  -- The snapshot is a canonical integer (SET from an int64, then DECRBY): used up when
+  -- '0' or negative. Numbers are parsed only where a comparison needs them, and limits
+  -- of '0' (none; the caller never sends a negative one) are told by their string: a
+  -- tonumber costs a third of a µs here, as much as a small command.
+  if bal == '0' or string.byte(bal) == 45 then return {0, 0} end
+  if ARGV[6] ~= '0' then
+    if tonumber(v[2] or '0') + spare >= tonumber(ARGV[6]) then
       return {4, 60000 - (now % 60000)}
     end
   end
   for c = 1, 3 do
-    local cap = tonumber(ARGV[10 + c])
-    if cap > 0 then
+    local cap = ARGV[10 + c]
+    if cap ~= '0' then
       local spent = v[2 + c]
       if not spent then return {-2, c} end
-      if tonumber(spent) >= cap then return {7, c} end
+      if tonumber(spent) >= tonumber(cap) then return {7, c} end
     end
   end
-  local ulimit = tonumber(ARGV[4])
-  if ulimit > 0 then
-    if purge then redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now) end
-    if redis.call('ZCOUNT', KEYS[3], live, '+inf') + spare >= ulimit then
+  if ARGV[4] ~= '0' then
+    if purge then redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', ARGV[1]) end
+    local limit = tonumber(ARGV[4])
+    if inflight(KEYS[3], limit) + spare >= limit then
       if not reserve then redis.call('SET', KEYS[10], '1', 'PX', ARGV[14]) end
       return {2, 0}
     end
   end
-  local klimit = tonumber(ARGV[5])
-  if klimit > 0 then
-    if purge then redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now) end
-    if redis.call('ZCOUNT', KEYS[4], live, '+inf') + spare >= klimit then
+  if ARGV[5] ~= '0' then
+    if purge then redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', ARGV[1]) end
+    local limit = tonumber(ARGV[5])
+    if inflight(KEYS[4], limit) + spare >= limit then
       if not reserve then redis.call('SET', KEYS[11], '1', 'PX', ARGV[14]) end
       return {3, 0}
     end
   end
 end
 
-local sticky = nil
-if tonumber(ARGV[7]) > 0 then
-  sticky = v[6]
+-- A binding is '<account id>@<tenth of the sticky TTL it was written in>' (or, written
+-- by an older version, the bare id).
+local sticky, binding = nil, nil
+if ARGV[7] ~= '0' and v[6] then
+  binding = v[6]
+  local at = string.find(binding, '@', 1, true)
+  sticky = at and string.sub(binding, 1, at - 1) or binding
 end
 local best, bestPrio, bestLoad = nil, nil, nil
 local stickyIdx = nil
@@ -121,27 +137,29 @@ for j = 0, n - 1 do
   local base = 16 + (i - 1) * 4
   local id, prio, weight, maxc = ARGV[base + 1], tonumber(ARGV[base + 2]), tonumber(ARGV[base + 3]), tonumber(ARGV[base + 4])
   local leases = KEYS[11 + (i - 1) * 3 + 1]
-  local blockedUntil = tonumber(v[6 + i] or '0')
-  if blockedUntil <= now then
+  local blockedUntil = v[6 + i]
+  if not blockedUntil or tonumber(blockedUntil) <= now then
     anyUsable = true
     if maxc == 0 and n == 1 then
       -- Alone and unlimited: its load decides nothing.
-      if purge then redis.call('ZREMRANGEBYSCORE', leases, '-inf', now) end
+      if purge then redis.call('ZREMRANGEBYSCORE', leases, '-inf', ARGV[1]) end
       best, bestPrio, bestLoad = i, prio, 0
       if sticky == id then stickyIdx = i end
     else
-      if purge then redis.call('ZREMRANGEBYSCORE', leases, '-inf', now) end
-      local inflight = redis.call('ZCOUNT', leases, live, '+inf')
-      if maxc == 0 or inflight + spare < maxc then
+      if purge then redis.call('ZREMRANGEBYSCORE', leases, '-inf', ARGV[1]) end
+      -- An unlimited account's load may count a dead process's expired leases until
+      -- the next purge: it only steers the choice.
+      local used = maxc == 0 and redis.call('ZCARD', leases) or inflight(leases, maxc)
+      if maxc == 0 or used + spare < maxc then
         if sticky == id then stickyIdx = i end
-        local load = inflight / weight
+        local load = used / weight
         if best == nil or prio < bestPrio or (prio == bestPrio and load < bestLoad) then
           best, bestPrio, bestLoad = i, prio, load
         end
       end
     end
   elseif purge then
-    redis.call('ZREMRANGEBYSCORE', leases, '-inf', now)
+    redis.call('ZREMRANGEBYSCORE', leases, '-inf', ARGV[1])
   end
 end
 if stickyIdx ~= nil then best = stickyIdx end
@@ -158,18 +176,24 @@ if best == nil then
 end
 
 local accountId = ARGV[16 + (best - 1) * 4 + 1]
-redis.call('ZADD', KEYS[11 + (best - 1) * 3 + 1], expiry, member)
+redis.call('ZADD', KEYS[11 + (best - 1) * 3 + 1], ARGV[2], member)
 if not failover then
-  if tonumber(ARGV[4]) > 0 then redis.call('ZADD', KEYS[3], expiry, member) end
-  if tonumber(ARGV[5]) > 0 then redis.call('ZADD', KEYS[4], expiry, member) end
-  if tonumber(ARGV[6]) > 0 then
+  if ARGV[4] ~= '0' then redis.call('ZADD', KEYS[3], ARGV[2], member) end
+  if ARGV[5] ~= '0' then redis.call('ZADD', KEYS[4], ARGV[2], member) end
+  if ARGV[6] ~= '0' then
     -- The window's counter is made here and nowhere else: it needs its expiry once.
     if redis.call('INCR', KEYS[2]) == 1 then
       redis.call('PEXPIRE', KEYS[2], 61000)
     end
   end
 end
-if tonumber(ARGV[7]) > 0 then
-  redis.call('SET', KEYS[5], accountId, 'EX', tonumber(ARGV[7]))
+if ARGV[7] ~= '0' then
+  -- The binding slides: rewritten with a fresh TTL when it changes and at most once per
+  -- tenth of the TTL, so a session stays bound for at least nine tenths of the TTL after
+  -- its last request, and its requests do not each cost a write.
+  local want = accountId .. '@' .. math.floor(now / (tonumber(ARGV[7]) * 100))
+  if binding ~= want then
+    redis.call('SET', KEYS[5], want, 'EX', ARGV[7])
+  end
 end
 return {1, tonumber(accountId)}

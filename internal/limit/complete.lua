@@ -48,27 +48,30 @@ elseif ARGV[5] == '2' then
     redis.call('SET', KEYS[15], '1', 'EX', 86400)
   end
 end
+-- One MGET reads what the rest needs: which of the balance snapshot and the spend
+-- counters are present (only those move), and whether anyone waits for one of these
+-- scopes (a redis.call costs about as much as the command, so one read, not two).
+local v = redis.call('MGET', KEYS[2], KEYS[7], KEYS[8], KEYS[9], KEYS[10], KEYS[11], KEYS[12])
 if ARGV[1] ~= '' and result == 1 then
   redis.call('XADD', KEYS[1], '*', 'e', ARGV[1])
-  local billed = tonumber(ARGV[2])
-  if billed > 0 then
+  if tonumber(ARGV[2]) > 0 then
     -- A missing snapshot stays missing: the next admission loads the ledger balance.
     -- Spend counters, like the snapshot, only move when present: a missing one is
-    -- loaded from the ledger's usage events at the next admission that needs it. One
-    -- MGET tells which are present (a redis.call costs as much as the command).
-    local v = redis.call('MGET', KEYS[2], KEYS[7], KEYS[8], KEYS[9])
+    -- loaded from the ledger's usage events at the next admission that needs it.
+    -- Amounts go to Redis as the caller's decimal string (a Lua number would be
+    -- formatted by the call, at a cost).
     if v[1] then
-      redis.call('DECRBY', KEYS[2], billed)
+      redis.call('DECRBY', KEYS[2], ARGV[2])
     end
     for c = 2, 4 do
       if v[c] then
-        redis.call('INCRBY', KEYS[5 + c], billed)
+        redis.call('INCRBY', KEYS[5 + c], ARGV[2])
       end
     end
   end
 end
 -- Wake waiters only if someone waits for one of these scopes.
-if redis.call('EXISTS', KEYS[10], KEYS[11], KEYS[12]) > 0 then
+if v[5] or v[6] or v[7] then
   redis.call('PUBLISH', KEYS[6], ARGV[4])
 end
 return result

@@ -467,11 +467,12 @@ func (g *Gate) admitArgs(req Request, releaseAccount int64, failover, reserve bo
 		n := g.accounts.get(c.ID)
 		a = append(a, n.leases, n.own, n.waiting)
 	}
+	// Limits go as non-negative decimals: the script tells "none" by the string "0".
 	a = append(a, now.UnixMilli(), now.Add(g.opts.LeaseTTL).UnixMilli(), req.RequestID,
-		req.UserConcurrency, req.KeyConcurrency, req.KeyRPM, stickyTTL, fo, rand.IntN(1<<20), nc,
-		req.KeyDailyCap, req.KeyMonthlyCap, req.UserDailyCap, g.c.maxWaitMs, purgeFlag(), flag(reserve))
+		max(req.UserConcurrency, 0), max(req.KeyConcurrency, 0), max(req.KeyRPM, 0), stickyTTL, fo, rand.IntN(1<<20), nc,
+		max(req.KeyDailyCap, 0), max(req.KeyMonthlyCap, 0), max(req.UserDailyCap, 0), g.c.maxWaitMs, purgeFlag(), flag(reserve))
 	for _, c := range req.Candidates {
-		a = append(a, c.ID, c.Priority, max(c.Weight, 1), c.MaxConcurrency)
+		a = append(a, c.ID, c.Priority, max(c.Weight, 1), max(c.MaxConcurrency, 0))
 	}
 	return a
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -254,5 +255,94 @@ func TestUncountedLeasesArePurged(t *testing.T) {
 		if n, _ := rdb.ZCard(ctx, s).Result(); n != 0 {
 			t.Fatalf("%s holds %d leases after completion", s, n)
 		}
+	}
+}
+
+// TestExpiredLeasesNeverRefuse: a dead process's expired leases fill every scope to its
+// limit; admission counts only live leases (the exact count it takes when the cheap
+// one says the limit is near) and admits. A live lease at the limit still refuses.
+func TestExpiredLeasesNeverRefuse(t *testing.T) {
+	rdb, prefix := testenv.Redis(t)
+	ctx := context.Background()
+	g := NewGate(rdb, prefix, func(context.Context, int64) (int64, error) { return 1_000_000_000, nil }, nil, Options{MaxWait: 200 * time.Millisecond})
+	sets := []string{prefix + "conc:u:9", prefix + "conc:k:7", prefix + "conc:a:3"}
+	dead := float64(time.Now().Add(-time.Minute).UnixMilli())
+	for _, s := range sets {
+		for _, m := range []string{"dead1", "dead2"} {
+			if err := rdb.ZAdd(ctx, s, redis.Z{Score: dead, Member: m}).Err(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	req := Request{RequestID: "live", UserID: 9, KeyID: 7, UserConcurrency: 2, KeyConcurrency: 2,
+		Candidates: []Candidate{{ID: 3, Priority: 1, Weight: 1, MaxConcurrency: 2}, {ID: 4, Priority: 2, Weight: 1, MaxConcurrency: 1}}}
+	l, err := g.Admit(ctx, req)
+	if err != nil {
+		t.Fatalf("expired leases refused the admission: %v", err)
+	}
+	if l.AccountID != 3 {
+		t.Fatalf("admitted on account %d, want 3 (its expired leases are not load)", l.AccountID)
+	}
+	// A user limit of 1 with the live lease held: full, refused after the wait.
+	req.RequestID, req.UserConcurrency = "second", 1
+	var refusal *Refusal
+	if _, err := g.Admit(ctx, req); !errors.As(err, &refusal) || refusal.Status != 429 {
+		t.Fatalf("a live lease at the user's limit of 1: %v, want a 429 refusal", err)
+	}
+}
+
+// TestStickyBindingWrites: a session's binding is rewritten when its account changes and
+// at most once per tenth of the sticky TTL otherwise; a binding in the older format (the
+// bare account id) still binds.
+func TestStickyBindingWrites(t *testing.T) {
+	rdb, prefix := testenv.Redis(t)
+	ctx := context.Background()
+	g := NewGate(rdb, prefix, func(context.Context, int64) (int64, error) { return 1_000_000_000, nil }, nil, Options{StickyTTL: time.Hour})
+	two := []Candidate{{ID: 1, Priority: 1, Weight: 1}, {ID: 2, Priority: 1, Weight: 1}}
+	key := prefix + "sticky:7:s"
+	admit := func(id string) int64 {
+		t.Helper()
+		l, err := g.Admit(ctx, Request{RequestID: id, UserID: 9, KeyID: 7, Session: "7:s", Candidates: two})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := g.Complete(ctx, l, prefix+"usage", nil, 0); err != nil {
+			t.Fatal(err)
+		}
+		return l.AccountID
+	}
+	first := admit("r1")
+	bucket := time.Now().UnixMilli() / (3600 * 100)
+	want := strconv.FormatInt(first, 10) + "@" + strconv.FormatInt(bucket, 10)
+	if v, _ := rdb.Get(ctx, key).Result(); v != want && v != strconv.FormatInt(first, 10)+"@"+strconv.FormatInt(bucket+1, 10) {
+		t.Fatalf("binding %q, want %q", v, want)
+	}
+	// Within the same tenth of the TTL the binding is not written again: a TTL shortened
+	// by hand stays short.
+	rdb.Expire(ctx, key, 100*time.Second)
+	if got := admit("r2"); got != first {
+		t.Fatalf("session moved from %d to %d", first, got)
+	}
+	if ttl, _ := rdb.TTL(ctx, key).Result(); ttl > 100*time.Second {
+		t.Fatalf("binding rewritten within its tenth of the TTL (TTL %s)", ttl)
+	}
+	// Written in an earlier tenth: rewritten with the full TTL.
+	rdb.Set(ctx, key, strconv.FormatInt(first, 10)+"@1", 100*time.Second)
+	if got := admit("r3"); got != first {
+		t.Fatalf("session moved from %d to %d", first, got)
+	}
+	if ttl, _ := rdb.TTL(ctx, key).Result(); ttl < 50*time.Minute {
+		t.Fatalf("an old binding was not refreshed (TTL %s)", ttl)
+	}
+	// The bare id of the older format binds the other account and is rewritten.
+	other := map[int64]int64{1: 2, 2: 1}[first]
+	rdb.Set(ctx, key, strconv.FormatInt(other, 10), time.Hour)
+	for i := range 5 {
+		if got := admit("old" + strconv.Itoa(i)); got != other {
+			t.Fatalf("a bare-id binding to %d sent the session to %d", other, got)
+		}
+	}
+	if v, _ := rdb.Get(ctx, key).Result(); !strings.HasPrefix(v, strconv.FormatInt(other, 10)+"@") {
+		t.Fatalf("binding %q after a bare-id one, want it rewritten", v)
 	}
 }
