@@ -101,6 +101,9 @@ type Proxy struct {
 	// (usage.Journal). Put it on a persistent volume in production.
 	SpoolDir   string        `env:"PROXY_SPOOL_DIR"`
 	SpoolEvery time.Duration `env:"PROXY_SPOOL_INTERVAL" envDefault:"10s"`
+	// AdaptiveProcs: run on one thread while nearly idle, on every CPU under load
+	// (proxyapp.adaptProcs). Ignored when GOMAXPROCS is set.
+	AdaptiveProcs bool `env:"PROXY_ADAPTIVE_PROCS" envDefault:"true"`
 }
 
 // OAuth names the token endpoints and client ids that redeem OAuth accounts' refresh

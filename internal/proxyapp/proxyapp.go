@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"time"
 
@@ -225,6 +226,9 @@ func Serve(ctx context.Context, cfg config.Proxy, log *slog.Logger, ln net.Liste
 	runCtx, stopRun := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopRun()
 	go deps.Server.Run(runCtx)
+	if cfg.AdaptiveProcs && os.Getenv("GOMAXPROCS") == "" {
+		go adaptProcs(runCtx, log, runtime.GOMAXPROCS(0), 200*time.Millisecond)
+	}
 
 	hs := &http.Server{
 		Handler:           deps.Server.Handler(),

@@ -1,0 +1,75 @@
+package proxyapp
+
+import (
+	"context"
+	"log/slog"
+	"runtime"
+	"syscall"
+	"time"
+)
+
+// adaptProcs runs the proxy's goroutines on one thread while it is nearly idle and on
+// every CPU otherwise (PROXY_ADAPTIVE_PROCS, on by default; off when GOMAXPROCS is set).
+//
+// Why: at light load each request crosses several goroutines (the connection's, the
+// upstream transport's reader and writer, the handler's), and with more than one P
+// every hand-off may wake a sleeping thread to run it — 50–200 µs on a small VM whose
+// cores are otherwise idle. On one P the readied goroutine runs on the thread that
+// readied it. The bench measured it (bench/README, "Ninth round"): GOMAXPROCS=1 meets
+// the added-latency targets at 200 req/s where every P does not, and costs 6 % of
+// throughput under load, so the proxy switches: to one P after a second below a tenth
+// of a core, back to all of them within one interval of using a third of one.
+// A switch stops the world for tens of microseconds; the hysteresis keeps switches to
+// changes of regime.
+func adaptProcs(ctx context.Context, log *slog.Logger, wide int, interval time.Duration) {
+	if wide < 2 {
+		return
+	}
+	const (
+		busy  = 0.33 // of a core, over one interval: go wide
+		calm  = 0.10 // of a core, over every interval of a second: go narrow
+		quiet = time.Second
+	)
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	narrow, calmSince := false, time.Time{}
+	last, lastAt := processCPU(), time.Now()
+	for {
+		select {
+		case <-ctx.Done():
+			if narrow {
+				runtime.GOMAXPROCS(wide)
+			}
+			return
+		case <-t.C:
+		}
+		cpu, at := processCPU(), time.Now()
+		used := (cpu - last).Seconds() / at.Sub(lastAt).Seconds()
+		last, lastAt = cpu, at
+		switch {
+		case narrow && used > busy:
+			runtime.GOMAXPROCS(wide)
+			narrow, calmSince = false, time.Time{}
+			log.Debug("load: running on every CPU", "procs", wide, "cpu_cores_used", used)
+		case !narrow && used < calm:
+			if calmSince.IsZero() {
+				calmSince = at
+			} else if at.Sub(calmSince) >= quiet {
+				runtime.GOMAXPROCS(1)
+				narrow = true
+				log.Debug("nearly idle: running on one thread", "cpu_cores_used", used)
+			}
+		case !narrow:
+			calmSince = time.Time{}
+		}
+	}
+}
+
+// processCPU is the CPU time the process has used, user and system.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
