@@ -227,7 +227,7 @@ func Serve(ctx context.Context, cfg config.Proxy, log *slog.Logger, ln net.Liste
 	defer stopRun()
 	go deps.Server.Run(runCtx)
 	if cfg.AdaptiveProcs && os.Getenv("GOMAXPROCS") == "" {
-		go adaptProcs(runCtx, log, runtime.GOMAXPROCS(0), 200*time.Millisecond)
+		go adaptProcs(runCtx, log, runtime.GOMAXPROCS(0), 50*time.Millisecond)
 	}
 
 	hs := &http.Server{
