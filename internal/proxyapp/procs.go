@@ -16,12 +16,11 @@ import (
 // upstream transport's reader and writer, the handler's), and with more than one P
 // every hand-off may wake a sleeping thread to run it — 50–200 µs on a small VM whose
 // cores are otherwise idle. On one P the readied goroutine runs on the thread that
-// readied it. The bench measured it (bench/README, "Ninth round"): GOMAXPROCS=1 meets
-// the added-latency targets at 200 req/s where every P does not, and costs 6 % of
+// readied it. In the bench (bench/README, "Ninth round") one P lowered the added p50
+// at 200 req/s in every alternated pair, and GOMAXPROCS=1 throughout had cost 6 % of
 // throughput under load, so the proxy switches: to one P after a second below a tenth
-// of a core, back to all of them within one interval of using a third of one.
-// A switch stops the world for tens of microseconds; the hysteresis keeps switches to
-// changes of regime.
+// of a core, back to all of them within one interval of using a third of one. A
+// switch briefly stops the world; the hysteresis keeps switches to changes of regime.
 func adaptProcs(ctx context.Context, log *slog.Logger, wide int, interval time.Duration) {
 	if wide < 2 {
 		return
