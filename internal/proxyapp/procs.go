@@ -21,6 +21,10 @@ import (
 // throughput under load, so the proxy switches: to one P after a second below a tenth
 // of a core, back to all of them within one interval of using a third of one. A
 // switch briefly stops the world; the hysteresis keeps switches to changes of regime.
+//
+// Widening restores the runtime's default (runtime.SetDefaultGOMAXPROCS), which follows
+// the container's CPU quota as it changes; wide is that default when the loop starts,
+// and the loop does nothing if it is a single CPU.
 func adaptProcs(ctx context.Context, log *slog.Logger, wide int, interval time.Duration) {
 	if wide < 2 {
 		return
@@ -38,7 +42,7 @@ func adaptProcs(ctx context.Context, log *slog.Logger, wide int, interval time.D
 		select {
 		case <-ctx.Done():
 			if narrow {
-				runtime.GOMAXPROCS(wide)
+				runtime.SetDefaultGOMAXPROCS()
 			}
 			return
 		case <-t.C:
@@ -48,9 +52,9 @@ func adaptProcs(ctx context.Context, log *slog.Logger, wide int, interval time.D
 		last, lastAt = cpu, at
 		switch {
 		case narrow && used > busy:
-			runtime.GOMAXPROCS(wide)
+			runtime.SetDefaultGOMAXPROCS()
 			narrow, calmSince = false, time.Time{}
-			log.Debug("load: running on every CPU", "procs", wide, "cpu_cores_used", used)
+			log.Debug("load: running on every CPU", "procs", runtime.GOMAXPROCS(0), "cpu_cores_used", used)
 		case !narrow && used < calm:
 			if calmSince.IsZero() {
 				calmSince = at
