@@ -13,7 +13,13 @@ import (
 // metric reads one unlabelled sample from the proxy's /metrics.
 func (s *stack) metric(t *testing.T, name string) float64 {
 	t.Helper()
-	resp, err := httpClient.Get(s.proxyURL + "/metrics")
+	return metricAt(t, s.proxyURL, name)
+}
+
+// metricAt reads one unlabelled sample from the /metrics of the proxy at url.
+func metricAt(t *testing.T, url, name string) float64 {
+	t.Helper()
+	resp, err := httpClient.Get(url + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}
