@@ -44,6 +44,8 @@ func BenchmarkProxy(b *testing.B) {
 		b.Setenv(k, v)
 	}
 	b.Setenv("PROXY_ADDR", s.proxyAddr)
+	// The load generator shares this process: its GOMAXPROCS is not the proxy's to adapt.
+	b.Setenv("PROXY_ADAPTIVE_PROCS", "false")
 	cfg, err := proxyconfig.LoadProxy()
 	if err != nil {
 		b.Fatal(err)
