@@ -19,18 +19,7 @@ func TestSessionsFlushAndUnblock(t *testing.T) {
 	rdb, prefix := testenv.Redis(t)
 	ctx := context.Background()
 	g := NewGate(rdb, prefix, func(context.Context, int64) (int64, error) { return 1_000_000_000, nil }, nil, Options{})
-	two := []Candidate{{ID: 1, Priority: 1, Weight: 1}, {ID: 2, Priority: 1, Weight: 1}}
-	admit := func(id string) int64 {
-		t.Helper()
-		l, err := g.Admit(ctx, Request{RequestID: id, UserID: 9, KeyID: 7, Session: "7:s", Candidates: two})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := g.Complete(ctx, l, prefix+"usage", nil, 0); err != nil {
-			t.Fatal(err)
-		}
-		return l.AccountID
-	}
+	admit := func(id string) int64 { return admitSession(t, g, prefix, id) }
 	first := admit("r1")
 	other := map[int64]int64{1: 2, 2: 1}[first]
 	for i := range 10 {
@@ -60,6 +49,22 @@ func TestSessionsFlushAndUnblock(t *testing.T) {
 	if exists, _ := rdb.Exists(ctx, prefix+"sticky:7:s").Result(); exists != 0 {
 		t.Fatal("binding still there after the flush")
 	}
+}
+
+// admitSession admits request id of user 9's key 7 in the sticky session "7:s", to one
+// of accounts 1 and 2, completes it at once, and returns the account it went to.
+func admitSession(t *testing.T, g *Gate, prefix, id string) int64 {
+	t.Helper()
+	ctx := context.Background()
+	two := []Candidate{{ID: 1, Priority: 1, Weight: 1}, {ID: 2, Priority: 1, Weight: 1}}
+	l, err := g.Admit(ctx, Request{RequestID: id, UserID: 9, KeyID: 7, Session: "7:s", Candidates: two})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Complete(ctx, l, prefix+"usage", nil, 0); err != nil {
+		t.Fatal(err)
+	}
+	return l.AccountID
 }
 
 // TestCheckpointBilledOnce: a checkpointed request whose lease expired is an orphan; the
@@ -298,19 +303,8 @@ func TestStickyBindingWrites(t *testing.T) {
 	rdb, prefix := testenv.Redis(t)
 	ctx := context.Background()
 	g := NewGate(rdb, prefix, func(context.Context, int64) (int64, error) { return 1_000_000_000, nil }, nil, Options{StickyTTL: time.Hour})
-	two := []Candidate{{ID: 1, Priority: 1, Weight: 1}, {ID: 2, Priority: 1, Weight: 1}}
 	key := prefix + "sticky:7:s"
-	admit := func(id string) int64 {
-		t.Helper()
-		l, err := g.Admit(ctx, Request{RequestID: id, UserID: 9, KeyID: 7, Session: "7:s", Candidates: two})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := g.Complete(ctx, l, prefix+"usage", nil, 0); err != nil {
-			t.Fatal(err)
-		}
-		return l.AccountID
-	}
+	admit := func(id string) int64 { return admitSession(t, g, prefix, id) }
 	first := admit("r1")
 	bucket := time.Now().UnixMilli() / (3600 * 100)
 	want := strconv.FormatInt(first, 10) + "@" + strconv.FormatInt(bucket, 10)
