@@ -23,10 +23,10 @@ import (
 // switch briefly stops the world; the hysteresis keeps switches to changes of regime.
 //
 // Widening restores the runtime's default (runtime.SetDefaultGOMAXPROCS), which follows
-// the container's CPU quota as it changes; wide is that default when the loop starts,
-// and the loop does nothing if it is a single CPU.
-func adaptProcs(ctx context.Context, log *slog.Logger, wide int, interval time.Duration) {
-	if wide < 2 {
+// the container's CPU quota as it changes. The loop ends at once if that default is a
+// single CPU: there is nothing to narrow.
+func adaptProcs(ctx context.Context, log *slog.Logger, interval time.Duration) {
+	if runtime.GOMAXPROCS(0) < 2 {
 		return
 	}
 	const (

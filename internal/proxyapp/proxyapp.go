@@ -13,7 +13,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"time"
 
@@ -227,7 +226,7 @@ func Serve(ctx context.Context, cfg config.Proxy, log *slog.Logger, ln net.Liste
 	defer stopRun()
 	go deps.Server.Run(runCtx)
 	if cfg.AdaptiveProcs && os.Getenv("GOMAXPROCS") == "" {
-		go adaptProcs(runCtx, log, runtime.GOMAXPROCS(0), 50*time.Millisecond)
+		go adaptProcs(runCtx, log, 50*time.Millisecond)
 	}
 
 	hs := &http.Server{
