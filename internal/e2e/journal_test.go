@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"path/filepath"
@@ -13,7 +14,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/tollgate/tollgate/internal/fakellm"
+	"github.com/tollgate/tollgate/internal/limit"
 	"github.com/tollgate/tollgate/internal/usage"
 )
 
@@ -113,6 +117,31 @@ func (s *stack) checkBilledOnce(t *testing.T, rids []string, want int64, class s
 	}
 }
 
+// checkSnapshotHonest waits until the usage stream is ingested and the user's balance
+// snapshot in Redis claims no more than the ledger: absent (the next admission loads the
+// ledger's balance) or equal to it. Usage stored without its completion (replayed from a
+// journal or the spool, or stored straight in PostgreSQL) must not leave the snapshot
+// as it was before that usage, with the user's money still in it.
+func (s *stack) checkSnapshotHonest(t *testing.T, userID int64) {
+	t.Helper()
+	ctx := context.Background()
+	key := limit.CounterKeys(s.prefix, userID, 0, time.Now())[0]
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		s.consumer.ProcessOnce(ctx) //nolint:errcheck // retried until the deadline
+		snap, err := s.rdb.Get(ctx, key).Int64()
+		if errors.Is(err, redis.Nil) {
+			return
+		}
+		ledger := s.balance(userID)
+		if err == nil && snap == ledger && s.rdb.XLen(ctx, usage.StreamKey(s.prefix)).Val() == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("balance snapshot %d (err %v), ledger %d: the snapshot still counts money the usage took", snap, err, ledger)
+		}
+	}
+}
+
 // inUsageStream reports which of these request ids have an event in the usage stream.
 func (s *stack) inUsageStream(t *testing.T, rids []string) []string {
 	t.Helper()
@@ -195,6 +224,7 @@ func killedProxyBillsAnswersItHadRead(t *testing.T, sibling bool) {
 	}
 	s.ingest(rowsBefore + n)
 	s.checkBilledOnce(t, rids, wantBilled, "", before)
+	s.checkSnapshotHonest(t, s.seeded.DemoUserID)
 	// The dead proxy's file goes once its events are delivered (just after them).
 	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
 		files, _ := filepath.Glob(filepath.Join(dir, "inflight-*.wal"))

@@ -18,9 +18,11 @@ import (
 
 // TestRedisOutage: without Redis the proxy refuses with a clear 503 in the protocol's
 // shape (no unlimited mode), a stream that was already running is still billed (straight
-// to PostgreSQL), and service comes back by itself when Redis does.
+// to PostgreSQL), and service comes back by itself when Redis does. Redis keeps its data
+// (AOF) across the outage, so the balance snapshot it had returns with it: the proxy
+// resets it for the usage it stored meanwhile.
 func TestRedisOutage(t *testing.T) {
-	rs := testenv.RedisServer(t)
+	rs := testenv.RedisServer(t, "--appendonly", "yes", "--appendfsync", "always", "--dir", t.TempDir())
 	s := newStack(t, func(su *setup) { su.redis = rs })
 	if status, _ := s.post(t, s.seeded.DemoKey, smallBody); status != 200 {
 		t.Fatalf("before the outage: %d", status)
@@ -77,6 +79,7 @@ func TestRedisOutage(t *testing.T) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+	s.checkSnapshotHonest(t, s.seeded.DemoUserID)
 }
 
 // TestPostgresOutage: with PostgreSQL down for 30 s under steady load (four clients,

@@ -89,6 +89,7 @@ type Gate struct {
 	batch       *batcher
 	tracked     tracked
 	reserved    reservations
+	stale       staleCounters // reset.go
 	log         *slog.Logger
 
 	users, keys, accounts nameCache // key names per id (names.go)

@@ -111,3 +111,18 @@ func (b *boxedString) box(s string) any {
 	b.p.Store(&[2]any{s, v})
 	return v
 }
+
+// CounterKeys names the counters a usage event of the user's key at t counts in: the
+// user's balance snapshot, the key's spend counters of t's UTC day and month and the
+// user's of t's day — the names the gate's caches build (TestCounterKeysMatchTheGate).
+func CounterKeys(prefix string, userID, keyID int64, t time.Time) []string {
+	u, k := strconv.FormatInt(userID, 10), strconv.FormatInt(keyID, 10)
+	t = t.UTC()
+	day, month := t.Format("20060102"), t.Format("200601")
+	return []string{
+		prefix + "bal:" + u,
+		prefix + "spend:k:" + k + ":d:" + day,
+		prefix + "spend:k:" + k + ":m:" + month,
+		prefix + "spend:u:" + u + ":d:" + day,
+	}
+}

@@ -145,12 +145,27 @@ func Build(ctx context.Context, cfg config.Proxy, log *slog.Logger) (*Deps, erro
 	}, cfg.Limits)
 	gate.SetLogger(log)
 	instrumentGate(reg, gate)
+	// Usage stored without its completion moved no counter in Redis: the proxy resets
+	// the counters of what it stores itself, the worker those of what it appends
+	// (marked Late). A reset Redis refuses is retried by the spool loop.
+	ingest := func(ctx context.Context, evs []usage.Event) error {
+		if _, err := usage.Ingest(ctx, pool, evs); err != nil {
+			return err
+		}
+		stored := make([]limit.Stored, len(evs))
+		for i, ev := range evs {
+			stored[i] = limit.Stored{UserID: ev.UserID, KeyID: ev.KeyID, Time: ev.Time}
+		}
+		if err := gate.ResetCounters(ctx, stored...); err != nil {
+			log.Warn("usage stored straight in PostgreSQL; its balance snapshot and spend counters are reset when Redis answers", "err", err)
+		}
+		return nil
+	}
 	deliver := func(ctx context.Context, evs []usage.Event) error {
 		if err := usage.Append(ctx, rdb, cfg.RedisPrefix, evs); err == nil {
 			return nil
 		}
-		_, err := usage.Ingest(ctx, pool, evs)
-		return err
+		return ingest(ctx, evs)
 	}
 	srv := relay.New(relay.Config{
 		Log:         log,
@@ -162,8 +177,7 @@ func Build(ctx context.Context, cfg config.Proxy, log *slog.Logger) (*Deps, erro
 		Redis:       rdb,
 		Prefix:      cfg.RedisPrefix,
 		Fallback: func(ctx context.Context, ev usage.Event) error {
-			_, err := usage.Ingest(ctx, pool, []usage.Event{ev})
-			return err
+			return ingest(ctx, []usage.Event{ev})
 		},
 		Recorded: func(ctx context.Context, requestID string) (bool, error) {
 			_, err := sqlc.New().UsageEventGetByRequestID(ctx, pool, requestID)

@@ -383,7 +383,8 @@ func (s *Server) sweepOrphans(ctx context.Context) {
 }
 
 // spoolLoop delivers, now and then and at start, the usage events dead proxies left in
-// their journals and those spooled because no store took them.
+// their journals and those spooled because no store took them, and retries the counter
+// resets Redis refused (limit.Gate.ResetCounters).
 func (s *Server) spoolLoop(ctx context.Context) {
 	t := time.NewTicker(cmp.Or(s.cfg.SpoolEvery, 10*time.Second))
 	defer t.Stop()
@@ -396,6 +397,11 @@ func (s *Server) spoolLoop(ctx context.Context) {
 		if s.cfg.Spool != nil && s.cfg.Deliver != nil {
 			if err := s.cfg.Spool.Replay(ctx, s.cfg.Deliver); err != nil {
 				s.log.Warn("deliver spooled usage (will retry)", "err", err)
+			}
+		}
+		if s.cfg.Gate != nil && s.cfg.Gate.PendingResets() > 0 {
+			if err := s.cfg.Gate.ResetCounters(ctx); err != nil {
+				s.log.Warn("reset the counters of usage stored without Redis (will retry)", "err", err)
 			}
 		}
 		select {

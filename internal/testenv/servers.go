@@ -110,15 +110,16 @@ func Postgres(t testing.TB) *Server {
 	return s
 }
 
-// RedisServer starts a Redis server (no persistence) on a free port.
-func RedisServer(t testing.TB) *Server {
+// RedisServer starts a Redis server on a free port: without persistence, unless args
+// (more redis-server options, which override the defaults) ask for it.
+func RedisServer(t testing.TB, args ...string) *Server {
 	t.Helper()
 	port := freePort(t)
 	var cmd *exec.Cmd
 	s := &Server{t: t, URL: fmt.Sprintf("redis://127.0.0.1:%d/0", port)}
 	s.start = func() error {
-		cmd = exec.Command("redis-server", "--port", strconv.Itoa(port), "--bind", "127.0.0.1",
-			"--save", "", "--appendonly", "no")
+		cmd = exec.Command("redis-server", append([]string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1",
+			"--save", "", "--appendonly", "no"}, args...)...)
 		if err := cmd.Start(); err != nil {
 			return err
 		}

@@ -14,6 +14,8 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/tollgate/tollgate/internal/limit"
 )
 
 // DeadLetterKey is the stream where the consumer sets aside entries it can never store
@@ -37,6 +39,7 @@ type Consumer struct {
 	rdb       redis.UniversalClient
 	pool      *pgxpool.Pool
 	log       *slog.Logger
+	prefix    string
 	stream    string
 	dead      string
 	name      string
@@ -85,7 +88,7 @@ func WithMetrics(reg prometheus.Registerer) ConsumerOption {
 // the usage stream under prefix.
 func NewConsumer(rdb redis.UniversalClient, pool *pgxpool.Pool, prefix, name string, log *slog.Logger, opts ...ConsumerOption) *Consumer {
 	c := &Consumer{
-		rdb: rdb, pool: pool, log: log, name: name,
+		rdb: rdb, pool: pool, log: log, name: name, prefix: prefix,
 		stream: StreamKey(prefix), dead: DeadLetterKey(prefix),
 		batch: 500, block: time.Second, claimIdle: 30 * time.Second, linger: 50 * time.Millisecond,
 		claimFrom: "0-0",
@@ -292,6 +295,12 @@ func (c *Consumer) settle(ctx context.Context, msgs []redis.XMessage) error {
 		return err
 	}
 	pipe := c.rdb.TxPipeline()
+	// Late events (replays) moved no counter when they completed: now that the ledger
+	// and the usage events hold them, their counters are deleted for the next admission
+	// to reload, in the transaction that acknowledges them.
+	if stale := c.staleCounters(events, rejected); len(stale) > 0 {
+		pipe.Del(ctx, stale...)
+	}
 	pipe.XAck(ctx, c.stream, ConsumerGroup, ids...)
 	pipe.XDel(ctx, c.stream, ids...)
 	if _, err := pipe.Exec(ctx); err != nil {
@@ -315,6 +324,24 @@ func (c *Consumer) settle(ctx context.Context, msgs []redis.XMessage) error {
 	}
 	c.log.Debug("usage batch stored", "entries", len(msgs), "inserted", inserted, "dead_lettered", len(dead), "lag", lag)
 	return nil
+}
+
+// staleCounters are the counter keys of the Late events stored (limit.CounterKeys).
+func (c *Consumer) staleCounters(events []Event, rejected map[int]error) []string {
+	var keys []string
+	seen := map[string]bool{}
+	for i, e := range events {
+		if !e.Late || rejected[i] != nil {
+			continue
+		}
+		for _, k := range limit.CounterKeys(c.prefix, e.UserID, e.KeyID, e.Time) {
+			if !seen[k] {
+				seen[k] = true
+				keys = append(keys, k)
+			}
+		}
+	}
+	return keys
 }
 
 // store ingests the events. If the batch breaks a constraint (an event naming a user that

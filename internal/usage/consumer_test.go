@@ -16,6 +16,7 @@ import (
 
 	"github.com/tollgate/tollgate/internal/billing"
 	"github.com/tollgate/tollgate/internal/db/sqlc"
+	"github.com/tollgate/tollgate/internal/limit"
 	"github.com/tollgate/tollgate/internal/testenv"
 	"github.com/tollgate/tollgate/internal/usage"
 )
@@ -476,6 +477,41 @@ func TestConsumerRunRidesOutDatabaseOutage(t *testing.T) {
 	}
 	cancel()
 	must(t, <-done)
+	b.requireLedgerConsistent(t)
+	b.requireStreamSettled(t)
+}
+
+// TestConsumerResetsCountersOfLateEvents: once a replayed event (appended Late: no
+// completion moved its counters) is stored, the consumer deletes its user's balance
+// snapshot and its key's and user's spend counters, so that the next admission reloads
+// them from the ledger, which now holds it. An event its completion appended leaves
+// them alone: they moved already.
+func TestConsumerResetsCountersOfLateEvents(t *testing.T) {
+	t.Parallel()
+	b := setupConsumer(t)
+	ctx := context.Background()
+	late, onTime := b.event(0, "late", 1_000), b.event(1, "on-time", 700)
+	keys := func(e usage.Event) []string { return limit.CounterKeys(b.prefix, e.UserID, e.KeyID, e.Time) }
+	for _, k := range append(keys(late), keys(onTime)...) {
+		must(t, b.rdb.Set(ctx, k, "5", time.Hour).Err())
+	}
+	must(t, usage.Append(ctx, b.rdb, b.prefix, []usage.Event{late}))
+	b.add(t, onTime)
+
+	n, err := b.consumer("w1").ProcessOnce(ctx)
+	must(t, err)
+	if n != 2 {
+		t.Fatalf("settled %d entries, want 2", n)
+	}
+	if got := b.count(t, "SELECT count(*) FROM usage_events"); got != 2 {
+		t.Fatalf("usage_events has %d rows, want 2", got)
+	}
+	if left := b.rdb.Exists(ctx, keys(late)...).Val(); left != 0 {
+		t.Fatalf("%d of the late event's 4 counters are left", left)
+	}
+	if left := b.rdb.Exists(ctx, keys(onTime)...).Val(); left != 4 {
+		t.Fatalf("the on-time event's counters were reset: %d of 4 left", left)
+	}
 	b.requireLedgerConsistent(t)
 	b.requireStreamSettled(t)
 }

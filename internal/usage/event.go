@@ -44,6 +44,12 @@ type Event struct {
 	UserAgent      string        `json:"ua,omitempty"`
 	ErrorClass     string        `json:"err,omitempty"`
 	Attempt        int           `json:"attempt"`
+	// Late marks an event that reached the stream without a completion moving the Redis
+	// counters it counts in (the user's balance snapshot, the key's and the user's spend
+	// counters): a replay from the spool or from a dead proxy's journal (Append). Once it
+	// is stored, the worker deletes those counters, so that the next admission reloads
+	// them from the ledger and the usage events, which then include it.
+	Late bool `json:"late,omitempty"`
 }
 
 // StreamKey is the Redis stream the proxy appends to, under the deployment's key prefix.
@@ -55,11 +61,13 @@ const ConsumerGroup = "ingest"
 // StreamField is the single field of each stream entry; its value is the event's JSON.
 const StreamField = "e"
 
-// Append adds events to the usage stream in one pipeline (the spool's way back in; the
-// proxy's normal path appends inside its completion script).
+// Append adds events to the usage stream in one pipeline (the spool's and the journal's
+// way back in; the proxy's normal path appends inside its completion script). Each is
+// appended Late: no completion moved its counters.
 func Append(ctx context.Context, rdb redis.UniversalClient, prefix string, evs []Event) error {
 	pipe := rdb.Pipeline()
 	for _, ev := range evs {
+		ev.Late = true
 		b, err := json.Marshal(ev)
 		if err != nil {
 			return err
@@ -125,6 +133,9 @@ func (e *Event) AppendJSON(b []byte) []byte {
 		b = appendString(b, e.ErrorClass)
 	}
 	b = appendInt(b, `,"attempt":`, int64(e.Attempt))
+	if e.Late {
+		b = append(b, `,"late":true`...)
+	}
 	return append(b, '}')
 }
 

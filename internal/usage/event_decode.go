@@ -111,6 +111,8 @@ func (d *eventDecoder) eventMember(e *Event, key string) bool {
 		return d.readString(&e.ErrorClass)
 	case "attempt":
 		return d.readInt(&e.Attempt)
+	case "late":
+		return d.readBool(&e.Late)
 	}
 	return ignoredKey(key) && d.skip(0)
 }

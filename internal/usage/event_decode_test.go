@@ -52,7 +52,7 @@ func fullEvent() Event {
 		ModelUpstream: "claude-sonnet-4-5-20250929", Usage: billing.Usage{Input: 10, Output: 20, CacheWrite5m: 1, CacheWrite1h: 2, CacheRead: 3, Reasoning: 4},
 		OfficialNano: 99, BilledNano: 100, FactorNum: 11, FactorDen: 10, PriceID: 7, FXRateMicro: 7_100_000, Status: 200,
 		Stream: true, TTFBMillis: 5, DurationMillis: 50, ClientIP: "::1", UserAgent: "claude-cli/2.1 (\"quoted\" \\ <tag> & \u2028 \x01 \xff)",
-		ErrorClass: "proxy_lost", Attempt: 2}
+		ErrorClass: "proxy_lost", Attempt: 2, Late: true}
 }
 
 // randomEvent has strings of awkward characters (escapes, invalid UTF-8, surrogates
@@ -99,6 +99,7 @@ func randomEvent(rng *rand.Rand) Event {
 		UserAgent:      str(),
 		ErrorClass:     str(),
 		Attempt:        int(n()),
+		Late:           rng.IntN(2) == 1,
 	}
 }
 

@@ -41,7 +41,7 @@ func TestAppendJSON(t *testing.T) {
 		ModelUpstream: "claude-sonnet-4-5-20250929", Usage: billing.Usage{Input: 10, Output: 20, CacheWrite5m: 1, CacheWrite1h: 2, CacheRead: 3, Reasoning: 4},
 		OfficialNano: 99, BilledNano: 100, FactorNum: 11, FactorDen: 10, PriceID: 7, FXRateMicro: 7_100_000, Status: 200,
 		Stream: true, TTFBMillis: 5, DurationMillis: 50, ClientIP: "::1", UserAgent: "claude-cli/2.1 (\"quoted\" \\ <tag> & \u2028 \x01 \xff)",
-		ErrorClass: "proxy_lost", Attempt: 2})
+		ErrorClass: "proxy_lost", Attempt: 2, Late: true})
 	// Random strings: control characters, quotes, backslashes, invalid UTF-8, multi-byte.
 	rng := rand.New(rand.NewPCG(1, 2))
 	alphabet := []string{"a", "Z", "\"", "\\", "\n", "\t", "\x00", "\x1f", "\x7f", "\xff", "\xe2\x82", "é", "€", "😀", "\u2028", "\u2029", "<", "&", " "}
@@ -57,7 +57,7 @@ func TestAppendJSON(t *testing.T) {
 		sameAsEncodingJSON(t, Event{RequestID: str(), Time: time.Unix(rng.Int64N(4e9), rng.Int64N(1e9)).In(time.FixedZone("x", rng.IntN(20)*1800-36000)),
 			UserID: rng.Int64() - rng.Int64(), Provider: str(), Endpoint: str(), ModelRequested: str(), ModelUpstream: str(),
 			Usage: billing.Usage{Input: rng.Int64(), Reasoning: rng.Int64N(3)}, BilledNano: -rng.Int64(), FXRateMicro: rng.Int64N(2),
-			Status: rng.IntN(600), Stream: rng.IntN(2) == 1, ClientIP: str(), UserAgent: str(), ErrorClass: str(), Attempt: rng.IntN(4)})
+			Status: rng.IntN(600), Stream: rng.IntN(2) == 1, ClientIP: str(), UserAgent: str(), ErrorClass: str(), Attempt: rng.IntN(4), Late: rng.IntN(2) == 1})
 	}
 }
 

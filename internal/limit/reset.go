@@ -1,0 +1,82 @@
+package limit
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+)
+
+// Stored names a usage event that reached PostgreSQL without its completion moving the
+// Redis counters it counts in: the proxy stored it itself because Redis failed, or
+// delivered it from its spool or a dead proxy's journal.
+type Stored struct {
+	UserID, KeyID int64
+	Time          time.Time
+}
+
+// staleCounters are the counter keys to delete, each with the number of the call that
+// last asked for it: a call forgets only the keys no later call asked for again (whose
+// own delete may have failed).
+type staleCounters struct {
+	mu   sync.Mutex
+	keys map[string]uint64
+	call uint64
+}
+
+// maxStaleCounters bounds the keys kept for a later retry while Redis is away (four per
+// stored event's user, key and day; a few MB at most). Keys past it are not kept: their
+// snapshots still expire after SnapshotTTL.
+const maxStaleCounters = 1 << 16
+
+// ResetCounters deletes the counters the stored events count in — the users' balance
+// snapshots and the keys' and users' spend counters (CounterKeys) — so that the next
+// admission reloads them from the ledger and the usage events, which now include those
+// events. Deleting is exact where debiting would not be: an event may also have been
+// billed by a completion that ran but whose reply was lost, and a reload counts it once.
+//
+// The keys Redis refuses are kept and retried with the next call; the proxy's spool loop
+// calls it with no events every few seconds. Until then a balance snapshot may overstate
+// the balance by those events, for at most SnapshotTTL, and a spend counter may understate
+// the spend until it is reset.
+func (g *Gate) ResetCounters(ctx context.Context, stored ...Stored) error {
+	g.stale.mu.Lock()
+	g.stale.call++
+	call := g.stale.call
+	for _, s := range stored {
+		for _, k := range CounterKeys(g.prefix, s.UserID, s.KeyID, s.Time) {
+			if _, ok := g.stale.keys[k]; ok || len(g.stale.keys) < maxStaleCounters {
+				if g.stale.keys == nil {
+					g.stale.keys = map[string]uint64{}
+				}
+				g.stale.keys[k] = call
+			}
+		}
+	}
+	keys := make([]string, 0, len(g.stale.keys))
+	for k := range g.stale.keys {
+		keys = append(keys, k)
+	}
+	g.stale.mu.Unlock()
+	if len(keys) == 0 {
+		return nil
+	}
+	if err := g.rdb.Del(ctx, keys...).Err(); err != nil {
+		return fmt.Errorf("%w: reset %d counters of usage stored without its completion (retried): %v", ErrUnavailable, len(keys), err)
+	}
+	g.stale.mu.Lock()
+	for _, k := range keys {
+		if g.stale.keys[k] <= call {
+			delete(g.stale.keys, k)
+		}
+	}
+	g.stale.mu.Unlock()
+	return nil
+}
+
+// PendingResets is the number of counter keys waiting for Redis to delete them.
+func (g *Gate) PendingResets() int {
+	g.stale.mu.Lock()
+	defer g.stale.mu.Unlock()
+	return len(g.stale.keys)
+}

@@ -1,0 +1,99 @@
+package limit
+
+import (
+	"context"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/tollgate/tollgate/internal/testenv"
+)
+
+// TestCounterKeysMatchTheGate: the names CounterKeys gives are the ones admission and
+// completion use, on any day (the gate's names are cached per day, CounterKeys' are not).
+func TestCounterKeysMatchTheGate(t *testing.T) {
+	g := NewGate(nil, "tg:", nil, nil, Options{})
+	for _, at := range []time.Time{
+		time.Date(2026, 12, 7, 9, 0, 0, 0, time.UTC),
+		time.Date(2026, 12, 31, 23, 59, 59, 0, time.UTC),
+		time.Date(2027, 1, 1, 0, 30, 0, 0, time.FixedZone("", 3600)), // still Dec 31 in UTC
+	} {
+		spend := g.spendKeys(7, 42, at)
+		want := []string{g.balanceKey(7), spend[0], spend[1], spend[2]}
+		if got := CounterKeys("tg:", 7, 42, at); !slices.Equal(got, want) {
+			t.Fatalf("at %v: CounterKeys %q, the gate uses %q", at, got, want)
+		}
+	}
+}
+
+// TestResetCountersRetriesUntilRedisAnswers: the counters of usage stored without its
+// completion are deleted (and nobody else's); while Redis is down they are kept and
+// deleted by a later call.
+func TestResetCountersRetriesUntilRedisAnswers(t *testing.T) {
+	rs := testenv.RedisServer(t) // its own server: the test stops it
+	opts, err := redis.ParseURL(rs.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts.MaxRetries, opts.DialTimeout = -1, 200*time.Millisecond
+	rdb := redis.NewClient(opts)
+	defer rdb.Close()
+	ctx := context.Background()
+	g := NewGate(rdb, "p:", nil, nil, Options{})
+	at := time.Date(2026, 12, 7, 9, 0, 0, 0, time.UTC)
+	stored := Stored{UserID: 1, KeyID: 10, Time: at}
+	setAll := func() {
+		t.Helper()
+		for _, k := range append(CounterKeys("p:", 1, 10, at), CounterKeys("p:", 2, 20, at)...) {
+			if err := rdb.Set(ctx, k, "5", 0).Err(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	left := func(user, key int64) int64 {
+		t.Helper()
+		n, err := rdb.Exists(ctx, CounterKeys("p:", user, key, at)...).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+
+	setAll()
+	if err := g.ResetCounters(ctx, stored); err != nil {
+		t.Fatal(err)
+	}
+	if n := left(1, 10); n != 0 {
+		t.Fatalf("%d of the stored event's counters left", n)
+	}
+	if n := left(2, 20); n != 4 {
+		t.Fatalf("another user's counters were deleted: %d of 4 left", n)
+	}
+	if n := g.PendingResets(); n != 0 {
+		t.Fatalf("%d resets pending after a success", n)
+	}
+
+	rs.Stop()
+	if err := g.ResetCounters(ctx, stored); err == nil {
+		t.Fatal("ResetCounters succeeded with Redis stopped")
+	}
+	if n := g.PendingResets(); n != 4 {
+		t.Fatalf("%d resets pending with Redis stopped, want the event's 4", n)
+	}
+	rs.Start()
+	setAll() // what Redis held when it went away (a server without persistence starts empty)
+	if err := g.ResetCounters(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := left(1, 10); n != 0 {
+		t.Fatalf("the retry left %d counters", n)
+	}
+	if n := left(2, 20); n != 4 {
+		t.Fatalf("the retry deleted another user's counters: %d of 4 left", n)
+	}
+	if n := g.PendingResets(); n != 0 {
+		t.Fatalf("%d resets pending after the retry", n)
+	}
+}
