@@ -329,10 +329,13 @@ func (c *Consumer) settle(ctx context.Context, msgs []redis.XMessage) error {
 // staleCounters are the counter keys of the Late events stored (limit.CounterKeys).
 func (c *Consumer) staleCounters(events []Event, rejected map[int]error) []string {
 	var keys []string
-	seen := map[string]bool{}
+	var seen map[string]bool // made at the first Late event: a batch rarely has one
 	for i, e := range events {
 		if !e.Late || rejected[i] != nil {
 			continue
+		}
+		if seen == nil {
+			seen = map[string]bool{}
 		}
 		for _, k := range limit.CounterKeys(c.prefix, e.UserID, e.KeyID, e.Time) {
 			if !seen[k] {
