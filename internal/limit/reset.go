@@ -36,22 +36,26 @@ const maxStaleCounters = 1 << 16
 // billed by a completion that ran but whose reply was lost, and a reload counts it once.
 //
 // The keys Redis refuses are kept and retried with the next call; the proxy's spool loop
-// calls it with no events every few seconds. Until then a balance snapshot may overstate
-// the balance by those events, for at most SnapshotTTL, and a spend counter may understate
-// the spend until it is reset.
+// calls it with no events every few seconds. While keys are pending (Redis failed
+// recently) a call with events only adds theirs, to be deleted with the rest by that
+// retry: during an outage every fallback would otherwise wait for Redis once more. Until
+// then a balance snapshot may overstate the balance by those events, for at most
+// SnapshotTTL, and a spend counter may understate the spend until it is reset.
 func (g *Gate) ResetCounters(ctx context.Context, stored ...Stored) error {
 	g.stale.mu.Lock()
+	if len(stored) > 0 && len(g.stale.keys) > 0 {
+		for _, s := range stored {
+			// For the next call: one running now may have sent its delete before these
+			// events were stored.
+			g.stale.add(CounterKeys(g.prefix, s.UserID, s.KeyID, s.Time), g.stale.call+1)
+		}
+		g.stale.mu.Unlock()
+		return nil
+	}
 	g.stale.call++
 	call := g.stale.call
 	for _, s := range stored {
-		for _, k := range CounterKeys(g.prefix, s.UserID, s.KeyID, s.Time) {
-			if _, ok := g.stale.keys[k]; ok || len(g.stale.keys) < maxStaleCounters {
-				if g.stale.keys == nil {
-					g.stale.keys = map[string]uint64{}
-				}
-				g.stale.keys[k] = call
-			}
-		}
+		g.stale.add(CounterKeys(g.prefix, s.UserID, s.KeyID, s.Time), call)
 	}
 	keys := make([]string, 0, len(g.stale.keys))
 	for k := range g.stale.keys {
@@ -72,6 +76,18 @@ func (g *Gate) ResetCounters(ctx context.Context, stored ...Stored) error {
 	}
 	g.stale.mu.Unlock()
 	return nil
+}
+
+// add marks keys as asked for by call (the caller holds mu).
+func (c *staleCounters) add(keys []string, call uint64) {
+	for _, k := range keys {
+		if _, ok := c.keys[k]; ok || len(c.keys) < maxStaleCounters {
+			if c.keys == nil {
+				c.keys = map[string]uint64{}
+			}
+			c.keys[k] = call
+		}
+	}
 }
 
 // PendingResets is the number of counter keys waiting for Redis to delete them.

@@ -82,12 +82,25 @@ func TestResetCountersRetriesUntilRedisAnswers(t *testing.T) {
 	if n := g.PendingResets(); n != 4 {
 		t.Fatalf("%d resets pending with Redis stopped, want the event's 4", n)
 	}
+	// With resets pending, another stored event's are queued for the retry without
+	// waiting for Redis again.
+	if err := g.ResetCounters(ctx, Stored{UserID: 3, KeyID: 30, Time: at}); err != nil {
+		t.Fatalf("a reset queued behind pending ones reported %v", err)
+	}
+	if n := g.PendingResets(); n != 8 {
+		t.Fatalf("%d resets pending, want both events' 8", n)
+	}
 	rs.Start()
 	setAll() // what Redis held when it went away (a server without persistence starts empty)
+	for _, k := range CounterKeys("p:", 3, 30, at) {
+		if err := rdb.Set(ctx, k, "5", 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
 	if err := g.ResetCounters(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if n := left(1, 10); n != 0 {
+	if n := left(1, 10) + left(3, 30); n != 0 {
 		t.Fatalf("the retry left %d counters", n)
 	}
 	if n := left(2, 20); n != 4 {
