@@ -285,3 +285,18 @@ func TestConcurrentIngestersKeepTheRollup(t *testing.T) {
 	}
 	b.requireLedgerConsistent(t)
 }
+
+// TestRequestIDIndexIgnoresTheLocale: the request id's unique index, which every ingested
+// event is looked up in and inserted into, compares bytes whatever the database's default
+// collation (migration 0007 measures what a language's rules cost there). The tests'
+// cluster has no locale, so ordering cannot tell; the column's collation can.
+func TestRequestIDIndexIgnoresTheLocale(t *testing.T) {
+	t.Parallel()
+	b := setupConsumer(t)
+	var coll string
+	must(t, b.pool.QueryRow(context.Background(), `SELECT coalesce(collation_name, '(default)') FROM information_schema.columns
+		WHERE table_name = 'usage_events' AND column_name = 'request_id'`).Scan(&coll))
+	if coll != "C" {
+		t.Fatalf("usage_events.request_id has collation %s, want C", coll)
+	}
+}

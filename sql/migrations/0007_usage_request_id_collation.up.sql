@@ -1,0 +1,13 @@
+-- usage_events.request_id compares byte by byte (collation "C").
+--
+-- Request ids are opaque ASCII tokens that nothing sorts for people. Under the database's
+-- default collation, which on most installations is a language's (en_US.UTF-8 and the
+-- like), every comparison in the unique index went through the locale's rules: each
+-- ingested event is looked up by request id (the batch's already-stored check) and
+-- inserted into that index, a score of comparisons each. In psql, 20,000 events in
+-- batches of 500 into a table with the same unique index took 215–280 ms with an
+-- "en-US-x-icu" column against 165–170 ms with "C". (The bench and the tests run on a
+-- cluster created without a locale, where the default already is "C".)
+--
+-- Changing only the collation keeps the table as it is and rebuilds the index.
+ALTER TABLE usage_events ALTER COLUMN request_id TYPE text COLLATE "C";
