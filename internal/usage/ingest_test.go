@@ -286,17 +286,20 @@ func TestConcurrentIngestersKeepTheRollup(t *testing.T) {
 	b.requireLedgerConsistent(t)
 }
 
-// TestRequestIDIndexIgnoresTheLocale: the request id's unique index, which every ingested
-// event is looked up in and inserted into, compares bytes whatever the database's default
-// collation (migration 0007 measures what a language's rules cost there). The tests'
-// cluster has no locale, so ordering cannot tell; the column's collation can.
-func TestRequestIDIndexIgnoresTheLocale(t *testing.T) {
+// TestBillingKeysIgnoreTheLocale: the unique indexes every ingested batch looks up and
+// inserts into — usage events' request id, the ledger's (kind, ref) — compare bytes
+// whatever the database's default collation (migration 0007 measures what a language's
+// rules cost there). The tests' cluster has no locale, so ordering cannot tell; the
+// columns' collation can.
+func TestBillingKeysIgnoreTheLocale(t *testing.T) {
 	t.Parallel()
 	b := setupConsumer(t)
-	var coll string
-	must(t, b.pool.QueryRow(context.Background(), `SELECT coalesce(collation_name, '(default)') FROM information_schema.columns
-		WHERE table_name = 'usage_events' AND column_name = 'request_id'`).Scan(&coll))
-	if coll != "C" {
-		t.Fatalf("usage_events.request_id has collation %s, want C", coll)
+	for _, c := range [][2]string{{"usage_events", "request_id"}, {"wallet_tx", "kind"}, {"wallet_tx", "ref"}} {
+		var coll string
+		must(t, b.pool.QueryRow(context.Background(), `SELECT coalesce(collation_name, '(default)') FROM information_schema.columns
+			WHERE table_schema = current_schema() AND table_name = $1 AND column_name = $2`, c[0], c[1]).Scan(&coll))
+		if coll != "C" {
+			t.Fatalf("%s.%s has collation %s, want C", c[0], c[1], coll)
+		}
 	}
 }
