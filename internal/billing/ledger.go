@@ -52,3 +52,65 @@ func Post(ctx context.Context, tx pgx.Tx, e Entry) (Posted, error) {
 	}
 	return Posted{Row: row, Balance: bal, Applied: true}, nil
 }
+
+// PostMany posts entries of distinct users, none with an actor, in three statements
+// whatever their number (one entry: Post's two), where Post takes two round trips each: the worker posts a usage
+// debit per user of every batch it ingests, and a busy batch has hundreds of users (in
+// BenchmarkIngest, 250 users' batch of 500 events took 7× as long as one user's). The
+// users' rows are locked in id order first, so concurrent callers never deadlock. It
+// returns what Post would have for each entry, in entries' order.
+func PostMany(ctx context.Context, tx pgx.Tx, entries []Entry) ([]Posted, error) {
+	switch len(entries) {
+	case 0:
+		return nil, nil
+	case 1: // two statements, and one row lock needs no order
+		p, err := Post(ctx, tx, entries[0])
+		if err != nil {
+			return nil, err
+		}
+		return []Posted{p}, nil
+	}
+	at := make(map[int64]int, len(entries)) // user → index in entries
+	p := sqlc.WalletTxInsertManyParams{}
+	for i, e := range entries {
+		switch _, dup := at[e.UserID]; {
+		case e.Amount == 0:
+			return nil, errors.New("ledger entry with zero amount")
+		case e.ActorID != nil:
+			return nil, fmt.Errorf("ledger entry %s %q has an actor: post it with Post", e.Kind, e.Ref)
+		case dup:
+			return nil, fmt.Errorf("two ledger entries for user %d in one PostMany", e.UserID)
+		}
+		at[e.UserID] = i
+		p.UserIds, p.Amounts = append(p.UserIds, e.UserID), append(p.Amounts, e.Amount)
+		p.Kinds, p.Refs, p.Notes = append(p.Kinds, e.Kind), append(p.Refs, e.Ref), append(p.Notes, e.Note)
+	}
+	q := sqlc.New()
+	if _, err := q.UsersLockForBalance(ctx, tx, p.UserIds); err != nil {
+		return nil, fmt.Errorf("lock %d users for their balances: %w", len(p.UserIds), err)
+	}
+	rows, err := q.WalletTxInsertMany(ctx, tx, p)
+	if err != nil {
+		return nil, fmt.Errorf("append %d ledger entries: %w", len(entries), err)
+	}
+	out := make([]Posted, len(entries))
+	add := sqlc.UserBalanceAddManyParams{}
+	for _, r := range rows {
+		out[at[r.UserID]] = Posted{Row: r, Applied: true}
+		add.IDs, add.Amounts = append(add.IDs, r.UserID), append(add.Amounts, r.AmountNano)
+	}
+	if len(rows) == 0 {
+		return out, nil
+	}
+	bals, err := q.UserBalanceAddMany(ctx, tx, add)
+	if err != nil {
+		return nil, fmt.Errorf("update the balances of %d users: %w", len(add.IDs), err)
+	}
+	if len(bals) != len(add.IDs) {
+		return nil, fmt.Errorf("updated the balances of %d users of %d", len(bals), len(add.IDs))
+	}
+	for _, b := range bals {
+		out[at[b.ID]].Balance = b.BalanceNano
+	}
+	return out, nil
+}

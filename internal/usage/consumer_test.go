@@ -35,7 +35,7 @@ type consumerBundle struct {
 	log     *slog.Logger
 }
 
-func setupConsumer(t *testing.T) *consumerBundle {
+func setupConsumer(t testing.TB) *consumerBundle {
 	t.Helper()
 	ctx := context.Background()
 	b := &consumerBundle{pool: testenv.DB(t), log: slog.New(slog.NewTextHandler(io.Discard, nil))}
@@ -70,7 +70,7 @@ func setupConsumer(t *testing.T) *consumerBundle {
 	return b
 }
 
-func must(t *testing.T, err error) {
+func must(t testing.TB, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"sort"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -62,26 +61,26 @@ func Ingest(ctx context.Context, pool *pgxpool.Pool, events []Event) (IngestResu
 				count[e.UserID]++
 			}
 		}
-		users := make([]int64, 0, len(res.Debits))
-		for u := range res.Debits {
-			users = append(users, u)
-		}
-		// A fixed order keeps concurrent ingesters from deadlocking on users rows.
-		sort.Slice(users, func(i, j int) bool { return users[i] < users[j] })
-		ledgerRow := make(map[int64]int64, len(users))
-		for _, u := range users {
-			posted, err := billing.Post(ctx, tx, billing.Entry{
-				UserID: u, Amount: -res.Debits[u], Kind: "usage",
+		entries := make([]billing.Entry, 0, len(res.Debits))
+		for u, debit := range res.Debits {
+			entries = append(entries, billing.Entry{
+				UserID: u, Amount: -debit, Kind: "usage",
 				Ref:  fmt.Sprintf("usage:%s:%d", batch, u),
 				Note: requestsNote(count[u]),
 			})
-			if err != nil {
-				return err
+		}
+		// One statement for all the batch's users, which PostMany locks in id order.
+		posted, err := billing.PostMany(ctx, tx, entries)
+		if err != nil {
+			return err
+		}
+		ledgerRow := make(map[int64]int64, len(entries))
+		for i, p := range posted {
+			u := entries[i].UserID
+			if !p.Applied { // the ref is random per batch: only a replayed batch id gets here
+				return fmt.Errorf("ledger entry %s exists already", entries[i].Ref)
 			}
-			if !posted.Applied { // the ref is random per batch: only a replayed batch id gets here
-				return fmt.Errorf("ledger entry usage:%s:%d exists already", batch, u)
-			}
-			ledgerRow[u], res.Balances[u] = posted.Row.ID, posted.Balance
+			ledgerRow[u], res.Balances[u] = p.Row.ID, p.Balance
 		}
 		rows, err := q.UsageEventInsertBatch(ctx, tx, params(fresh, ledgerRow))
 		if err != nil {

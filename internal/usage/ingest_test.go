@@ -303,3 +303,40 @@ func TestBillingKeysIgnoreTheLocale(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkIngest stores batches of 500 events from one user, as the bench's single demo
+// user sends them, and from 250 users (two events each), as a busy installation does:
+// each user in a batch gets a ledger row and a balance update.
+func BenchmarkIngest(b *testing.B) {
+	for _, users := range []int{1, 250} {
+		b.Run(fmt.Sprintf("users=%d", users), func(b *testing.B) {
+			c := setupConsumer(b)
+			ctx := context.Background()
+			var ids, keys []int64
+			rows, err := c.pool.Query(ctx, `WITH u AS (
+				INSERT INTO users (email, password_hash, role, group_id)
+				SELECT 'bench' || g || '@example.com', 'x', 'user', $1 FROM generate_series(1, $2) g RETURNING id)
+				INSERT INTO api_keys (user_id, name, display_prefix, hash)
+				SELECT id, 'k', 'tg-bench', sha256(id::text::bytea) FROM u RETURNING user_id, id`, c.group, users)
+			must(b, err)
+			for rows.Next() {
+				var u, k int64
+				must(b, rows.Scan(&u, &k))
+				ids, keys = append(ids, u), append(keys, k)
+			}
+			must(b, rows.Err())
+			b.ResetTimer()
+			for n := range b.N {
+				events := make([]usage.Event, 500)
+				for i := range events {
+					events[i] = c.event(0, fmt.Sprintf("b%d-%d", n, i), 1_000)
+					events[i].UserID, events[i].KeyID = ids[i%users], keys[i%users]
+				}
+				if _, err := usage.Ingest(ctx, c.pool, events); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N*500), "µs/event")
+		})
+	}
+}

@@ -20,6 +20,20 @@ UPDATE users SET password_hash = @password_hash, updated_at = now() WHERE id = @
 UPDATE users SET balance_nano = balance_nano + @amount_nano WHERE id = @id
 RETURNING balance_nano;
 
+-- name: UsersLockForBalance :many
+-- Locks the users' rows for a balance update in id order (the rows are locked as they
+-- leave the sort), so that transactions updating several users' balances at once never
+-- deadlock on each other.
+SELECT id FROM users WHERE id = ANY(@ids::bigint[]) ORDER BY id FOR NO KEY UPDATE;
+
+-- name: UserBalanceAddMany :many
+-- Adds amounts[i] to the balance of ids[i] (distinct ids, rows locked by
+-- UsersLockForBalance), in the transaction that appends the matching wallet_tx rows.
+UPDATE users u SET balance_nano = u.balance_nano + d.amount
+FROM (SELECT unnest(@ids::bigint[]) AS id, unnest(@amounts::bigint[]) AS amount) AS d
+WHERE u.id = d.id
+RETURNING u.id, u.balance_nano;
+
 -- name: UserBalanceGet :one
 SELECT balance_nano FROM users WHERE id = @id;
 

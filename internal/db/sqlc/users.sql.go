@@ -125,6 +125,45 @@ func (q *Queries) UserBalanceAdd(ctx context.Context, db DBTX, arg UserBalanceAd
 	return balance_nano, err
 }
 
+const userBalanceAddMany = `-- name: UserBalanceAddMany :many
+UPDATE users u SET balance_nano = u.balance_nano + d.amount
+FROM (SELECT unnest($1::bigint[]) AS id, unnest($2::bigint[]) AS amount) AS d
+WHERE u.id = d.id
+RETURNING u.id, u.balance_nano
+`
+
+type UserBalanceAddManyParams struct {
+	IDs     []int64
+	Amounts []int64
+}
+
+type UserBalanceAddManyRow struct {
+	ID          int64
+	BalanceNano int64
+}
+
+// Adds amounts[i] to the balance of ids[i] (distinct ids, rows locked by
+// UsersLockForBalance), in the transaction that appends the matching wallet_tx rows.
+func (q *Queries) UserBalanceAddMany(ctx context.Context, db DBTX, arg UserBalanceAddManyParams) ([]UserBalanceAddManyRow, error) {
+	rows, err := db.Query(ctx, userBalanceAddMany, arg.IDs, arg.Amounts)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []UserBalanceAddManyRow{}
+	for rows.Next() {
+		var i UserBalanceAddManyRow
+		if err := rows.Scan(&i.ID, &i.BalanceNano); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const userBalanceGet = `-- name: UserBalanceGet :one
 SELECT balance_nano FROM users WHERE id = $1
 `
@@ -423,4 +462,31 @@ type UserSetPasswordParams struct {
 func (q *Queries) UserSetPassword(ctx context.Context, db DBTX, arg UserSetPasswordParams) error {
 	_, err := db.Exec(ctx, userSetPassword, arg.PasswordHash, arg.ID)
 	return err
+}
+
+const usersLockForBalance = `-- name: UsersLockForBalance :many
+SELECT id FROM users WHERE id = ANY($1::bigint[]) ORDER BY id FOR NO KEY UPDATE
+`
+
+// Locks the users' rows for a balance update in id order (the rows are locked as they
+// leave the sort), so that transactions updating several users' balances at once never
+// deadlock on each other.
+func (q *Queries) UsersLockForBalance(ctx context.Context, db DBTX, ids []int64) ([]int64, error) {
+	rows, err := db.Query(ctx, usersLockForBalance, ids)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []int64{}
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		items = append(items, id)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
 }

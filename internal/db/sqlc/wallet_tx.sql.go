@@ -50,6 +50,59 @@ func (q *Queries) WalletTxInsert(ctx context.Context, db DBTX, arg WalletTxInser
 	return i, err
 }
 
+const walletTxInsertMany = `-- name: WalletTxInsertMany :many
+INSERT INTO wallet_tx (user_id, amount_nano, kind, ref, note)
+SELECT unnest($1::bigint[]), unnest($2::bigint[]), unnest($3::text[]), unnest($4::text[]),
+       unnest($5::text[])
+ON CONFLICT (kind, ref) DO NOTHING
+RETURNING id, user_id, amount_nano, kind, ref, note, actor_id, created_at
+`
+
+type WalletTxInsertManyParams struct {
+	UserIds []int64
+	Amounts []int64
+	Kinds   []string
+	Refs    []string
+	Notes   []string
+}
+
+// WalletTxInsert for several entries in one statement (without actors); like it, an entry
+// whose (kind, ref) exists already returns no row.
+func (q *Queries) WalletTxInsertMany(ctx context.Context, db DBTX, arg WalletTxInsertManyParams) ([]WalletTx, error) {
+	rows, err := db.Query(ctx, walletTxInsertMany,
+		arg.UserIds,
+		arg.Amounts,
+		arg.Kinds,
+		arg.Refs,
+		arg.Notes,
+	)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []WalletTx{}
+	for rows.Next() {
+		var i WalletTx
+		if err := rows.Scan(
+			&i.ID,
+			&i.UserID,
+			&i.AmountNano,
+			&i.Kind,
+			&i.Ref,
+			&i.Note,
+			&i.ActorID,
+			&i.CreatedAt,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const walletTxListByUser = `-- name: WalletTxListByUser :many
 SELECT id, user_id, amount_nano, kind, ref, note, actor_id, created_at FROM wallet_tx WHERE user_id = $1 ORDER BY id DESC LIMIT $2
 `
