@@ -20,21 +20,34 @@ import (
 // little of the shared two cores as possible, and the same client measures direct and
 // tollgate. Responses are parsed with net/http's ReadResponse (chunked or not).
 
-// target is where requests go: fakellm itself (direct) or the proxy (tollgate).
+// target is where requests go: fakellm itself (direct) or the proxy (tollgate), with
+// the API keys to send (the first for single-connection runs).
 type target struct {
 	name string
 	addr string
-	key  string
+	keys []string
 }
 
-// rawRequest serialises a POST /v1/messages to t with body.
-func rawRequest(t target, body []byte) []byte {
+// rawRequests serialises a POST /v1/messages to t with body for each of t's keys; the
+// closed-loop and fixed-rate runs give connection i the request of key i % len.
+func rawRequests(t target, body []byte) [][]byte {
+	reqs := make([][]byte, len(t.keys))
+	for i, k := range t.keys {
+		reqs[i] = rawRequestKey(t, k, body)
+	}
+	return reqs
+}
+
+// rawRequest serialises a POST /v1/messages to t with body and t's first key.
+func rawRequest(t target, body []byte) []byte { return rawRequestKey(t, t.keys[0], body) }
+
+func rawRequestKey(t target, key string, body []byte) []byte {
 	h := "POST /v1/messages HTTP/1.1\r\n" +
 		"Host: " + t.addr + "\r\n" +
 		"User-Agent: tollgate-bench\r\n" +
 		"Content-Type: application/json\r\n" +
 		"Anthropic-Version: 2023-06-01\r\n" +
-		"X-Api-Key: " + t.key + "\r\n" +
+		"X-Api-Key: " + key + "\r\n" +
 		"Content-Length: " + strconv.Itoa(len(body)) + "\r\n\r\n"
 	return append([]byte(h), body...)
 }
@@ -320,9 +333,9 @@ func (s *runStats) rps() float64 {
 	return float64(s.ok) / s.elapsed.Seconds()
 }
 
-// closedLoop runs conns workers, each sending req back to back on its own connection,
-// for d: the maximum throughput at that concurrency.
-func closedLoop(ctx context.Context, addr string, req []byte, conns int, d time.Duration) *runStats {
+// closedLoop runs conns workers, each sending its request (reqs[i % len]) back to back
+// on its own connection, for d: the maximum throughput at that concurrency.
+func closedLoop(ctx context.Context, addr string, reqs [][]byte, conns int, d time.Duration) *runStats {
 	start := time.Now()
 	end := start.Add(d)
 	per := make([]runStats, conns)
@@ -334,6 +347,7 @@ func closedLoop(ctx context.Context, addr string, req []byte, conns int, d time.
 			st.ttfb = make([]time.Duration, 0, 1<<14)
 			c := newConn(addr, end.Add(30*time.Second))
 			defer c.close()
+			req := reqs[i%len(reqs)]
 			for ctx.Err() == nil && time.Now().Before(end) {
 				r, err := c.do(req, false)
 				st.add(r, err)
@@ -354,8 +368,8 @@ func closedLoop(ctx context.Context, addr string, req []byte, conns int, d time.
 // fixedRate sends req at rate per second for d (an open loop: a request is due at its
 // time whether or not earlier ones have finished), from a pool of workers that each own
 // a connection. Latency is measured from the write, so a late dispatch is counted in
-// late (over 2 ms) rather than hidden in the figures.
-func fixedRate(ctx context.Context, addr string, req []byte, rate int, d time.Duration, workers int) (*runStats, int) {
+// late (over 2 ms) rather than hidden in the figures. Worker i sends reqs[i % len].
+func fixedRate(ctx context.Context, addr string, reqs [][]byte, rate int, d time.Duration, workers int) (*runStats, int) {
 	start := time.Now()
 	end := start.Add(d)
 	jobs := make(chan time.Time, workers)
@@ -367,6 +381,7 @@ func fixedRate(ctx context.Context, addr string, req []byte, rate int, d time.Du
 			st := &per[i]
 			c := newConn(addr, end.Add(30*time.Second))
 			defer c.close()
+			req := reqs[i%len(reqs)]
 			for due := range jobs {
 				// Timers wake up to a millisecond late when the process idles.
 				if time.Since(due) > 2*time.Millisecond {

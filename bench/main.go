@@ -107,6 +107,9 @@ func run(ctx context.Context) error {
 	if f := strings.Fields(string(load)); len(f) >= 3 {
 		b.rep.note("load average before the bench started (1, 5, 15 min): %s %s %s; other work on the machine skews every figure.", f[0], f[1], f[2])
 	}
+	if n := len(s.keys); n > 1 {
+		b.rep.note("%d users, each with a key, share the load through the proxy (BENCH_USERS): connection i sends key i %% %d.", n, n)
+	}
 	if err := b.runAll(ctx); err != nil {
 		return err
 	}

@@ -60,7 +60,7 @@ func BenchmarkProxy(b *testing.B) {
 	if err := waitHTTP(ctx, nil, "http://"+s.proxyAddr+"/readyz", 30*time.Second); err != nil {
 		b.Fatal(err)
 	}
-	tg := target{name: "tollgate", addr: s.proxyAddr, key: s.demoKey}
+	tg := target{name: "tollgate", addr: s.proxyAddr, keys: []string{s.demoKey}}
 
 	for _, c := range []struct {
 		name string

@@ -41,8 +41,8 @@ func newBench(cfg config, s *stack, nofile uint64) *bench {
 	return &bench{
 		cfg: cfg, s: s, rep: &report{}, nofile: nofile,
 		// fakellm accepts any non-empty key when FAKELLM_API_KEYS is unset.
-		direct: target{name: "direct", addr: s.fakellmAddr, key: "sk-ant-bench-direct"},
-		tg:     target{name: "tollgate", addr: s.proxyAddr, key: s.demoKey},
+		direct: target{name: "direct", addr: s.fakellmAddr, keys: []string{"sk-ant-bench-direct"}},
+		tg:     target{name: "tollgate", addr: s.proxyAddr, keys: s.keys},
 		hc:     &http.Client{Timeout: 30 * time.Second},
 	}
 }
@@ -466,7 +466,7 @@ func (b *bench) memoryIdle(scenario string) func(context.Context) error {
 		if scenario == "memory_idle" {
 			// One request so that the lazily built parts (upstream connection, Redis
 			// scripts) exist, as on any proxy that has served once.
-			st := closedLoop(ctx, b.tg.addr, rawRequest(b.tg, nonStreamBody()), 1, time.Millisecond)
+			st := closedLoop(ctx, b.tg.addr, rawRequests(b.tg, nonStreamBody()), 1, time.Millisecond)
 			if err := fail(scenario, b.tg, st); err != nil {
 				return err
 			}
@@ -509,7 +509,7 @@ func (b *bench) throughput(ctx context.Context) error {
 	cpus := &cpuTable{}
 	defer func() { b.rep.note("%s", cpus.note(scenario)) }()
 	for _, t := range b.targets() {
-		st := closedLoop(ctx, t.addr, rawRequest(t, body), b.cfg.conns, b.cfg.warmup)
+		st := closedLoop(ctx, t.addr, rawRequests(t, body), b.cfg.conns, b.cfg.warmup)
 		if err := b.sync(ctx, t, st.ok+st.errors); err != nil {
 			return err
 		}
@@ -542,7 +542,7 @@ func (b *bench) throughput(ctx context.Context) error {
 				}
 			}
 			start := time.Now()
-			st := closedLoop(ctx, t.addr, rawRequest(t, body), b.cfg.conns, b.cfg.throughput)
+			st := closedLoop(ctx, t.addr, rawRequests(t, body), b.cfg.conns, b.cfg.throughput)
 			end := time.Now()
 			if err := cpu.done(ctx); err != nil {
 				return err
@@ -657,7 +657,7 @@ func (b *bench) streamTTFB(ctx context.Context) error {
 func (b *bench) fixedRateScenario(ctx context.Context, scenario string, body []byte, d time.Duration, stream bool) error {
 	const workers = 16
 	for _, t := range b.targets() {
-		st, _ := fixedRate(ctx, t.addr, rawRequest(t, body), b.cfg.rate, b.cfg.warmup, workers)
+		st, _ := fixedRate(ctx, t.addr, rawRequests(t, body), b.cfg.rate, b.cfg.warmup, workers)
 		if err := b.sync(ctx, t, st.ok+st.errors); err != nil {
 			return err
 		}
@@ -671,7 +671,7 @@ func (b *bench) fixedRateScenario(ctx context.Context, scenario string, body []b
 					return err
 				}
 			}
-			st, late := fixedRate(ctx, t.addr, rawRequest(t, body), b.cfg.rate, d, workers)
+			st, late := fixedRate(ctx, t.addr, rawRequests(t, body), b.cfg.rate, d, workers)
 			if err := fail(scenario, t, st); err != nil {
 				return err
 			}
@@ -721,7 +721,7 @@ func (b *bench) streamMax(ctx context.Context) error {
 	cpus := &cpuTable{}
 	defer func() { b.rep.note("%s", cpus.note(scenario)) }()
 	for _, t := range b.targets() {
-		st := closedLoop(ctx, t.addr, rawRequest(t, body), b.cfg.conns, b.cfg.warmup)
+		st := closedLoop(ctx, t.addr, rawRequests(t, body), b.cfg.conns, b.cfg.warmup)
 		if err := b.sync(ctx, t, st.ok+st.errors); err != nil {
 			return err
 		}
@@ -737,7 +737,7 @@ func (b *bench) streamMax(ctx context.Context) error {
 			if tg {
 				rss = b.sampleRSS(250*time.Millisecond, nil)
 			}
-			st := closedLoop(ctx, t.addr, rawRequest(t, body), b.cfg.conns, b.cfg.streamMax)
+			st := closedLoop(ctx, t.addr, rawRequests(t, body), b.cfg.conns, b.cfg.streamMax)
 			if err := cpu.done(ctx); err != nil {
 				return err
 			}

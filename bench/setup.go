@@ -17,6 +17,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/tollgate/tollgate/internal/apikey"
 )
 
 const (
@@ -36,6 +38,9 @@ type stack struct {
 	redisURL string
 	secret   string
 	demoKey  string
+	// keys are the API keys the bench sends through the proxy: the demo user's, then one
+	// per extra user (BENCH_USERS); each closed-loop connection uses keys[i % len].
+	keys []string
 
 	fakellmAddr string
 	proxyAddr   string
@@ -117,6 +122,11 @@ func setUp(ctx context.Context, s *stack) error {
 	if s.pool, err = pgxpool.New(ctx, s.dbURL); err != nil {
 		return fmt.Errorf("connect to %s: %w", benchDB, err)
 	}
+	extra, err := addUsers(ctx, s.pool, benchUsers()-1)
+	if err != nil {
+		return err
+	}
+	s.keys = append([]string{s.demoKey}, extra...)
 	if err := fundDemo(ctx, s.pool); err != nil {
 		return err
 	}
@@ -166,7 +176,7 @@ func (s *stack) startProcesses(ctx context.Context) error {
 			return err
 		}
 	}
-	if s.worker, err = startChild(s.root, "worker", filepath.Join(s.bin, "worker"), append(append(s.commonEnv(), "WORKER_HEALTH_ADDR="+s.workerAddr), strings.Fields(os.Getenv("BENCH_WORKER_ENV"))...)); err != nil {
+	if s.worker, err = startChild(s.root, "worker", s.workerBin(), append(append(s.commonEnv(), "WORKER_HEALTH_ADDR="+s.workerAddr), strings.Fields(os.Getenv("BENCH_WORKER_ENV"))...)); err != nil {
 		return err
 	}
 	if err := waitHTTP(ctx, s.fakellm, "http://"+s.fakellmAddr+"/healthz", 20*time.Second); err != nil {
@@ -239,6 +249,42 @@ const benchLimit = 20_000
 // keys' RPM, the daily and monthly spending caps — far above what a run reaches: the
 // bench measures the gateway with its whole governance at work, not its queue.
 // BENCH_LIMITS=off lifts them instead.
+// benchUsers is BENCH_USERS: how many users (each with a key) share the load, 1 (the
+// demo user) unless set. With more, every ingested batch debits many users, as on a busy
+// installation, and the limits are counted per user and key.
+func benchUsers() int {
+	n, err := strconv.Atoi(os.Getenv("BENCH_USERS"))
+	if err != nil || n < 1 {
+		return 1
+	}
+	return n
+}
+
+// benchUserEmail is the address of the extra users addUsers makes (fundDemo funds them
+// with the demo user).
+const benchUserEmail = "bench-%@tollgate.local"
+
+// addUsers creates n users in the demo user's group, each with an API key, before the
+// proxy starts (so its snapshot of existing keys has them), and returns the keys.
+func addUsers(ctx context.Context, pool *pgxpool.Pool, n int) ([]string, error) {
+	keys := make([]string, n)
+	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		for i := range n {
+			k := apikey.Generate()
+			keys[i] = k.Plaintext
+			if _, err := tx.Exec(ctx, `WITH u AS (
+					INSERT INTO users (email, password_hash, role, group_id, email_verified_at)
+					SELECT $1, password_hash, 'user', group_id, now() FROM users WHERE email = $2 RETURNING id)
+				INSERT INTO api_keys (user_id, name, display_prefix, hash) SELECT id, 'bench', $3, $4 FROM u`,
+				strings.Replace(benchUserEmail, "%", strconv.Itoa(i+1), 1), demoEmail, k.DisplayPrefix, k.Hash); err != nil {
+				return fmt.Errorf("add bench user %d: %w", i+1, err)
+			}
+		}
+		return nil
+	})
+	return keys, err
+}
+
 func fundDemo(ctx context.Context, pool *pgxpool.Pool) error {
 	limits := os.Getenv("BENCH_LIMITS") != "off"
 	var conc, rpm, capNano any // NULL: none
@@ -248,15 +294,16 @@ func fundDemo(ctx context.Context, pool *pgxpool.Pool) error {
 	}
 	return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
 		tag, err := tx.Exec(ctx, `INSERT INTO wallet_tx (user_id, amount_nano, kind, ref, note)
-			SELECT id, $2, 'topup', 'bench:topup', 'bench' FROM users WHERE email = $1`, demoEmail, int64(topupNano))
+			SELECT id, $3, 'topup', 'bench:topup:' || id, 'bench' FROM users WHERE email = $1 OR email LIKE $2`,
+			demoEmail, benchUserEmail, int64(topupNano))
 		if err != nil {
 			return fmt.Errorf("top up the demo user: %w", err)
 		}
-		if tag.RowsAffected() != 1 {
-			return fmt.Errorf("top up the demo user: no user %s", demoEmail)
+		if tag.RowsAffected() != int64(benchUsers()) {
+			return fmt.Errorf("top up the bench users: %d of %d (demo user %s)", tag.RowsAffected(), benchUsers(), demoEmail)
 		}
-		if _, err := tx.Exec(ctx, `UPDATE users SET balance_nano = balance_nano + $2, concurrency = $3, daily_cap_nano = $4 WHERE email = $1`,
-			demoEmail, int64(topupNano), conc, capNano); err != nil {
+		if _, err := tx.Exec(ctx, `UPDATE users SET balance_nano = balance_nano + $3, concurrency = $4, daily_cap_nano = $5 WHERE email = $1 OR email LIKE $2`,
+			demoEmail, benchUserEmail, int64(topupNano), conc, capNano); err != nil {
 			return fmt.Errorf("top up the demo user: %w", err)
 		}
 		if _, err := tx.Exec(ctx, `UPDATE api_keys SET concurrency = $1, rpm = $2, daily_cap_nano = $3, monthly_cap_nano = $3`,
@@ -326,4 +373,13 @@ func (s *stack) proxyBin() string {
 		return p
 	}
 	return filepath.Join(s.bin, "proxy")
+}
+
+// workerBin is the worker binary the bench starts: BENCH_WORKER_BIN, for A/B runs of two
+// builds of the ingestion, or the one make bench built.
+func (s *stack) workerBin() string {
+	if p := os.Getenv("BENCH_WORKER_BIN"); p != "" {
+		return p
+	}
+	return filepath.Join(s.bin, "worker")
 }
