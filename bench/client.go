@@ -368,11 +368,16 @@ func closedLoop(ctx context.Context, addr string, reqs [][]byte, conns int, d ti
 // fixedRate sends req at rate per second for d (an open loop: a request is due at its
 // time whether or not earlier ones have finished), from a pool of workers that each own
 // a connection. Latency is measured from the write, so a late dispatch is counted in
-// late (over 2 ms) rather than hidden in the figures. Worker i sends reqs[i % len].
+// late (over 2 ms) rather than hidden in the figures. The n-th request sent is
+// reqs[n % len]: with one request per user, users take turns.
 func fixedRate(ctx context.Context, addr string, reqs [][]byte, rate int, d time.Duration, workers int) (*runStats, int) {
+	type job struct {
+		due time.Time
+		n   int
+	}
 	start := time.Now()
 	end := start.Add(d)
-	jobs := make(chan time.Time, workers)
+	jobs := make(chan job, workers)
 	per := make([]runStats, workers)
 	var late atomic.Int64
 	var wg sync.WaitGroup
@@ -381,13 +386,12 @@ func fixedRate(ctx context.Context, addr string, reqs [][]byte, rate int, d time
 			st := &per[i]
 			c := newConn(addr, end.Add(30*time.Second))
 			defer c.close()
-			req := reqs[i%len(reqs)]
-			for due := range jobs {
+			for j := range jobs {
 				// Timers wake up to a millisecond late when the process idles.
-				if time.Since(due) > 2*time.Millisecond {
+				if time.Since(j.due) > 2*time.Millisecond {
 					late.Add(1)
 				}
-				st.add(c.do(req, false))
+				st.add(c.do(reqs[j.n%len(reqs)], false))
 			}
 		})
 	}
@@ -401,10 +405,10 @@ func fixedRate(ctx context.Context, addr string, reqs [][]byte, rate int, d time
 			time.Sleep(w)
 		}
 		select {
-		case jobs <- due:
+		case jobs <- job{due, i}:
 		default:
 			late.Add(1) // every worker busy: wait for one
-			jobs <- due
+			jobs <- job{due, i}
 		}
 	}
 	close(jobs)

@@ -41,6 +41,9 @@ type stack struct {
 	// keys are the API keys the bench sends through the proxy: the demo user's, then one
 	// per extra user (BENCH_USERS); each closed-loop connection uses keys[i % len].
 	keys []string
+	// sporadicKeys belong to sporadicUsers more users, for the run in which users take
+	// turns (latency_200rps_sporadic).
+	sporadicKeys []string
 
 	fakellmAddr string
 	proxyAddr   string
@@ -122,12 +125,15 @@ func setUp(ctx context.Context, s *stack) error {
 	if s.pool, err = pgxpool.New(ctx, s.dbURL); err != nil {
 		return fmt.Errorf("connect to %s: %w", benchDB, err)
 	}
-	extra, err := addUsers(ctx, s.pool, benchUsers()-1)
+	extra, err := addUsers(ctx, s.pool, "", benchUsers()-1)
 	if err != nil {
 		return err
 	}
 	s.keys = append([]string{s.demoKey}, extra...)
-	if err := fundDemo(ctx, s.pool); err != nil {
+	if s.sporadicKeys, err = addUsers(ctx, s.pool, "sporadic-", sporadicUsers); err != nil {
+		return err
+	}
+	if err := fundDemo(ctx, s.pool, len(s.keys)+len(s.sporadicKeys)); err != nil {
 		return err
 	}
 	return s.startProcesses(ctx)
@@ -260,13 +266,19 @@ func benchUsers() int {
 	return n
 }
 
-// benchUserEmail is the address of the extra users addUsers makes (fundDemo funds them
+// benchUserEmail matches the addresses of the users addUsers makes (fundDemo funds them
 // with the demo user).
 const benchUserEmail = "bench-%@tollgate.local"
 
-// addUsers creates n users in the demo user's group, each with an API key, before the
-// proxy starts (so its snapshot of existing keys has them), and returns the keys.
-func addUsers(ctx context.Context, pool *pgxpool.Pool, n int) ([]string, error) {
+// sporadicUsers take turns in latency_200rps_sporadic: at 200 requests a second each
+// one's requests come 3 s apart, longer than ADMISSION_RESERVE_IDLE (2 s), so no
+// admission is reserved ahead.
+const sporadicUsers = 600
+
+// addUsers creates n users in the demo user's group (bench-<tag><i>@tollgate.local), each
+// with an API key, before the proxy starts (so its snapshot of existing keys has them),
+// and returns the keys.
+func addUsers(ctx context.Context, pool *pgxpool.Pool, tag string, n int) ([]string, error) {
 	keys := make([]string, n)
 	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
 		for i := range n {
@@ -276,8 +288,8 @@ func addUsers(ctx context.Context, pool *pgxpool.Pool, n int) ([]string, error) 
 					INSERT INTO users (email, password_hash, role, group_id, email_verified_at)
 					SELECT $1, password_hash, 'user', group_id, now() FROM users WHERE email = $2 RETURNING id)
 				INSERT INTO api_keys (user_id, name, display_prefix, hash) SELECT id, 'bench', $3, $4 FROM u`,
-				strings.Replace(benchUserEmail, "%", strconv.Itoa(i+1), 1), demoEmail, k.DisplayPrefix, k.Hash); err != nil {
-				return fmt.Errorf("add bench user %d: %w", i+1, err)
+				strings.Replace(benchUserEmail, "%", tag+strconv.Itoa(i+1), 1), demoEmail, k.DisplayPrefix, k.Hash); err != nil {
+				return fmt.Errorf("add bench user %s%d: %w", tag, i+1, err)
 			}
 		}
 		return nil
@@ -285,7 +297,7 @@ func addUsers(ctx context.Context, pool *pgxpool.Pool, n int) ([]string, error) 
 	return keys, err
 }
 
-func fundDemo(ctx context.Context, pool *pgxpool.Pool) error {
+func fundDemo(ctx context.Context, pool *pgxpool.Pool, users int) error {
 	limits := os.Getenv("BENCH_LIMITS") != "off"
 	var conc, rpm, capNano any // NULL: none
 	accConc := 0
@@ -299,8 +311,8 @@ func fundDemo(ctx context.Context, pool *pgxpool.Pool) error {
 		if err != nil {
 			return fmt.Errorf("top up the demo user: %w", err)
 		}
-		if tag.RowsAffected() != int64(benchUsers()) {
-			return fmt.Errorf("top up the bench users: %d of %d (demo user %s)", tag.RowsAffected(), benchUsers(), demoEmail)
+		if tag.RowsAffected() != int64(users) {
+			return fmt.Errorf("top up the bench users: %d of %d (demo user %s)", tag.RowsAffected(), users, demoEmail)
 		}
 		if _, err := tx.Exec(ctx, `UPDATE users SET balance_nano = balance_nano + $3, concurrency = $4, daily_cap_nano = $5 WHERE email = $1 OR email LIKE $2`,
 			demoEmail, benchUserEmail, int64(topupNano), conc, capNano); err != nil {
