@@ -54,11 +54,12 @@ func Post(ctx context.Context, tx pgx.Tx, e Entry) (Posted, error) {
 }
 
 // PostMany posts entries of distinct users, none with an actor, in three statements
-// whatever their number (one entry: Post's two), where Post takes two round trips each: the worker posts a usage
-// debit per user of every batch it ingests, and a busy batch has hundreds of users (in
-// BenchmarkIngest, 250 users' batch of 500 events took 7× as long as one user's). The
-// users' rows are locked in id order first, so concurrent callers never deadlock. It
-// returns what Post would have for each entry, in entries' order.
+// whatever their number (a single entry goes through Post: two), where posting each with
+// Post takes two round trips per entry. The worker posts a usage debit per user of every
+// batch it ingests, and a busy batch has hundreds of users (in BenchmarkIngest, 250
+// users' batch of 500 events took 7× as long as one user's that way). The users' rows
+// are locked in id order first, so concurrent callers never deadlock. It returns what
+// Post would have for each entry, in entries' order.
 func PostMany(ctx context.Context, tx pgx.Tx, entries []Entry) ([]Posted, error) {
 	switch len(entries) {
 	case 0:
