@@ -1015,4 +1015,27 @@ func (b *bench) evaluate() {
 	}
 	r.check("every request served through the proxy has its usage row (whole run)", "0 missing",
 		fmt.Sprintf("%d missing of %d", b.missingOverall, b.proxied), b.missingOverall == 0)
+	b.noteRatios()
+}
+
+// noteRatios notes tollgate's share of direct's rate in the closed-loop runs: the
+// absolute targets move with the machine's speed from hour to hour (direct's rate says
+// how fast this hour is), the share much less.
+func (b *bench) noteRatios() {
+	r := b.rep
+	var parts []string
+	for _, sc := range []struct {
+		scenario, what string
+		target         float64
+	}{{"throughput", "req/s", 10000}, {"stream_max", "streams/s", 5000}} {
+		d, okD := r.medianOf(sc.scenario, "direct", fRPS)
+		t, okT := r.medianOf(sc.scenario, "tollgate", fRPS)
+		if okD && okT && d > 0 && t > 0 {
+			parts = append(parts, fmt.Sprintf("%s %.0f of direct's %.0f %s (%.2f; %.0f %s needs direct at %.0f)",
+				sc.scenario, t, d, sc.what, t/d, sc.target, sc.what, sc.target*d/t))
+		}
+	}
+	if len(parts) > 0 {
+		r.note("tollgate/direct: %s. Direct's rate says how fast the machine is this hour; the share moves much less from hour to hour.", strings.Join(parts, "; "))
+	}
 }
