@@ -57,6 +57,12 @@ func TestRedisOutage(t *testing.T) {
 			t.Fatal("the stream finished during the outage was not recorded directly in PostgreSQL")
 		}
 	}
+	// Its user's balance snapshot and spend counters wait for Redis to be reset.
+	for deadline := time.Now().Add(5 * time.Second); s.metric(t, "tollgate_counter_resets_pending") != 4; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%v counter resets pending, want the stored event's 4", s.metric(t, "tollgate_counter_resets_pending"))
+		}
+	}
 
 	start := time.Now()
 	status, e := s.post(t, s.seeded.DemoKey, smallBody)
@@ -80,6 +86,9 @@ func TestRedisOutage(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 	}
 	s.checkSnapshotHonest(t, s.seeded.DemoUserID)
+	if n := s.metric(t, "tollgate_counter_resets_pending"); n != 0 {
+		t.Fatalf("%v counter resets still pending after Redis returned", n)
+	}
 }
 
 // TestPostgresOutage: with PostgreSQL down for 30 s under steady load (four clients,
