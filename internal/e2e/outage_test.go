@@ -155,9 +155,10 @@ func TestPostgresOutage(t *testing.T) {
 }
 
 // TestUsageSpooledWhenRedisAndPostgresAreDown: a stream that finishes while both stores
-// are down is written to the proxy's disk spool and billed once they return.
+// are down is written to the proxy's disk spool and billed once they return; Redis keeps
+// its data (AOF), and the balance snapshot it brings back is reset for that usage.
 func TestUsageSpooledWhenRedisAndPostgresAreDown(t *testing.T) {
-	rs, pg := testenv.RedisServer(t), testenv.Postgres(t)
+	rs, pg := testenv.RedisServer(t, "--appendonly", "yes", "--appendfsync", "always", "--dir", t.TempDir()), testenv.Postgres(t)
 	s := newStack(t, func(su *setup) { su.redis, su.pg = rs, pg })
 	before := s.balance(s.seeded.DemoUserID)
 	s.fake.SetScript(func(r *fakellm.Request) fakellm.Behavior { return fakellm.Behavior{EventDelay: 50 * time.Millisecond} })
@@ -195,4 +196,5 @@ func TestUsageSpooledWhenRedisAndPostgresAreDown(t *testing.T) {
 	if got, want := s.balance(s.seeded.DemoUserID), before-s.expectedBilled(served[0].Usage); got != want {
 		t.Fatalf("balance %d, want %d", got, want)
 	}
+	s.checkSnapshotHonest(t, s.seeded.DemoUserID)
 }
