@@ -249,12 +249,6 @@ func recreateDB(ctx context.Context, adminURL, name string) (string, error) {
 // governance costs).
 const benchLimit = 20_000
 
-// fundDemo gives the demo user a balance no run can exhaust, through the ledger as the
-// app itself would (a topup row and the cached balance in one transaction), and sets
-// every limit Tollgate has — concurrency of the user, its keys and the accounts, the
-// keys' RPM, the daily and monthly spending caps — far above what a run reaches: the
-// bench measures the gateway with its whole governance at work, not its queue.
-// BENCH_LIMITS=off lifts them instead.
 // benchUsers is BENCH_USERS: how many users (each with a key) share the load, 1 (the
 // demo user) unless set. With more, every ingested batch debits many users, as on a busy
 // installation, and the limits are counted per user and key.
@@ -297,6 +291,12 @@ func addUsers(ctx context.Context, pool *pgxpool.Pool, tag string, n int) ([]str
 	return keys, err
 }
 
+// fundDemo gives the demo user and the bench users (addUsers; users in all) a balance no
+// run can exhaust, through the ledger as the app itself would (a topup row and the cached
+// balance in one transaction), and sets every limit Tollgate has — concurrency of the user, its keys and the accounts, the
+// keys' RPM, the daily and monthly spending caps — far above what a run reaches: the
+// bench measures the gateway with its whole governance at work, not its queue.
+// BENCH_LIMITS=off lifts them instead.
 func fundDemo(ctx context.Context, pool *pgxpool.Pool, users int) error {
 	limits := os.Getenv("BENCH_LIMITS") != "off"
 	var conc, rpm, capNano any // NULL: none
