@@ -10,6 +10,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"runtime"
 	"runtime/debug"
 	"strconv"
 	"sync"
@@ -309,6 +310,10 @@ func (s *Server) memoryLoop(ctx context.Context) {
 		n := s.inflight.Load()
 		peak = max(peak, n)
 		if peak >= burstStreams && n <= peak/10 {
+			// Two collections: the first moves what the burst's connections left in
+			// sync.Pools (their buffers, here and in net/http) to the pools' victim
+			// caches, the second frees it; FreeOSMemory's then returns the pages.
+			runtime.GC()
 			debug.FreeOSMemory()
 			s.log.Info("burst over; memory returned", "peak_in_flight", peak, "in_flight", n)
 			peak = n
