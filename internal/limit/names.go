@@ -59,7 +59,7 @@ func (c *nameCache) get(id int64) *names {
 		scope: c.kind + ":" + s}
 	switch c.kind {
 	case "u":
-		n.own = c.prefix + "bal:" + s
+		n.own = balanceName(c.prefix, s)
 	case "a":
 		n.own = c.prefix + "astate:" + s
 	}
@@ -78,11 +78,10 @@ func (c *nameCache) spendNames(n *names, id int64, now time.Time) *datedNames {
 	if s := n.spend.Load(); s != nil && s.day == f.day {
 		return s
 	}
-	// The names read "spend:k:ID:d:20060102", "spend:k:ID:m:200601", "spend:u:ID:d:…".
-	base := c.prefix + "spend:" + c.kind + ":" + strconv.FormatInt(id, 10)
-	s := &datedNames{day: f.day, daily: base + ":d:" + f.d}
+	ids := strconv.FormatInt(id, 10)
+	s := &datedNames{day: f.day, daily: spendName(c.prefix, c.kind, ids, "d", f.d)}
 	if c.kind == "k" {
-		s.month = base + ":m:" + f.m
+		s.month = spendName(c.prefix, c.kind, ids, "m", f.m)
 	}
 	n.spend.Store(s)
 	return s
@@ -112,6 +111,15 @@ func (b *boxedString) box(s string) any {
 	return v
 }
 
+// balanceName is a user's balance snapshot: "bal:ID".
+func balanceName(prefix, user string) string { return prefix + "bal:" + user }
+
+// spendName is a key's ("k") or user's ("u") spend counter of a UTC day (period "d",
+// stamp "20060102") or month ("m", "200601"): "spend:k:ID:d:20060102".
+func spendName(prefix, kind, id, period, stamp string) string {
+	return prefix + "spend:" + kind + ":" + id + ":" + period + ":" + stamp
+}
+
 // CounterKeys names the counters a usage event of the user's key at t counts in: the
 // user's balance snapshot, the key's spend counters of t's UTC day and month and the
 // user's of t's day — the names the gate's caches build (TestCounterKeysMatchTheGate).
@@ -120,9 +128,9 @@ func CounterKeys(prefix string, userID, keyID int64, t time.Time) []string {
 	t = t.UTC()
 	day, month := t.Format("20060102"), t.Format("200601")
 	return []string{
-		prefix + "bal:" + u,
-		prefix + "spend:k:" + k + ":d:" + day,
-		prefix + "spend:k:" + k + ":m:" + month,
-		prefix + "spend:u:" + u + ":d:" + day,
+		balanceName(prefix, u),
+		spendName(prefix, "k", k, "d", day),
+		spendName(prefix, "k", k, "m", month),
+		spendName(prefix, "u", u, "d", day),
 	}
 }
