@@ -43,20 +43,19 @@ const maxStaleCounters = 1 << 16
 // SnapshotTTL, and a spend counter may understate the spend until it is reset.
 func (g *Gate) ResetCounters(ctx context.Context, stored ...Stored) error {
 	g.stale.mu.Lock()
-	if len(stored) > 0 && len(g.stale.keys) > 0 {
-		for _, s := range stored {
-			// For the next call: one running now may have sent its delete before these
-			// events were stored.
-			g.stale.add(CounterKeys(g.prefix, s.UserID, s.KeyID, s.Time), g.stale.call+1)
-		}
-		g.stale.mu.Unlock()
-		return nil
-	}
-	g.stale.call++
-	call := g.stale.call
+	// The keys are tagged for the next call to delete: this one, or (when queued) the
+	// retry, since a call running now may have sent its delete before these events
+	// were stored.
+	call := g.stale.call + 1
+	queue := len(stored) > 0 && len(g.stale.keys) > 0
 	for _, s := range stored {
 		g.stale.add(CounterKeys(g.prefix, s.UserID, s.KeyID, s.Time), call)
 	}
+	if queue {
+		g.stale.mu.Unlock()
+		return nil
+	}
+	g.stale.call = call
 	keys := make([]string, 0, len(g.stale.keys))
 	for k := range g.stale.keys {
 		keys = append(keys, k)
@@ -80,11 +79,11 @@ func (g *Gate) ResetCounters(ctx context.Context, stored ...Stored) error {
 
 // add marks keys as asked for by call (the caller holds mu).
 func (c *staleCounters) add(keys []string, call uint64) {
+	if c.keys == nil {
+		c.keys = map[string]uint64{}
+	}
 	for _, k := range keys {
 		if _, ok := c.keys[k]; ok || len(c.keys) < maxStaleCounters {
-			if c.keys == nil {
-				c.keys = map[string]uint64{}
-			}
 			c.keys[k] = call
 		}
 	}

@@ -404,7 +404,7 @@ func (s *Server) spoolLoop(ctx context.Context) {
 				s.log.Warn("deliver spooled usage (will retry)", "err", err)
 			}
 		}
-		if s.cfg.Gate != nil && s.cfg.Gate.PendingResets() > 0 {
+		if s.cfg.Gate != nil {
 			if err := s.cfg.Gate.ResetCounters(ctx); err != nil {
 				s.log.Warn("reset the counters of usage stored without Redis (will retry)", "err", err)
 			}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -329,22 +330,13 @@ func (c *Consumer) settle(ctx context.Context, msgs []redis.XMessage) error {
 // staleCounters are the counter keys of the Late events stored (limit.CounterKeys).
 func (c *Consumer) staleCounters(events []Event, rejected map[int]error) []string {
 	var keys []string
-	var seen map[string]bool // made at the first Late event: a batch rarely has one
 	for i, e := range events {
-		if !e.Late || rejected[i] != nil {
-			continue
-		}
-		if seen == nil {
-			seen = map[string]bool{}
-		}
-		for _, k := range limit.CounterKeys(c.prefix, e.UserID, e.KeyID, e.Time) {
-			if !seen[k] {
-				seen[k] = true
-				keys = append(keys, k)
-			}
+		if e.Late && rejected[i] == nil {
+			keys = append(keys, limit.CounterKeys(c.prefix, e.UserID, e.KeyID, e.Time)...)
 		}
 	}
-	return keys
+	slices.Sort(keys) // a replayed batch often holds many events of one user
+	return slices.Compact(keys)
 }
 
 // store ingests the events. If the batch breaks a constraint (an event naming a user that
