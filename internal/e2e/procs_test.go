@@ -36,9 +36,7 @@ func TestProxyProcsFollowLoad(t *testing.T) {
 	ctx, stop := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	for range 4 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			for ctx.Err() == nil {
 				req, _ := http.NewRequestWithContext(ctx, http.MethodPost, url+"/v1/messages", strings.NewReader(smallBody))
 				req.Header.Set("X-Api-Key", s.seeded.DemoKey)
@@ -46,7 +44,7 @@ func TestProxyProcsFollowLoad(t *testing.T) {
 					resp.Body.Close()
 				}
 			}
-		}()
+		})
 	}
 	if runtime.NumCPU() > 1 {
 		waitProcs(url, func(n float64) bool { return n > 1 }, "more than 1 under load", 10*time.Second)
