@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -124,6 +125,9 @@ func TestKilledProxyLeaksNoLease(t *testing.T) {
 	if n, _ := s.rdb.ZCard(ctx, leases).Result(); n != 1 {
 		t.Fatalf("%d leases held mid-stream, want 1", n)
 	}
+	if n := s.leasesHeld(t); n < 2 {
+		t.Fatalf("%d leases held mid-stream in all sets, want the key's and the account's at least", n)
+	}
 	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
@@ -140,9 +144,10 @@ func TestKilledProxyLeaksNoLease(t *testing.T) {
 	if waited > ttl+3*time.Second {
 		t.Fatalf("the slot came back after %s, want within the lease TTL (%s) plus a wake-up", waited, ttl)
 	}
-	// Leases are released by the completion that runs just after the response.
+	// Leases are released by the completion that runs just after the response: none is
+	// left in any set, the user's and the account's included.
 	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		n, _ := s.rdb.ZCard(ctx, leases).Result()
+		n := s.leasesHeld(t)
 		if n == 0 {
 			break
 		}
@@ -161,52 +166,192 @@ func (s *stack) keyID() int64 {
 	return id
 }
 
-// TestSigtermDrainsInFlightStreams: on SIGTERM a proxy stops accepting connections but
-// lets the streams it is serving finish, then exits cleanly.
-func TestSigtermDrainsInFlightStreams(t *testing.T) {
+// leasesHeld counts the concurrency leases in every user's, key's and account's lease set.
+func (s *stack) leasesHeld(t *testing.T) int64 {
+	t.Helper()
+	ctx := context.Background()
+	var n int64
+	iter := s.rdb.Scan(ctx, 0, s.prefix+"conc:*", 100).Iterator()
+	for iter.Next(ctx) {
+		c, err := s.rdb.ZCard(ctx, iter.Val()).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		n += c
+	}
+	if err := iter.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// TestSigtermDrainsUnderLoad: on SIGTERM a proxy closes its listener at once, so a load
+// balancer's next connection goes to another proxy, while the streams it is serving run
+// to their end and are billed; then it exits cleanly.
+func TestSigtermDrainsUnderLoad(t *testing.T) {
+	const streams, others = 8, 10
 	s := newStack(t)
-	url, cmd := s.startProxy(t)
+	s.exec(t, "UPDATE groups SET default_concurrency = 0")
+	urlA, cmdA := s.startProxy(t)
+	urlB, _ := s.startProxy(t)
+	addrA, addrB := strings.TrimPrefix(urlA, "http://"), strings.TrimPrefix(urlB, "http://")
 	s.fake.SetScript(func(r *fakellm.Request) fakellm.Behavior {
-		return fakellm.Behavior{EventDelay: 100 * time.Millisecond}
+		if strings.Contains(r.LastUserText, "slow") {
+			return fakellm.Behavior{EventDelay: 200 * time.Millisecond}
+		}
+		return fakellm.Behavior{}
 	})
-	body := `{"model":"` + model + `","max_tokens":64,"stream":true,"messages":[{"role":"user","content":"one two three four five six"}]}`
-	req, _ := http.NewRequest(http.MethodPost, url+"/v1/messages", strings.NewReader(body))
-	req.Header.Set("X-Api-Key", s.seeded.DemoKey)
-	req.Header.Set("Anthropic-Version", "2023-06-01")
-	resp, err := httpClient.Do(req)
-	if err != nil {
+	before := s.balance(s.seeded.DemoUserID)
+	seq := s.lastServedSeq()
+
+	// The load on A: streams whose first line has arrived when SIGTERM comes.
+	body := `{"model":"` + model + `","max_tokens":64,"stream":true,"messages":[{"role":"user","content":"a slow answer with quite a few words in it"}]}`
+	var (
+		started  sync.WaitGroup
+		finished sync.WaitGroup
+		done     atomic.Int32
+		rids     = make([]string, streams)
+		rests    = make([]string, streams)
+		errs     = make([]error, streams)
+	)
+	started.Add(streams)
+	for i := range streams {
+		finished.Go(func() {
+			defer done.Add(1)
+			req, _ := http.NewRequest(http.MethodPost, urlA+"/v1/messages", strings.NewReader(body))
+			req.Header.Set("X-Api-Key", s.seeded.DemoKey)
+			req.Header.Set("Anthropic-Version", "2023-06-01")
+			resp, err := httpClient.Do(req)
+			if err != nil {
+				errs[i] = err
+				started.Done()
+				return
+			}
+			defer resp.Body.Close()
+			rids[i] = resp.Header.Get("X-Tollgate-Request-Id")
+			br := bufio.NewReader(resp.Body)
+			_, errs[i] = br.ReadString('\n')
+			started.Done()
+			if errs[i] != nil {
+				return
+			}
+			rest, err := io.ReadAll(br)
+			rests[i], errs[i] = string(rest), err
+		})
+	}
+	started.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("stream %d did not start: %v", i, err)
+		}
+	}
+	if err := cmdA.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
-	br := bufio.NewReader(resp.Body)
-	if _, err := br.ReadString('\n'); err != nil {
-		t.Fatal(err)
+
+	// A refuses new connections while its streams are still running.
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		c, err := net.DialTimeout("tcp", addrA, time.Second)
+		if err != nil {
+			break
+		}
+		c.Close()
+		if time.Now().After(deadline) {
+			t.Fatal("the draining proxy still accepts connections 5 s after SIGTERM")
+		}
 	}
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
+	if n := done.Load(); n == streams {
+		t.Fatal("every stream ended before the listener closed: the test did not see a drain")
 	}
-	rest, err := io.ReadAll(br)
-	if err != nil {
-		t.Fatalf("stream broken by SIGTERM: %v", err)
+
+	// A client balancing over both proxies, A first (as a load balancer whose health
+	// check has not caught up yet), gets every answer from B.
+	var dialed sync.Map
+	lb := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
+		DisableKeepAlives: true,
+		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+			var d net.Dialer
+			var err error
+			for _, addr := range []string{addrA, addrB} {
+				var c net.Conn
+				if c, err = d.DialContext(ctx, network, addr); err == nil {
+					dialed.Store(addr, true)
+					return c, nil
+				}
+			}
+			return nil, err
+		},
+	}}
+	for range others {
+		req, _ := http.NewRequest(http.MethodPost, "http://proxies/v1/messages", strings.NewReader(smallBody))
+		req.Header.Set("X-Api-Key", s.seeded.DemoKey)
+		req.Header.Set("Anthropic-Version", "2023-06-01")
+		resp, err := lb.Do(req)
+		if err != nil {
+			t.Fatalf("a new request while A drains: %v", err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("a new request while A drains: %d %s", resp.StatusCode, b)
+		}
 	}
-	if !strings.Contains(string(rest), "event: message_stop") {
-		t.Fatalf("stream did not finish:\n%s", rest)
+	if _, ok := dialed.Load(addrA); ok {
+		t.Fatal("a new connection reached the draining proxy")
+	}
+
+	// Every stream A was serving ran to its end.
+	finished.Wait()
+	for i := range streams {
+		if errs[i] != nil {
+			t.Fatalf("stream %d broken by SIGTERM: %v", i, errs[i])
+		}
+		if !strings.Contains(rests[i], "event: message_stop") {
+			t.Fatalf("stream %d did not finish:\n%s", i, rests[i])
+		}
 	}
 	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
+	go func() { exited <- cmdA.Wait() }()
 	select {
 	case err := <-exited:
 		if err != nil {
 			t.Fatalf("proxy exited with %v", err)
 		}
-	case <-time.After(10 * time.Second):
+	case <-time.After(15 * time.Second):
 		t.Fatal("proxy did not exit after draining")
 	}
-	if _, err := httpClient.Get(url + "/healthz"); err == nil {
-		t.Fatal("the stopped proxy still accepts connections")
+
+	// The drained streams and B's answers are billed once each, as fakellm served them.
+	served := s.waitServed(t, seq, streams+others)
+	var want int64
+	for _, e := range served {
+		if !e.Complete {
+			t.Fatalf("fakellm logged %s as cut", e.RequestID)
+		}
+		want += s.expectedBilled(e.Usage)
 	}
-	// The drained stream was billed like any other.
-	s.ingest(1)
+	s.ingest(streams + others)
+	rows, billed, _ := s.billedRows(t, rids)
+	if rows != streams {
+		t.Fatalf("%d of the %d drained streams billed", rows, streams)
+	}
+	if billed <= 0 {
+		t.Fatalf("the drained streams billed %d nano", billed)
+	}
+	if moved := before - s.balance(s.seeded.DemoUserID); moved != want {
+		t.Fatalf("wallet moved by %d nano; fakellm served %d requests worth %d", moved, len(served), want)
+	}
+	// No lease outlives the drain (B's unused reservations go back within
+	// ADMISSION_RESERVE_IDLE, 2 s).
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		n := s.leasesHeld(t)
+		if n == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d leases left 10 s after the drain", n)
+		}
+	}
 }
 
 // TestLimitsHoldAcrossTwoProxies: a key's concurrency limit is shared by every proxy.
@@ -311,7 +456,7 @@ func TestKilledProxyBillsInFlightStreams(t *testing.T) {
 	if got, _ := s.rdb.HLen(ctx, journal).Result(); got != 0 {
 		t.Fatalf("%d journal entries left", got)
 	}
-	if got, _ := s.rdb.ZCard(ctx, s.prefix+"conc:k:"+strconv.FormatInt(s.keyID(), 10)).Result(); got != 0 {
+	if got := s.leasesHeld(t); got != 0 {
 		t.Fatalf("%d leases left", got)
 	}
 }
