@@ -20,11 +20,13 @@ import (
 	"github.com/redis/go-redis/v9"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/tollgate/tollgate/internal/account"
 	"github.com/tollgate/tollgate/internal/config"
 	"github.com/tollgate/tollgate/internal/db"
 	"github.com/tollgate/tollgate/internal/invalidate"
 	"github.com/tollgate/tollgate/internal/job"
 	"github.com/tollgate/tollgate/internal/logging"
+	"github.com/tollgate/tollgate/internal/secret"
 	"github.com/tollgate/tollgate/internal/usage"
 )
 
@@ -69,12 +71,22 @@ func run(ctx context.Context, stderr io.Writer) error {
 	name := fmt.Sprintf("%s-%d", host, os.Getpid())
 	consumer := usage.NewConsumer(rdb, pool, cfg.RedisPrefix, name, log, usage.WithMetrics(reg), usage.WithClaimIdle(cfg.UsageClaimIdle), usage.WithLinger(cfg.UsageLinger))
 
-	jobs, err := job.NewClient(pool, log, job.Config{FXSourceURL: cfg.FXSourceURL, OnFXRate: func(ctx context.Context) {
-		// Proxies reload prices, group factors and the rate on this event.
-		if err := invalidate.Publish(ctx, rdb, cfg.RedisPrefix, invalidate.Event{Kind: invalidate.Prices}); err != nil {
-			log.Warn("announce new exchange rate", "err", err)
-		}
-	}})
+	box, err := secret.NewBox(cfg.Secret(), secret.PurposeAccount)
+	if err != nil {
+		return err
+	}
+	jobs, err := job.NewClient(pool, log, job.Config{
+		FXSourceURL: cfg.FXSourceURL,
+		OnFXRate: func(ctx context.Context) {
+			// Proxies reload prices, group factors and the rate on this event.
+			if err := invalidate.Publish(ctx, rdb, cfg.RedisPrefix, invalidate.Event{Kind: invalidate.Prices}); err != nil {
+				log.Warn("announce new exchange rate", "err", err)
+			}
+		},
+		Refresher:         account.NewRefresher(pool, rdb, cfg.RedisPrefix, box, cfg.OAuth.Clients(), log),
+		OAuthRefreshAhead: cfg.OAuthRefreshAhead,
+		Every:             map[string]time.Duration{job.OAuthRefreshArgs{}.Kind(): cfg.OAuthRefreshEvery},
+	})
 	if err != nil {
 		return err
 	}

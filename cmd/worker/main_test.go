@@ -68,6 +68,18 @@ func TestRunFailsOnBadConfig(t *testing.T) {
 	}
 }
 
+func TestRunRefusesARefreshLeadShorterThanItsInterval(t *testing.T) {
+	t.Setenv("DATABASE_URL", "postgres://127.0.0.1:1/x")
+	t.Setenv("REDIS_URL", "redis://127.0.0.1:1/0")
+	t.Setenv("SECRET_KEY", strings.Repeat("ab", 32))
+	t.Setenv("OAUTH_REFRESH_AHEAD", "1m")
+	t.Setenv("OAUTH_REFRESH_INTERVAL", "5m")
+	err := run(context.Background(), io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "OAUTH_REFRESH_AHEAD") {
+		t.Fatalf("run = %v, want an error naming OAUTH_REFRESH_AHEAD", err)
+	}
+}
+
 // TestRun starts the whole worker, has it bill an event the proxy appended, checks its
 // health endpoints, and stops it as SIGTERM would.
 func TestRun(t *testing.T) {

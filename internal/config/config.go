@@ -12,6 +12,7 @@ import (
 
 	"github.com/caarlos0/env/v11"
 
+	"github.com/tollgate/tollgate/internal/account"
 	"github.com/tollgate/tollgate/internal/limit"
 )
 
@@ -116,6 +117,14 @@ type OAuth struct {
 	OpenAIClientID    string `env:"OPENAI_OAUTH_CLIENT_ID"`
 }
 
+// Clients maps each provider to where and as whom its refresh tokens are redeemed.
+func (o OAuth) Clients() map[string]account.OAuthClient {
+	return map[string]account.OAuthClient{
+		"anthropic": {TokenURL: o.AnthropicTokenURL, ClientID: o.AnthropicClientID},
+		"openai":    {TokenURL: o.OpenAITokenURL, ClientID: o.OpenAIClientID},
+	}
+}
+
 // Worker is cmd/worker's configuration.
 type Worker struct {
 	Common
@@ -127,6 +136,11 @@ type Worker struct {
 	// UsageLinger: after a short batch the consumer waits this long before reading again,
 	// so that busy periods are stored in few large transactions (0: read again at once).
 	UsageLinger time.Duration `env:"USAGE_LINGER" envDefault:"50ms"`
+	OAuth       OAuth
+	// OAuthRefreshAhead: OAuth access tokens expiring within this are refreshed by the
+	// oauth_refresh job, which runs every OAuthRefreshEvery.
+	OAuthRefreshAhead time.Duration `env:"OAUTH_REFRESH_AHEAD" envDefault:"10m"`
+	OAuthRefreshEvery time.Duration `env:"OAUTH_REFRESH_INTERVAL" envDefault:"1m"`
 }
 
 // LoadWeb reads and validates cmd/web's environment.
@@ -168,6 +182,10 @@ func LoadWorker() (Worker, error) {
 	var c Worker
 	if err := parse(&c); err != nil {
 		return c, err
+	}
+	if c.OAuthRefreshAhead < 0 || c.OAuthRefreshEvery <= 0 || c.OAuthRefreshAhead <= c.OAuthRefreshEvery {
+		return c, fmt.Errorf("OAUTH_REFRESH_AHEAD (%s) must be longer than OAUTH_REFRESH_INTERVAL (%s), which must be positive: a token must not expire between two runs",
+			c.OAuthRefreshAhead, c.OAuthRefreshEvery)
 	}
 	return c, c.Common.validate()
 }

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/tollgate/tollgate/internal/account"
+	"github.com/tollgate/tollgate/internal/fakellm"
 )
 
 // TestOAuthRefreshOnceAcrossProxies: an OAuth account's access token is refused; two
@@ -41,8 +42,13 @@ func TestOAuthRefreshOnceAcrossProxies(t *testing.T) {
 	if n := s.fake.Refreshes(); n != 1 {
 		t.Fatalf("the refresh token was redeemed %d times, want exactly once", n)
 	}
-	var ok int
+	// Not only one success: one token request at all (a proxy that lost the race must
+	// not try the spent refresh token too).
+	var ok, tokenRequests int
 	for _, e := range s.fake.ServedSince(seq) {
+		if e.Endpoint == fakellm.EndpointOAuthToken {
+			tokenRequests++
+		}
 		if e.Endpoint != "messages" || e.Status != http.StatusOK {
 			continue
 		}
@@ -51,6 +57,9 @@ func TestOAuthRefreshOnceAcrossProxies(t *testing.T) {
 		if !strings.HasPrefix(auth, "Bearer ") || auth == "Bearer stale-access-token" || beta != "claude-code-20250219,oauth-2025-04-20" || e.Header.Get("X-Api-Key") != "" {
 			t.Fatalf("upstream saw Authorization %q, anthropic-beta %q, x-api-key %q", auth, beta, e.Header.Get("X-Api-Key"))
 		}
+	}
+	if tokenRequests != 1 {
+		t.Fatalf("%d token requests reached the provider, want 1", tokenRequests)
 	}
 	if ok != 8 {
 		t.Fatalf("%d answers served, want 8", ok)

@@ -212,10 +212,14 @@ func addAccounts(t *testing.T, pool *pgxpool.Pool, su setup, fakeURL string, res
 		if provider == "" {
 			provider = "anthropic"
 		}
+		var expires *time.Time
+		if !cred.ExpiresAt.IsZero() {
+			expires = &cred.ExpiresAt
+		}
 		row, err := q.AccountInsert(ctx, pool, sqlc.AccountInsertParams{
 			Name: a.name, Provider: provider, Kind: kind, BaseURL: base, SecretEnc: sealed,
 			Priority: a.priority, Weight: max(a.weight, 1), MaxConcurrency: a.maxConcurrency,
-			Models: []string{}, ModelMap: []byte("{}"),
+			Models: []string{}, ModelMap: []byte("{}"), TokenExpiresAt: expires,
 		})
 		if err != nil {
 			t.Fatal(err)

@@ -9,16 +9,19 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tollgate/tollgate/internal/account"
 	"github.com/tollgate/tollgate/internal/billing"
+	"github.com/tollgate/tollgate/internal/fakellm"
 	"github.com/tollgate/tollgate/internal/usage"
 )
 
 // startWorker runs cmd/worker as its own process on the stack's stores.
-func (s *stack) startWorker(t *testing.T) *exec.Cmd {
+func (s *stack) startWorker(t *testing.T, extraEnv ...string) *exec.Cmd {
 	t.Helper()
 	cmd := exec.Command(binary(t, "worker"))
 	cmd.Env = append(os.Environ(), "DATABASE_URL="+s.dbURL, "REDIS_URL="+s.redisURL, "REDIS_PREFIX="+s.prefix,
 		"SECRET_KEY="+secretKey, "WORKER_HEALTH_ADDR="+freeAddr(t), "ENV=test", "LOG_LEVEL=warn", "USAGE_CLAIM_IDLE=1s")
+	cmd.Env = append(cmd.Env, extraEnv...)
 	if os.Getenv("TEST_LOG") != "" {
 		cmd.Stderr = os.Stderr
 	}
@@ -120,24 +123,118 @@ func TestWorkerKilledMidBatch(t *testing.T) {
 	}
 }
 
-// TestTwoWorkersRunPeriodicJobsOnce: with two workers on the same stores, a periodic job
-// runs once per schedule (River elects one leader to insert it).
+// TestTwoWorkersRunPeriodicJobsOnce: two workers on the same stores share one schedule
+// (River's elected leader inserts each periodic job once per interval), and each run of
+// oauth_refresh redeems the OAuth account's refresh token once: the provider gets one
+// token request per run and accepts every one (a second redeem of a spent token would be
+// refused), while a proxy keeps serving with the rotating tokens.
 func TestTwoWorkersRunPeriodicJobsOnce(t *testing.T) {
-	s := newStack(t)
-	s.startWorker(t)
-	s.startWorker(t)
-	count := func() int {
+	const every = 2 * time.Second
+	const runs = 4
+	s := newStack(t, func(su *setup) {
+		su.noDemo = true
+		su.accounts = []accountSpec{{name: "oauth-acct", priority: 1, oauth: &account.Credential{
+			AccessToken: "at-initial", RefreshToken: "rt-initial", ExpiresAt: time.Now().Add(time.Hour)}}}
+	})
+	s.fake.SetCheckAccessTokens(true)
+	s.fake.AddAccessToken("at-initial")
+	s.fake.SetRefreshToken("rt-initial")
+	seq := s.fake.LastSeq()
+	// Tokens live an hour at fakellm; with two hours' lead every run finds the token due.
+	env := []string{"ANTHROPIC_OAUTH_TOKEN_URL=" + s.fakeURL + "/v1/oauth/token", "ANTHROPIC_OAUTH_CLIENT_ID=tollgate-test-client",
+		"OAUTH_REFRESH_INTERVAL=" + every.String(), "OAUTH_REFRESH_AHEAD=2h"}
+	started := time.Now()
+	workers := []*exec.Cmd{s.startWorker(t, env...), s.startWorker(t, env...)}
+
+	// Requests keep coming through the proxy meanwhile.
+	ctx := context.Background()
+	stop := make(chan struct{})
+	served := make(chan int)
+	go func() {
+		n := 0
+		defer func() { served <- n }()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if status, body := s.post(t, s.seeded.DemoKey, smallBody); status != 200 {
+				t.Errorf("a request while the workers refresh: %d %+v", status, body)
+				return
+			}
+			n++
+			time.Sleep(50 * time.Millisecond)
+		}
+	}()
+
+	completed := func() int {
 		var n int
-		s.pool.QueryRow(context.Background(), "SELECT count(*) FROM river_job WHERE kind = 'usage_rollup'").Scan(&n)
+		s.pool.QueryRow(ctx, "SELECT count(*) FROM river_job WHERE kind = 'oauth_refresh' AND state = 'completed'").Scan(&n)
 		return n
 	}
-	for deadline := time.Now().Add(30 * time.Second); count() == 0; time.Sleep(100 * time.Millisecond) {
+	for deadline := time.Now().Add(60 * time.Second); completed() < runs; time.Sleep(100 * time.Millisecond) {
 		if time.Now().After(deadline) {
-			t.Fatal("no usage_rollup job was run")
+			t.Fatalf("%d oauth_refresh runs completed in 60 s, want %d", completed(), runs)
 		}
 	}
-	time.Sleep(3 * time.Second)
-	if n := count(); n != 1 {
-		t.Fatalf("usage_rollup ran %d times on start with two workers, want once", n)
+	close(stop)
+	if n := <-served; n == 0 {
+		t.Fatal("no request was served while the workers refreshed")
+	}
+	for _, w := range workers {
+		w.Process.Signal(syscall.SIGTERM)
+		w.Wait()
+	}
+	elapsed := time.Since(started)
+
+	// One job per interval, not one per worker: consecutive runs were scheduled at least
+	// most of an interval apart, and there were no more than the time allowed.
+	rows, err := s.pool.Query(ctx, "SELECT scheduled_at, state FROM river_job WHERE kind = 'oauth_refresh' ORDER BY scheduled_at")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var times []time.Time
+	for rows.Next() {
+		var at time.Time
+		var state string
+		if err := rows.Scan(&at, &state); err != nil {
+			t.Fatal(err)
+		}
+		times = append(times, at)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i < len(times); i++ {
+		if gap := times[i].Sub(times[i-1]); gap < every/2 {
+			t.Fatalf("oauth_refresh runs %d and %d were scheduled %s apart, interval %s: scheduled twice", i, i+1, gap, every)
+		}
+	}
+	if max := int(elapsed/every) + 1; len(times) > max {
+		t.Fatalf("%d oauth_refresh jobs in %s at one per %s", len(times), elapsed.Round(time.Millisecond), every)
+	}
+	var rollups int
+	s.pool.QueryRow(ctx, "SELECT count(*) FROM river_job WHERE kind = 'usage_rollup'").Scan(&rollups)
+	if max := int(elapsed/time.Minute) + 1; rollups < 1 || rollups > max {
+		t.Fatalf("usage_rollup ran %d times in %s with two workers, want 1 to %d", rollups, elapsed.Round(time.Millisecond), max)
+	}
+
+	// Each completed run redeemed the refresh token once, and the provider accepted it.
+	var tokenRequests int
+	for _, e := range s.fake.ServedSince(seq) {
+		if e.Endpoint != fakellm.EndpointOAuthToken {
+			continue
+		}
+		tokenRequests++
+		if e.Status != 200 {
+			t.Fatalf("token request %d answered %d: a spent refresh token was redeemed again", tokenRequests, e.Status)
+		}
+	}
+	if done := completed(); tokenRequests != done {
+		t.Fatalf("%d token requests for %d completed oauth_refresh runs, want one each", tokenRequests, done)
+	}
+	if n := s.fake.Refreshes(); n != tokenRequests {
+		t.Fatalf("fakellm rotated %d tokens for %d token requests", n, tokenRequests)
 	}
 }

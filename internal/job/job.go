@@ -14,6 +14,8 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+
+	"github.com/tollgate/tollgate/internal/account"
 )
 
 // Queues. Maintenance work (rollups, checks) has its own few workers so that a slow
@@ -41,6 +43,8 @@ func Schedule() []Periodic {
 		{ID: LedgerCheckArgs{}.Kind(), Every: 10 * time.Minute, Args: LedgerCheckArgs{}},
 		// RunOnStart: a fresh install should not wait an hour for its first rate.
 		{ID: FXSyncArgs{}.Kind(), Every: time.Hour, RunOnStart: true, Args: FXSyncArgs{}},
+		// RunOnStart: tokens that expired while no worker ran are refreshed at once.
+		{ID: OAuthRefreshArgs{}.Kind(), Every: time.Minute, RunOnStart: true, Args: OAuthRefreshArgs{}},
 	}
 }
 
@@ -54,6 +58,14 @@ type Config struct {
 	// OnFXRate runs after a new rate is stored (the worker announces it so proxies
 	// reload their price snapshot at once); nil does nothing.
 	OnFXRate func(ctx context.Context)
+	// Refresher redeems OAuth refresh tokens; nil leaves OAuth tokens to the proxy's
+	// refresh on a 401.
+	Refresher *account.Refresher
+	// OAuthRefreshAhead: tokens expiring within this are refreshed (OAUTH_REFRESH_AHEAD).
+	OAuthRefreshAhead time.Duration
+	// Every overrides periodic jobs' intervals by ID (OAUTH_REFRESH_INTERVAL; tests run
+	// schedules faster).
+	Every map[string]time.Duration
 }
 
 // NewClient returns a River client with every worker and the periodic schedule; the
@@ -65,9 +77,13 @@ func NewClient(pool *pgxpool.Pool, log *slog.Logger, cfg Config) (*river.Client[
 	fx := NewFXSyncWorker(pool, log, cfg.FXSourceURL, cfg.HTTPClient)
 	fx.onRate = cfg.OnFXRate
 	river.AddWorker(workers, fx)
+	river.AddWorker(workers, NewOAuthRefreshWorker(cfg.Refresher, cfg.OAuthRefreshAhead, log))
 
 	var periodic []*river.PeriodicJob
 	for _, p := range Schedule() {
+		if every := cfg.Every[p.ID]; every > 0 {
+			p.Every = every
+		}
 		periodic = append(periodic, river.NewPeriodicJob(
 			river.PeriodicInterval(p.Every),
 			func() (river.JobArgs, *river.InsertOpts) { return p.Args, nil },

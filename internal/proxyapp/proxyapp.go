@@ -128,10 +128,7 @@ func Build(ctx context.Context, cfg config.Proxy, log *slog.Logger) (*Deps, erro
 		// answer and its completion would then lose that request's bill.
 		log.Error("no usage journal; a proxy killed mid-completion loses those bills", "err", err)
 	}
-	refresher := account.NewRefresher(pool, rdb, cfg.RedisPrefix, box, map[string]account.OAuthClient{
-		"anthropic": {TokenURL: cfg.OAuth.AnthropicTokenURL, ClientID: cfg.OAuth.AnthropicClientID},
-		"openai":    {TokenURL: cfg.OAuth.OpenAITokenURL, ClientID: cfg.OAuth.OpenAIClientID},
-	}, log)
+	refresher := account.NewRefresher(pool, rdb, cfg.RedisPrefix, box, cfg.OAuth.Clients(), log)
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	instrument(reg, pool, rdb)

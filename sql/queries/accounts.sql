@@ -1,8 +1,8 @@
 -- name: AccountInsert :one
 INSERT INTO accounts (name, provider, kind, base_url, secret_enc, egress_proxy_enc,
-                      priority, weight, max_concurrency, models, model_map)
+                      priority, weight, max_concurrency, models, model_map, token_expires_at)
 VALUES (@name, @provider, @kind, @base_url, @secret_enc, @egress_proxy_enc,
-        @priority, @weight, @max_concurrency, @models, @model_map)
+        @priority, @weight, @max_concurrency, @models, @model_map, @token_expires_at)
 RETURNING *;
 
 -- name: AccountGetByName :one
@@ -21,6 +21,15 @@ WHERE id = @id AND state <> 'disabled';
 
 -- name: AccountGetByID :one
 SELECT * FROM accounts WHERE id = @id;
+
+-- name: AccountsOAuthDue :many
+-- OAuth accounts whose access token expires before @due, soonest first. Accounts in
+-- error (their token was refused and refreshing failed) and disabled ones wait for an
+-- operator.
+SELECT id FROM accounts
+WHERE kind = 'oauth' AND state NOT IN ('error', 'disabled') AND token_expires_at < @due
+ORDER BY token_expires_at
+LIMIT 200;
 
 -- name: AccountSetCredential :exec
 -- A refreshed OAuth credential; clears an error state the old token caused.

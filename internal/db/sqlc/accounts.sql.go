@@ -74,9 +74,9 @@ func (q *Queries) AccountGetByName(ctx context.Context, db DBTX, name string) (A
 
 const accountInsert = `-- name: AccountInsert :one
 INSERT INTO accounts (name, provider, kind, base_url, secret_enc, egress_proxy_enc,
-                      priority, weight, max_concurrency, models, model_map)
+                      priority, weight, max_concurrency, models, model_map, token_expires_at)
 VALUES ($1, $2, $3, $4, $5, $6,
-        $7, $8, $9, $10, $11)
+        $7, $8, $9, $10, $11, $12)
 RETURNING id, name, provider, kind, base_url, secret_enc, egress_proxy_enc, priority, weight, max_concurrency, models, model_map, state, state_reason, state_until, ratelimit, token_expires_at, created_at, updated_at
 `
 
@@ -92,6 +92,7 @@ type AccountInsertParams struct {
 	MaxConcurrency int32
 	Models         []string
 	ModelMap       []byte
+	TokenExpiresAt *time.Time
 }
 
 func (q *Queries) AccountInsert(ctx context.Context, db DBTX, arg AccountInsertParams) (Account, error) {
@@ -107,6 +108,7 @@ func (q *Queries) AccountInsert(ctx context.Context, db DBTX, arg AccountInsertP
 		arg.MaxConcurrency,
 		arg.Models,
 		arg.ModelMap,
+		arg.TokenExpiresAt,
 	)
 	var i Account
 	err := row.Scan(
@@ -247,4 +249,34 @@ type AccountUpdateBaseURLParams struct {
 func (q *Queries) AccountUpdateBaseURL(ctx context.Context, db DBTX, arg AccountUpdateBaseURLParams) error {
 	_, err := db.Exec(ctx, accountUpdateBaseURL, arg.BaseURL, arg.ID)
 	return err
+}
+
+const accountsOAuthDue = `-- name: AccountsOAuthDue :many
+SELECT id FROM accounts
+WHERE kind = 'oauth' AND state NOT IN ('error', 'disabled') AND token_expires_at < $1
+ORDER BY token_expires_at
+LIMIT 200
+`
+
+// OAuth accounts whose access token expires before @due, soonest first. Accounts in
+// error (their token was refused and refreshing failed) and disabled ones wait for an
+// operator.
+func (q *Queries) AccountsOAuthDue(ctx context.Context, db DBTX, due *time.Time) ([]int64, error) {
+	rows, err := db.Query(ctx, accountsOAuthDue, due)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []int64{}
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		items = append(items, id)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
 }
