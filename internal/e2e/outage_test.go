@@ -3,8 +3,12 @@ package e2e
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"io"
 	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -13,6 +17,7 @@ import (
 	"time"
 
 	"github.com/tollgate/tollgate/internal/fakellm"
+	"github.com/tollgate/tollgate/internal/seed"
 	"github.com/tollgate/tollgate/internal/testenv"
 )
 
@@ -72,6 +77,36 @@ func TestRedisOutage(t *testing.T) {
 	if took := time.Since(start); took > 5*time.Second {
 		t.Fatalf("the refusal took %s", took)
 	}
+	// The other protocols get the same refusal in their own shape.
+	req, _ = http.NewRequest(http.MethodPost, s.proxyURL+"/v1/chat/completions",
+		strings.NewReader(`{"model":"`+gptModel+`","messages":[{"role":"user","content":"hi"}]}`))
+	req.Header.Set("Authorization", "Bearer "+s.seeded.DemoKey)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err = httpClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	var oe struct {
+		Error struct{ Message, Type, Code string } `json:"error"`
+	}
+	if json.Unmarshal(b, &oe) != nil || resp.StatusCode != 503 || oe.Error.Type != "tollgate_unavailable" || !strings.HasPrefix(oe.Error.Message, "Tollgate") {
+		t.Fatalf("OpenAI request during the outage: %d %s", resp.StatusCode, b)
+	}
+	gresp, gb := s.geminiPost(t, "generateContent", "", `{"contents":[{"role":"user","parts":[{"text":"hi"}]}]}`)
+	var ge struct {
+		Error struct {
+			Code    int
+			Message string
+			Status  string
+			Details []struct{ Reason string }
+		} `json:"error"`
+	}
+	if json.Unmarshal(gb, &ge) != nil || gresp.StatusCode != 503 || ge.Error.Code != 503 || ge.Error.Status != "UNAVAILABLE" ||
+		len(ge.Error.Details) != 1 || ge.Error.Details[0].Reason != "tollgate_unavailable" || !strings.HasPrefix(ge.Error.Message, "Tollgate") {
+		t.Fatalf("Gemini request during the outage: %d %s", gresp.StatusCode, gb)
+	}
 
 	rs.Start()
 	deadline := time.Now().Add(15 * time.Second)
@@ -93,13 +128,18 @@ func TestRedisOutage(t *testing.T) {
 
 // TestPostgresOutage: with PostgreSQL down for 30 s under steady load (four clients,
 // streams and plain requests), known keys keep being served (caches and Redis carry the
-// hot path), nothing is lost, and the ledger catches up when it returns. The web app's
-// error page for the same situation is tested in internal/web (TestDatabaseDown).
+// hot path), nothing is lost, and the ledger catches up when it returns. The web app,
+// a cmd/web process on the same database, answers a clear error page meanwhile and
+// signs users in again once the database is back.
 func TestPostgresOutage(t *testing.T) {
 	const outage = 30 * time.Second
 	pg := testenv.Postgres(t)
 	s := newStack(t, func(su *setup) { su.pg = pg })
 	ctx := context.Background()
+	web := s.startWeb(t)
+	if status, page := web.signIn(t); status != http.StatusSeeOther {
+		t.Fatalf("sign-in before the outage: %d\n%s", status, page)
+	}
 	before := s.balance(s.seeded.DemoUserID)
 	seq := s.fake.LastSeq()
 	if status, _ := s.post(t, s.seeded.DemoKey, smallBody); status != 200 {
@@ -137,12 +177,34 @@ func TestPostgresOutage(t *testing.T) {
 	if status != 503 || e.Error.Type != "tollgate_unavailable" {
 		t.Fatalf("unknown key during the outage: %d %+v", status, e)
 	}
+	// The web app: a page that says what is going on, when to retry, and nothing of
+	// its internals.
+	status, page := web.signIn(t)
+	if status != http.StatusServiceUnavailable || !strings.Contains(page, "Temporarily unavailable") || !strings.Contains(page, "Request ID:") {
+		t.Fatalf("sign-in during the outage: %d\n%s", status, page)
+	}
+	pgURL, _ := url.Parse(pg.URL)
+	for _, leak := range []string{"dial tcp", "connect:", "goroutine", "pgx", pgURL.Host} {
+		if strings.Contains(page, leak) {
+			t.Fatalf("the error page shows %q:\n%s", leak, page)
+		}
+	}
 	wg.Wait()
 	if t.Failed() {
 		return
 	}
 	pg.Start()
 	t.Logf("%d requests served during the %s outage", during.Load(), outage)
+	// The web app recovers by itself.
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		status, page := web.signIn(t)
+		if status == http.StatusSeeOther {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("sign-in 15 s after the database returned: %d\n%s", status, page)
+		}
+	}
 
 	s.ingest(int(during.Load()) + 1)
 	var want int64
@@ -197,4 +259,54 @@ func TestUsageSpooledWhenRedisAndPostgresAreDown(t *testing.T) {
 		t.Fatalf("balance %d, want %d", got, want)
 	}
 	s.checkSnapshotHonest(t, s.seeded.DemoUserID)
+}
+
+// webApp is a cmd/web process on a stack's stores.
+type webApp struct{ url string }
+
+// startWeb runs cmd/web as its own process on the stack's stores.
+func (s *stack) startWeb(t *testing.T) webApp {
+	t.Helper()
+	addr := freeAddr(t)
+	cmd := exec.Command(binary(t, "web"))
+	cmd.Env = append(os.Environ(), "DATABASE_URL="+s.dbURL, "REDIS_URL="+s.redisURL, "REDIS_PREFIX="+s.prefix,
+		"SECRET_KEY="+secretKey, "WEB_ADDR="+addr, "BASE_URL=http://"+addr, "PROXY_PUBLIC_URL="+s.proxyURL,
+		"ENV=test", "LOG_LEVEL=warn")
+	if os.Getenv("TEST_LOG") != "" {
+		cmd.Stderr = os.Stderr
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+	})
+	w := webApp{url: "http://" + addr}
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		resp, err := httpClient.Get(w.url + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return w
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("web process did not become ready")
+		}
+	}
+}
+
+// signIn posts the demo user's credentials to /login and returns the status (303 when
+// signed in) and the page.
+func (w webApp) signIn(t *testing.T) (int, string) {
+	t.Helper()
+	c := &http.Client{Timeout: 20 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := c.PostForm(w.url+"/login", url.Values{"email": {seed.DemoEmail}, "password": {seed.DemoPassword}})
+	if err != nil {
+		t.Fatalf("sign in: %v", err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
 }

@@ -39,7 +39,7 @@ func binary(t *testing.T, name string) string {
 		if binaries.err != nil {
 			return
 		}
-		cmd := exec.Command("go", "build", "-o", binaries.dir+"/", "../../cmd/proxy", "../../cmd/worker", "../../cmd/fakellm")
+		cmd := exec.Command("go", "build", "-o", binaries.dir+"/", "../../cmd/proxy", "../../cmd/worker", "../../cmd/fakellm", "../../cmd/web")
 		out, err := cmd.CombinedOutput()
 		if err != nil {
 			binaries.err = &buildError{string(out)}
