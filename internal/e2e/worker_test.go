@@ -81,16 +81,40 @@ func TestWorkerKilledMidBatch(t *testing.T) {
 			t.Fatal("the first worker ingested nothing")
 		}
 	}
+	// Kill it mid-batch: frozen (SIGSTOP) at a moment when it holds entries it read and
+	// did not acknowledge, with events still to ingest.
+	pending := func() int64 {
+		p, err := s.rdb.XPending(ctx, usage.StreamKey(s.prefix), usage.ConsumerGroup).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p.Count
+	}
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(3 * time.Millisecond) {
+		a.Process.Signal(syscall.SIGSTOP)
+		// Commands it sent just before it stopped (an XACK, a COMMIT) land meanwhile.
+		time.Sleep(50 * time.Millisecond)
+		if pending() > 0 && s.usageCount(t) < n {
+			break
+		}
+		a.Process.Signal(syscall.SIGCONT)
+		if time.Now().After(deadline) {
+			t.Fatal("never caught the first worker holding a batch")
+		}
+	}
 	a.Process.Signal(syscall.SIGKILL)
 	a.Wait()
-	killedAt := s.usageCount(t)
+	killedAt, held := s.usageCount(t), pending()
+	if killedAt >= n || held == 0 {
+		t.Fatalf("killed with %d of %d rows stored and %d entries pending: not mid-batch", killedAt, n, held)
+	}
 	s.startWorker(t)
 	for deadline := time.Now().Add(60 * time.Second); s.usageCount(t) < n; time.Sleep(50 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatalf("%d of %d events ingested after the kill", s.usageCount(t), n)
 		}
 	}
-	t.Logf("killed after %d rows; the second worker finished the other %d", killedAt, n-killedAt)
+	t.Logf("killed after %d rows holding %d entries; the second worker finished the other %d", killedAt, held, n-killedAt)
 	var rows, distinct int
 	var billed int64
 	s.pool.QueryRow(ctx, "SELECT count(*), count(DISTINCT request_id), sum(billed_cost_nano) FROM usage_events").Scan(&rows, &distinct, &billed)
