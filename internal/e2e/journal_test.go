@@ -142,6 +142,16 @@ func (s *stack) checkSnapshotHonest(t *testing.T, userID int64) {
 	}
 }
 
+// usageTotals returns how many usage events there are and what they bill together.
+func (s *stack) usageTotals(t *testing.T) (rows int, billed int64) {
+	t.Helper()
+	err := s.pool.QueryRow(context.Background(), "SELECT count(*), coalesce(sum(billed_cost_nano), 0) FROM usage_events").Scan(&rows, &billed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rows, billed
+}
+
 // inUsageStream reports which of these request ids have an event in the usage stream.
 func (s *stack) inUsageStream(t *testing.T, rids []string) []string {
 	t.Helper()
@@ -205,18 +215,25 @@ func killedProxyBillsAnswersItHadRead(t *testing.T, sibling bool) {
 		}
 		wantBilled += s.expectedBilled(e.Usage)
 	}
-	// The proxy holds every answer (the client has its headers) and has completed none.
-	time.Sleep(200 * time.Millisecond)
-	if got := s.inUsageStream(t, rids); len(got) != 0 {
-		t.Fatalf("completions of %v ran although their answers were still being written", got)
+	// The proxy holds every answer (the client has its headers, sent once the answer is
+	// journaled) and, stuck writing the bodies, has completed none. The kill is the event
+	// the check waits for: whatever the proxy completed is in the usage stream once it is
+	// dead. A sibling may deliver the dead proxy's journal at any round after the kill, so
+	// with one the stream is read just before it instead.
+	if sibling {
+		if got := s.inUsageStream(t, rids); len(got) != 0 {
+			t.Fatalf("completions of %v ran although their answers were still being written", got)
+		}
 	}
 	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	cmd.Wait()
 	release()
-	if got := s.inUsageStream(t, rids); len(got) != 0 {
-		t.Fatalf("%v reached the usage stream before the restart", got)
+	if !sibling {
+		if got := s.inUsageStream(t, rids); len(got) != 0 {
+			t.Fatalf("completions of %v ran although their answers were still being written", got)
+		}
 	}
 
 	if !sibling {
@@ -248,13 +265,12 @@ func TestKilledProxyUnderLoadBillsEveryAnswer(t *testing.T) {
 	url, cmd := s.startProxy(t, "PROXY_SPOOL_DIR="+dir)
 	s.fake.SetScript(func(r *fakellm.Request) fakellm.Behavior { return fakellm.Behavior{Delay: 2 * time.Millisecond} })
 	before := s.balance(s.seeded.DemoUserID)
-	rowsBefore := s.usageCount(t)
+	rowsBefore, billedBefore := s.usageTotals(t)
 	seq := s.lastServedSeq()
 
 	type answer struct{ rid, messageID string }
 	var mu sync.Mutex
 	var answers []answer
-	var sent []string // request ids of every request that got headers
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 10}}
@@ -277,7 +293,6 @@ func TestKilledProxyUnderLoadBillsEveryAnswer(t *testing.T) {
 				b, err := io.ReadAll(resp.Body)
 				resp.Body.Close()
 				mu.Lock()
-				sent = append(sent, rid)
 				var msg struct{ ID string }
 				if err == nil && resp.StatusCode == 200 && json.Unmarshal(b, &msg) == nil {
 					answers = append(answers, answer{rid, msg.ID})
@@ -289,21 +304,47 @@ func TestKilledProxyUnderLoadBillsEveryAnswer(t *testing.T) {
 			}
 		})
 	}
-	time.Sleep(700 * time.Millisecond)
+	// Killed under load, once the clients have had a good number of answers.
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		mu.Lock()
+		got := len(answers)
+		mu.Unlock()
+		if got >= 50 {
+			break
+		}
+		if time.Now().After(deadline) {
+			close(stop)
+			t.Fatalf("only %d answers after 30 s", got)
+		}
+	}
 	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	cmd.Wait()
 	close(stop)
 	wg.Wait()
-	if len(answers) < 50 {
-		t.Fatalf("only %d answers before the kill", len(answers))
-	}
 
-	served := map[string]fakellm.Served{} // by message id
-	for _, e := range s.waitServed(t, seq, len(answers)) {
-		if e.Status == 200 && e.Complete {
-			served[e.MessageID] = e
+	// fakellm logs an answer as its handler returns, which can be just after the client
+	// has it: wait until it has logged every answer a client received.
+	served := map[string]fakellm.Served{} // complete answers, by message id
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		for _, e := range s.fake.ServedSince(seq) {
+			if e.Status == 200 && e.Complete {
+				served[e.MessageID] = e
+			}
+		}
+		missing := ""
+		for _, a := range answers {
+			if _, ok := served[a.messageID]; !ok {
+				missing = a.messageID
+				break
+			}
+		}
+		if missing == "" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("a client got %s, which fakellm did not log as served", missing)
 		}
 	}
 	s.startProxy(t, "PROXY_SPOOL_DIR="+dir)
@@ -315,7 +356,7 @@ func TestKilledProxyUnderLoadBillsEveryAnswer(t *testing.T) {
 			t.Fatalf("usage_events has %d rows after 20 s, want at least %d", rows, rowsBefore+len(answers))
 		}
 		s.consumer.ProcessOnce(context.Background()) //nolint:errcheck
-		now := s.usageCount(t)
+		now, _ := s.usageTotals(t)
 		if now == rows {
 			stable++
 		} else {
@@ -326,27 +367,23 @@ func TestKilledProxyUnderLoadBillsEveryAnswer(t *testing.T) {
 	var wantAnswered int64
 	answered := make([]string, 0, len(answers))
 	for _, a := range answers {
-		e, ok := served[a.messageID]
-		if !ok {
-			t.Fatalf("a client got %s, which fakellm did not log as served", a.messageID)
-		}
-		wantAnswered += s.expectedBilled(e.Usage)
+		wantAnswered += s.expectedBilled(served[a.messageID].Usage)
 		answered = append(answered, a.rid)
 	}
 	if n, billed, _ := s.billedRows(t, answered); n != int64(len(answered)) || billed != wantAnswered {
 		t.Fatalf("of %d answers clients received, %d are billed (%d nano, want %d)", len(answered), n, billed, wantAnswered)
 	}
-	// Requests cut before their client got the body: billed at most for what fakellm served.
+	// Requests cut before their client got the body, some before it even got the request
+	// id (the proxy journals an answer before its headers): all the usage events that
+	// appeared are this test's, and bill at most what fakellm served.
 	var servedNano int64
 	for _, e := range served {
 		servedNano += s.expectedBilled(e.Usage)
 	}
-	n, billed, _ := s.billedRows(t, sent)
-	if n > int64(len(served)) || billed > servedNano {
+	n, billed := s.usageTotals(t)
+	n, billed = n-rowsBefore, billed-billedBefore
+	if n > len(served) || billed > servedNano {
 		t.Fatalf("billed %d requests for %d nano; fakellm served %d for %d nano", n, billed, len(served), servedNano)
-	}
-	if rows-rowsBefore != int(n) {
-		t.Fatalf("%d usage events appeared, %d of them for this test's requests", rows-rowsBefore, n)
 	}
 	if moved := before - s.balance(s.seeded.DemoUserID); moved != billed {
 		t.Fatalf("wallet moved by %d nano, the usage events bill %d", moved, billed)
@@ -361,6 +398,7 @@ func TestKilledProxyUnderLoadBillsEveryAnswer(t *testing.T) {
 func TestRestartedProxyBillsStreamsFromItsJournal(t *testing.T) {
 	const n = 5
 	s := newStack(t)
+	ctx := context.Background()
 	s.exec(t, "UPDATE groups SET default_concurrency = 0")
 	dir := t.TempDir()
 	url, cmd := s.startProxy(t, "PROXY_SPOOL_DIR="+dir, "LEASE_TTL=1h")
@@ -372,13 +410,30 @@ func TestRestartedProxyBillsStreamsFromItsJournal(t *testing.T) {
 	seq := s.lastServedSeq()
 	body := `{"model":"` + model + `","max_tokens":64,"stream":true,"messages":[{"role":"user","content":"an answer long enough to be cut in the middle of it"}]}`
 	rids, release := s.holdRequests(t, url, body, n, true)
-	// message_start has been relayed: its checkpoint is journaled before the next read.
-	time.Sleep(100 * time.Millisecond)
+	// message_start has been relayed. Its checkpoint goes into the proxy's journal file
+	// just after, then to Redis: once Redis has every checkpoint, the file has them all.
+	journal := s.prefix + "journal:ev"
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if got, _ := s.rdb.HLen(ctx, journal).Result(); got == n {
+			break
+		}
+		if time.Now().After(deadline) {
+			got, err := s.rdb.HLen(ctx, journal).Result()
+			t.Fatalf("%d of %d streams checkpointed (%v)", got, n, err)
+		}
+	}
 	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	cmd.Wait()
 	release()
+	// One checkpoint as if it had not reached Redis before the kill: the file bills it too.
+	if err := s.rdb.HDel(ctx, journal, rids[0]).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.rdb.ZRem(ctx, s.prefix+"journal", rids[0]).Err(); err != nil {
+		t.Fatal(err)
+	}
 	cut := s.waitServed(t, seq, n) // fakellm logs a cut stream at its next event
 	var wantBilled int64
 	for _, e := range cut {

@@ -240,7 +240,23 @@ func TestChatGPTOAuthAccountUsesTheCodexBackend(t *testing.T) {
 	// Only the OAuth account may serve Responses: take the API-key demo account out.
 	s.exec(t, "UPDATE accounts SET state = 'disabled' WHERE name = 'fakellm-openai'")
 	s.publish("accounts:")
-	time.Sleep(200 * time.Millisecond)
+	// Chat Completions cannot use a ChatGPT token: once the proxy has dropped the demo
+	// account, it finds no account for it.
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		req, _ := http.NewRequest(http.MethodPost, s.proxyURL+"/v1/chat/completions", strings.NewReader(`{"model":"`+gptModel+`","messages":[{"role":"user","content":"hi"}]}`))
+		req.Header.Set("Authorization", "Bearer "+s.seeded.DemoKey)
+		resp, err := httpClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode == 503 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("chat through a ChatGPT-only pool: %d", resp.StatusCode)
+		}
+	}
 	seq := s.fake.LastSeq()
 	raw := s.rawOpenAI(t, "/v1/responses", `{"model":"`+gptModel+`","input":"hello codex backend"}`)
 	if !strings.Contains(raw, "Hello from fakellm") {
@@ -250,16 +266,5 @@ func TestChatGPTOAuthAccountUsesTheCodexBackend(t *testing.T) {
 	if len(served) != 1 || served[0].Path != "/backend-api/codex/responses" ||
 		served[0].Header.Get("Authorization") != "Bearer "+token || served[0].Header.Get("Chatgpt-Account-Id") != "acct-1234" {
 		t.Fatalf("upstream saw %+v", served)
-	}
-	// Chat Completions cannot use a ChatGPT token: no account for it.
-	req, _ := http.NewRequest(http.MethodPost, s.proxyURL+"/v1/chat/completions", strings.NewReader(`{"model":"`+gptModel+`","messages":[{"role":"user","content":"hi"}]}`))
-	req.Header.Set("Authorization", "Bearer "+s.seeded.DemoKey)
-	resp, err := httpClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != 503 {
-		t.Fatalf("chat through a ChatGPT-only pool: %d", resp.StatusCode)
 	}
 }

@@ -223,19 +223,72 @@ func TestConcurrencyLimitNeverExceeded(t *testing.T) {
 	s.ingest(limitN + 5)
 }
 
+// streamPause wraps fakellm so that a stream stops after message_start until resume: its
+// request holds its slot for as long as the test needs, however slow the machine. Events
+// must be spaced (an EventDelay), so that each is written and flushed on its own.
+type streamPause struct {
+	started, resumed   chan struct{}
+	startOnce, resOnce sync.Once
+}
+
+func newStreamPause() *streamPause {
+	return &streamPause{started: make(chan struct{}), resumed: make(chan struct{})}
+}
+
+func (p *streamPause) wrap(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h.ServeHTTP(pausingWriter{w, p}, r)
+	})
+}
+
+// waitStarted waits until a stream is paused, its request admitted.
+func (p *streamPause) waitStarted(t *testing.T) {
+	t.Helper()
+	select {
+	case <-p.started:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no stream reached fakellm")
+	}
+}
+
+// resume lets paused streams go on; later calls do nothing.
+func (p *streamPause) resume() { p.resOnce.Do(func() { close(p.resumed) }) }
+
+type pausingWriter struct {
+	http.ResponseWriter
+	p *streamPause
+}
+
+func (w pausingWriter) Write(b []byte) (int, error) {
+	if bytes.HasPrefix(b, []byte("event: content_block_start")) {
+		w.p.startOnce.Do(func() { close(w.p.started) })
+		<-w.p.resumed
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+// Unwrap lets fakellm's http.ResponseController flush through the wrapper.
+func (w pausingWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
 func TestConcurrencyWaitIsBounded(t *testing.T) {
-	s := newStack(t, func(su *setup) { su.limits = limit.Options{MaxWait: 300 * time.Millisecond} })
+	pause := newStreamPause()
+	s := newStack(t, func(su *setup) {
+		su.limits = limit.Options{MaxWait: 300 * time.Millisecond}
+		su.upstream = pause.wrap
+	})
+	defer pause.resume()
 	if _, err := s.pool.Exec(context.Background(), "UPDATE api_keys SET concurrency = 1"); err != nil {
 		t.Fatal(err)
 	}
-	s.fake.SetScript(func(r *fakellm.Request) fakellm.Behavior { return fakellm.Behavior{Delay: 1500 * time.Millisecond} })
+	s.fake.SetScript(func(r *fakellm.Request) fakellm.Behavior { return fakellm.Behavior{EventDelay: 10 * time.Millisecond} })
+	first := `{"model":"` + model + `","max_tokens":8,"stream":true,"messages":[{"role":"user","content":"hi"}]}`
 	body := `{"model":"` + model + `","max_tokens":8,"messages":[{"role":"user","content":"hi"}]}`
-	done := make(chan int)
+	done := make(chan int, 1)
 	go func() {
-		resp, _ := rawPost(t, s.proxyURL, s.seeded.DemoKey, body, nil)
+		resp, _ := rawPost(t, s.proxyURL, s.seeded.DemoKey, first, nil)
 		done <- resp.StatusCode
 	}()
-	time.Sleep(200 * time.Millisecond)
+	pause.waitStarted(t) // the first request holds the key's only slot until resume
 	start := time.Now()
 	status, e := s.post(t, s.seeded.DemoKey, body)
 	if status != 429 || e.Error.Type != "tollgate_concurrency_limit" || !strings.Contains(e.Error.Message, "concurrency limit of 1") {
@@ -244,6 +297,7 @@ func TestConcurrencyWaitIsBounded(t *testing.T) {
 	if waited := time.Since(start); waited < 250*time.Millisecond || waited > 3*time.Second {
 		t.Fatalf("waited %s, want about the 300 ms bound", waited)
 	}
+	pause.resume()
 	if c := <-done; c != 200 {
 		t.Fatalf("first request: %d", c)
 	}
@@ -272,28 +326,32 @@ func sseText(b []byte) string {
 // TestLongStreamKeepsItsLease: a stream longer than the lease TTL keeps its slot (the
 // proxy renews it), so the key's limit is not exceeded by a second request meanwhile.
 func TestLongStreamKeepsItsLease(t *testing.T) {
+	// Renewed every third of the TTL: the lease survives a renewal up to 2 s late, as
+	// can happen on a loaded machine.
+	const ttl = 3 * time.Second
 	var fl inflight
+	pause := newStreamPause()
 	s := newStack(t, func(su *setup) {
-		su.limits = limit.Options{LeaseTTL: 900 * time.Millisecond, MaxWait: 200 * time.Millisecond}
-		su.upstream = fl.wrap
+		su.limits = limit.Options{LeaseTTL: ttl, MaxWait: 200 * time.Millisecond}
+		su.upstream = func(h http.Handler) http.Handler { return fl.wrap(pause.wrap(h)) }
 	})
+	defer pause.resume()
 	s.exec(t, "UPDATE api_keys SET concurrency = 1")
-	s.fake.SetScript(func(r *fakellm.Request) fakellm.Behavior {
-		if strings.Contains(r.LastUserText, "long") {
-			return fakellm.Behavior{EventDelay: 250 * time.Millisecond}
-		}
-		return fakellm.Behavior{}
-	})
-	done := make(chan int)
+	s.fake.SetScript(func(r *fakellm.Request) fakellm.Behavior { return fakellm.Behavior{EventDelay: 10 * time.Millisecond} })
+	done := make(chan int, 1)
 	go func() {
 		resp, _ := rawPost(t, s.proxyURL, s.seeded.DemoKey, `{"model":"`+model+`","max_tokens":64,"stream":true,"messages":[{"role":"user","content":"a long answer please"}]}`, nil)
 		done <- resp.StatusCode
 	}()
-	time.Sleep(2 * time.Second) // more than twice the TTL into the stream
+	pause.waitStarted(t)
+	// The stream's lease was taken before it reached fakellm: as first written it has
+	// expired by now, and only its renewals hold the slot.
+	time.Sleep(ttl + ttl/3)
 	status, e := s.post(t, s.seeded.DemoKey, smallBody)
 	if status != 429 || e.Error.Type != "tollgate_concurrency_limit" {
 		t.Fatalf("second request during a long stream: %d %+v (the first one's lease expired?)", status, e)
 	}
+	pause.resume()
 	if c := <-done; c != 200 {
 		t.Fatalf("long stream: %d", c)
 	}
