@@ -111,6 +111,9 @@ func (s *Server) handle(w http.ResponseWriter, r *http.Request, p *protocol, rid
 	if req.Model == "" {
 		return fail(http.StatusBadRequest, errInvalidRequest, "Tollgate: model is required")
 	}
+	if msg := badModelName(req.Model); msg != "" {
+		return fail(http.StatusBadRequest, errInvalidRequest, "Tollgate: "+msg)
+	}
 	if !key.AllowsModel(req.Model) {
 		return fail(http.StatusForbidden, errPermission, "Tollgate: this API key may not use model "+strconv.Quote(req.Model))
 	}
@@ -781,4 +784,23 @@ func truncate(s string, n int) string {
 		return s
 	}
 	return s[:n]
+}
+
+// maxModelName bounds a model name; the longest real ones (dated, fine-tuned, Bedrock
+// style) are well under 100 bytes.
+const maxModelName = 256
+
+// badModelName says what is wrong with a model name that no provider uses and that
+// would end up in logs, usage events and the console as given: control characters,
+// spaces or more than maxModelName bytes. "" if the name is acceptable.
+func badModelName(m string) string {
+	if len(m) > maxModelName {
+		return "the model name is longer than " + strconv.Itoa(maxModelName) + " bytes"
+	}
+	for i := 0; i < len(m); i++ {
+		if c := m[i]; c <= ' ' || c == 0x7f {
+			return "the model name " + strconv.Quote(m) + " contains a space or a control character"
+		}
+	}
+	return ""
 }

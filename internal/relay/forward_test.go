@@ -3,6 +3,7 @@ package relay
 import (
 	"net/http"
 	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -34,5 +35,27 @@ func TestUpstreamRequestHeader(t *testing.T) {
 	}
 	if in.Get("Authorization") == "" {
 		t.Error("the client's header map was changed")
+	}
+}
+
+func TestBadModelName(t *testing.T) {
+	for _, c := range []struct {
+		model string
+		bad   bool
+	}{
+		{"claude-sonnet-4-5-20250929", false},
+		{"ft:gpt-4o-mini:org::abc123", false},
+		{"anthropic.claude-3-sonnet-20240229-v1:0", false},
+		{"vendor/model-name", false}, // OpenAI-compatible upstreams name models this way
+		{"claude sonnet", true},
+		{"claude\r\nX-Injected: yes", true},
+		{"claude\x00", true},
+		{"claude\x7f", true},
+		{strings.Repeat("m", maxModelName), false},
+		{strings.Repeat("m", maxModelName+1), true},
+	} {
+		if got := badModelName(c.model) != ""; got != c.bad {
+			t.Errorf("badModelName(%q) bad = %v, want %v", c.model, got, c.bad)
+		}
 	}
 }

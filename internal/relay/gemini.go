@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -61,6 +62,11 @@ func geminiRequest(r *http.Request, req *sniffed) error {
 		return errors.New("the path must be /v1beta/models/{model}:{method}")
 	}
 	req.Model = strings.TrimPrefix(model, "models/")
+	// The model goes back into the upstream path. Escaped, a "/" or "%" would still be a
+	// path the provider may decode and normalise differently; no Gemini model has one.
+	if strings.ContainsAny(req.Model, `/\%`) || req.Model == "." || req.Model == ".." {
+		return errors.New("the model " + strconv.Quote(req.Model) + " is not a Gemini model name")
+	}
 	req.Stream = action == "streamGenerateContent"
 	req.modelEnd = 0 // the model is in the path, not the body
 	return nil
