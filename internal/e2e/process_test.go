@@ -376,8 +376,8 @@ func TestLimitsHoldAcrossTwoProxies(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	if p := fl.peak.Load(); p > limitN {
-		t.Fatalf("peak in flight across two proxies = %d, limit %d", p, limitN)
+	if p := fl.peak.Load(); p != limitN {
+		t.Fatalf("peak in flight across two proxies = %d, want the limit, %d", p, limitN)
 	}
 	s.ingest(12)
 }
