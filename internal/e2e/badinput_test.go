@@ -49,6 +49,64 @@ func TestBadInput(t *testing.T) {
 		}
 	})
 
+	// Each protocol's routes refuse the same bad bodies in their own error shape, with
+	// Tollgate's type where that shape keeps one.
+	t.Run("every protocol's shape", func(t *testing.T) {
+		type refusal struct{ typ, message string }
+		anthropic := func(t *testing.T, status int, body string) refusal {
+			e := anthropicRefusal(t, body)
+			return refusal{e.Error.Type, e.Error.Message}
+		}
+		openAI := func(t *testing.T, status int, body string) refusal {
+			var e struct {
+				Error struct{ Message, Type, Code string } `json:"error"`
+			}
+			if err := json.Unmarshal([]byte(body), &e); err != nil || e.Error.Type != e.Error.Code || !strings.HasPrefix(e.Error.Message, "Tollgate") {
+				t.Fatalf("not a Tollgate refusal in OpenAI's shape: %q", body)
+			}
+			return refusal{e.Error.Type, e.Error.Message}
+		}
+		gemini := func(t *testing.T, status int, body string) refusal {
+			e := decodeGeminiRefusal(t, status, body)
+			return refusal{e.Error.Details[0].Reason, e.Error.Message}
+		}
+		for _, route := range []struct {
+			name, path, auth string
+			decode           func(*testing.T, int, string) refusal
+		}{
+			{"anthropic messages", "/v1/messages", "X-Api-Key: ", anthropic},
+			{"openai chat", "/v1/chat/completions", "Authorization: Bearer ", openAI},
+			{"openai responses", "/v1/responses", "Authorization: Bearer ", openAI},
+			{"gemini", "/v1beta/models/" + geminiModel + ":generateContent", "X-Goog-Api-Key: ", gemini},
+		} {
+			for _, c := range []struct {
+				name, body    string
+				contentLength int64 // 0: the body's length
+				status        int
+				typ, says     string
+			}{
+				{"invalid JSON", `{"model":"x","messages":[`, 0, 400, "tollgate_invalid_request", "JSON"},
+				{"invalid UTF-8", "{\"model\":\"" + model + "\",\"input\":\"\xff\xfe\"}", 0, 400, "tollgate_invalid_request", "UTF-8"},
+				{"declared oversized", "{", 1 << 40, 413, "tollgate_request_too_large", "MiB"},
+			} {
+				t.Run(route.name+"/"+c.name, func(t *testing.T) {
+					conn := s.dial(t)
+					n := c.contentLength
+					if n == 0 {
+						n = int64(len(c.body))
+					}
+					fmt.Fprintf(conn, "POST %s HTTP/1.1\r\nHost: x\r\n%s%s\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s",
+						route.path, route.auth, s.seeded.DemoKey, n, c.body)
+					resp, body := readResponse(t, conn)
+					r := route.decode(t, resp.StatusCode, body)
+					if resp.StatusCode != c.status || r.typ != c.typ || !strings.Contains(r.message, c.says) {
+						t.Fatalf("%d %s, want %d %s mentioning %q", resp.StatusCode, body, c.status, c.typ, c.says)
+					}
+				})
+			}
+		}
+	})
+
 	// The header is trickled a byte at a time; the proxy must hang up at its header
 	// timeout, not when the client stops.
 	t.Run("slowloris headers", func(t *testing.T) {
