@@ -257,12 +257,14 @@ func killedProxyBillsAnswersItHadRead(t *testing.T, sibling bool) {
 // TestKilledProxyUnderLoadBillsEveryAnswer kills a proxy relaying non-streaming requests
 // from ten clients and restarts it on the same spool directory. Every answer a client
 // received is billed exactly once, for what fakellm served; nothing is billed that
-// fakellm did not serve, and the wallet moved by exactly the billed events.
+// fakellm did not serve, and the wallet moved by exactly the billed events. The dead
+// proxy's leases stop counting within the lease TTL.
 func TestKilledProxyUnderLoadBillsEveryAnswer(t *testing.T) {
-	s := newStack(t)
+	const ttl = 2 * time.Second
+	s := newStack(t, func(su *setup) { su.limits = limit.Options{LeaseTTL: ttl} })
 	s.exec(t, "UPDATE groups SET default_concurrency = 0")
 	dir := t.TempDir()
-	url, cmd := s.startProxy(t, "PROXY_SPOOL_DIR="+dir)
+	url, cmd := s.startProxy(t, "PROXY_SPOOL_DIR="+dir, "LEASE_TTL="+ttl.String())
 	s.fake.SetScript(func(r *fakellm.Request) fakellm.Behavior { return fakellm.Behavior{Delay: 2 * time.Millisecond} })
 	before := s.balance(s.seeded.DemoUserID)
 	rowsBefore, billedBefore := s.usageTotals(t)
@@ -321,6 +323,7 @@ func TestKilledProxyUnderLoadBillsEveryAnswer(t *testing.T) {
 		t.Fatal(err)
 	}
 	cmd.Wait()
+	killed := time.Now()
 	close(stop)
 	wg.Wait()
 
@@ -347,7 +350,7 @@ func TestKilledProxyUnderLoadBillsEveryAnswer(t *testing.T) {
 			t.Fatalf("a client got %s, which fakellm did not log as served", missing)
 		}
 	}
-	s.startProxy(t, "PROXY_SPOOL_DIR="+dir)
+	s.startProxy(t, "PROXY_SPOOL_DIR="+dir, "LEASE_TTL="+ttl.String())
 	// Everything the restarted proxy delivers, and the orphan sweeps, have landed once
 	// the count stops moving.
 	var rows int
@@ -389,6 +392,18 @@ func TestKilledProxyUnderLoadBillsEveryAnswer(t *testing.T) {
 		t.Fatalf("wallet moved by %d nano, the usage events bill %d", moved, billed)
 	}
 	t.Logf("%d answers received, %d served by fakellm, %d billed", len(answers), len(served), n)
+	// Nothing runs now: every lease still counting was the dead proxy's, and none
+	// outlives the TTL (with a second for the checks' own pace).
+	for {
+		live := s.leasesLive(t)
+		if live == 0 {
+			break
+		}
+		if time.Since(killed) > ttl+time.Second {
+			t.Fatalf("%d leases still count %s after the kill (lease TTL %s)", live, time.Since(killed).Round(time.Millisecond), ttl)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // TestRestartedProxyBillsStreamsFromItsJournal: streams cut by their proxy's death are

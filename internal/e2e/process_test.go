@@ -185,6 +185,27 @@ func (s *stack) leasesHeld(t *testing.T) int64 {
 	return n
 }
 
+// leasesLive counts the leases in every set that have not expired: those that still
+// count against a limit.
+func (s *stack) leasesLive(t *testing.T) int64 {
+	t.Helper()
+	ctx := context.Background()
+	now := "(" + strconv.FormatInt(time.Now().UnixMilli(), 10)
+	var n int64
+	iter := s.rdb.Scan(ctx, 0, s.prefix+"conc:*", 100).Iterator()
+	for iter.Next(ctx) {
+		c, err := s.rdb.ZCount(ctx, iter.Val(), now, "+inf").Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		n += c
+	}
+	if err := iter.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
 // TestSigtermDrainsUnderLoad: on SIGTERM a proxy closes its listener at once, so a load
 // balancer's next connection goes to another proxy, while the streams it is serving run
 // to their end and are billed; then it exits cleanly.
