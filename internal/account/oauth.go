@@ -103,10 +103,10 @@ func (r *Refresher) Refresh(ctx context.Context, accountID int64, rejected strin
 // RefreshDue refreshes, ahead of expiry, the access tokens of the OAuth accounts that
 // expire before due, and returns how many of them now hold a fresh token. Each goes
 // through Refresh, so a token another process refreshed meanwhile is left as it is and
-// each refresh token is redeemed once cluster-wide. One account's failure does not stop the others; the
-// failures are returned together. A refused refresh token does not take the account out
-// of rotation here: its access token still works until it expires, and a 401 after that
-// puts it in error through the proxy.
+// each refresh token is redeemed once cluster-wide. One account's failure does not stop
+// the others; the failures are returned together. A refused refresh token does not take
+// the account out of rotation here: its access token still works until it expires, and
+// a 401 after that puts it in error through the proxy.
 func (r *Refresher) RefreshDue(ctx context.Context, due time.Time) (int, error) {
 	ids, err := sqlc.New().AccountsOAuthDue(ctx, r.pool, &due)
 	if err != nil {

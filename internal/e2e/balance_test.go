@@ -19,17 +19,7 @@ import (
 // protocol's shape, and nothing reaches an upstream.
 func TestZeroBalanceRefused(t *testing.T) {
 	s := newStack(t)
-	ctx := context.Background()
-	bal := s.balance(s.seeded.DemoUserID)
-	tx, err := s.pool.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tx.Exec(ctx, "INSERT INTO wallet_tx (user_id, amount_nano, kind, ref) VALUES ($1, $2, 'adjust', 'test:zero')", s.seeded.DemoUserID, -bal)
-	tx.Exec(ctx, "UPDATE users SET balance_nano = 0 WHERE id = $1", s.seeded.DemoUserID)
-	if err := tx.Commit(ctx); err != nil {
-		t.Fatal(err)
-	}
+	s.setBalance(t, 0)
 	seq := s.fake.LastSeq()
 	status, e := s.post(t, s.seeded.DemoKey, smallBody)
 	if status != 402 || e.Error.Type != "tollgate_insufficient_balance" || !strings.Contains(e.Error.Message, "top up") {
@@ -50,7 +40,6 @@ func TestZeroBalanceRefused(t *testing.T) {
 // it reaches zero).
 func TestOverdraftBound(t *testing.T) {
 	s := newStack(t)
-	ctx := context.Background()
 	const slots = 4
 	s.exec(t, fmt.Sprintf("UPDATE api_keys SET concurrency = %d", slots))
 	// Every answer costs the same: fixed input and output.
@@ -59,14 +48,7 @@ func TestOverdraftBound(t *testing.T) {
 	})
 	one := s.expectedBilled(fakellm.Usage{InputTokens: 1000, OutputTokens: 100})
 	// Leave a balance worth three and a half requests.
-	bal := s.balance(s.seeded.DemoUserID)
-	keep := one * 7 / 2
-	tx, _ := s.pool.Begin(ctx)
-	tx.Exec(ctx, "INSERT INTO wallet_tx (user_id, amount_nano, kind, ref) VALUES ($1, $2, 'adjust', 'test:keep')", s.seeded.DemoUserID, keep-bal)
-	tx.Exec(ctx, "UPDATE users SET balance_nano = $2 WHERE id = $1", s.seeded.DemoUserID, keep)
-	if err := tx.Commit(ctx); err != nil {
-		t.Fatal(err)
-	}
+	s.setBalance(t, one*7/2)
 
 	var wg sync.WaitGroup
 	var mu sync.Mutex
@@ -99,12 +81,11 @@ func TestOverdraftBound(t *testing.T) {
 }
 
 // TestMoneyLimitsHoldAcrossTwoProxies: a spending cap and the balance are shared by
-// every proxy. Requests alternating between two proxies stop at the key's daily cap as
-// they do on one (at most the one in-flight request of overshoot), and a burst spread
-// over both overdraws the balance by no more than the key's concurrency limit allows.
+// every proxy. Requests alternating between two proxies stop at the key's daily cap, and
+// a burst spread over both stops at the balance, each overshooting by no more than the
+// documented bound: one request per concurrency slot of the key.
 func TestMoneyLimitsHoldAcrossTwoProxies(t *testing.T) {
 	s := newStack(t)
-	ctx := context.Background()
 	second, _ := s.startProxy(t)
 	proxies := []string{s.proxyURL, second}
 	s.fake.SetScript(func(r *fakellm.Request) fakellm.Behavior {
@@ -159,19 +140,7 @@ func TestMoneyLimitsHoldAcrossTwoProxies(t *testing.T) {
 		}
 	}
 	s.ingest(served)
-	bal := s.balance(s.seeded.DemoUserID)
-	keep := one * 7 / 2
-	tx, _ := s.pool.Begin(ctx)
-	tx.Exec(ctx, "INSERT INTO wallet_tx (user_id, amount_nano, kind, ref) VALUES ($1, $2, 'adjust', 'test:keep')", s.seeded.DemoUserID, keep-bal)
-	tx.Exec(ctx, "UPDATE users SET balance_nano = $2 WHERE id = $1", s.seeded.DemoUserID, keep)
-	if err := tx.Commit(ctx); err != nil {
-		t.Fatal(err)
-	}
-	// The snapshot in Redis still holds the old balance: drop it, as a credit from the
-	// console does (the next admission loads the ledger's).
-	if err := s.rdb.Del(ctx, s.prefix+"bal:"+strconv.FormatInt(s.seeded.DemoUserID, 10)).Err(); err != nil {
-		t.Fatal(err)
-	}
+	s.setBalance(t, one*7/2)
 	var wg sync.WaitGroup
 	var ok, refused atomic.Int64
 	for i := range 40 {
@@ -196,5 +165,33 @@ func TestMoneyLimitsHoldAcrossTwoProxies(t *testing.T) {
 	}
 	if ok.Load() < 4 || refused.Load() == 0 {
 		t.Fatalf("%d served, %d refused: the balance should serve 4 and refuse the rest", ok.Load(), refused.Load())
+	}
+}
+
+// setBalance adjusts the demo user's balance to nano with a ledger entry, and drops its
+// snapshot in Redis, as a credit from the console does: the next admission loads the
+// ledger's balance.
+func (s *stack) setBalance(t *testing.T, nano int64) {
+	t.Helper()
+	ctx := context.Background()
+	user := s.seeded.DemoUserID
+	bal := s.balance(user)
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx) //nolint:errcheck // a no-op after Commit
+	if _, err := tx.Exec(ctx, "INSERT INTO wallet_tx (user_id, amount_nano, kind, ref) VALUES ($1, $2, 'adjust', $3)",
+		user, nano-bal, "test:set:"+strconv.FormatInt(time.Now().UnixNano(), 10)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, "UPDATE users SET balance_nano = $2 WHERE id = $1", user, nano); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.rdb.Del(ctx, s.prefix+"bal:"+strconv.FormatInt(user, 10)).Err(); err != nil {
+		t.Fatal(err)
 	}
 }

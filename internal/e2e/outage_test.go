@@ -7,8 +7,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -268,33 +266,10 @@ type webApp struct{ url string }
 func (s *stack) startWeb(t *testing.T) webApp {
 	t.Helper()
 	addr := freeAddr(t)
-	cmd := exec.Command(binary(t, "web"))
-	cmd.Env = append(os.Environ(), "DATABASE_URL="+s.dbURL, "REDIS_URL="+s.redisURL, "REDIS_PREFIX="+s.prefix,
-		"SECRET_KEY="+secretKey, "WEB_ADDR="+addr, "BASE_URL=http://"+addr, "PROXY_PUBLIC_URL="+s.proxyURL,
-		"ENV=test", "LOG_LEVEL=warn")
-	if os.Getenv("TEST_LOG") != "" {
-		cmd.Stderr = os.Stderr
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-	})
+	s.startProcess(t, "web", "WEB_ADDR="+addr, "BASE_URL=http://"+addr, "PROXY_PUBLIC_URL="+s.proxyURL)
 	w := webApp{url: "http://" + addr}
-	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		resp, err := httpClient.Get(w.url + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return w
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("web process did not become ready")
-		}
-	}
+	waitReadyz(t, w.url, "web")
+	return w
 }
 
 // signIn posts the demo user's credentials to /login and returns the status (303 when

@@ -65,15 +65,14 @@ func freeAddr(t *testing.T) string {
 	return ln.Addr().String()
 }
 
-// startProxy runs cmd/proxy as its own process on the stack's stores.
-func (s *stack) startProxy(t *testing.T, extraEnv ...string) (url string, cmd *exec.Cmd) {
+// startProcess runs cmd/<name> as its own process on the stack's stores, with env added
+// to their settings; it is killed when the test ends.
+func (s *stack) startProcess(t *testing.T, name string, env ...string) *exec.Cmd {
 	t.Helper()
-	addr := freeAddr(t)
-	cmd = exec.Command(binary(t, "proxy"))
+	cmd := exec.Command(binary(t, name))
 	cmd.Env = append(os.Environ(), "DATABASE_URL="+s.dbURL, "REDIS_URL="+s.redisURL, "REDIS_PREFIX="+s.prefix,
-		"SECRET_KEY="+secretKey, "PROXY_ADDR="+addr, "ENV=test", "LOG_LEVEL=warn",
-		"PROXY_SPOOL_DIR="+t.TempDir()) // its own journal and spool; extraEnv may share one
-	cmd.Env = append(cmd.Env, extraEnv...)
+		"SECRET_KEY="+secretKey, "ENV=test", "LOG_LEVEL=warn")
+	cmd.Env = append(cmd.Env, env...)
 	if os.Getenv("TEST_LOG") != "" {
 		cmd.Stderr = os.Stderr
 	}
@@ -84,21 +83,36 @@ func (s *stack) startProxy(t *testing.T, extraEnv ...string) (url string, cmd *e
 		cmd.Process.Kill()
 		cmd.Wait()
 	})
-	url = "http://" + addr
-	deadline := time.Now().Add(15 * time.Second)
-	for {
+	return cmd
+}
+
+// waitReadyz waits until url's /readyz answers 200.
+func waitReadyz(t *testing.T, url, what string) {
+	t.Helper()
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(50 * time.Millisecond) {
 		resp, err := httpClient.Get(url + "/readyz")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == 200 {
-				return url, cmd
+				return
 			}
 		}
 		if time.Now().After(deadline) {
-			t.Fatal("proxy process did not become ready")
+			t.Fatalf("%s process did not become ready", what)
 		}
-		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// startProxy runs cmd/proxy as its own process on the stack's stores.
+func (s *stack) startProxy(t *testing.T, extraEnv ...string) (url string, cmd *exec.Cmd) {
+	t.Helper()
+	addr := freeAddr(t)
+	// Its own journal and spool; extraEnv may share one.
+	env := append([]string{"PROXY_ADDR=" + addr, "PROXY_SPOOL_DIR=" + t.TempDir()}, extraEnv...)
+	cmd = s.startProcess(t, "proxy", env...)
+	url = "http://" + addr
+	waitReadyz(t, url, "proxy")
+	return url, cmd
 }
 
 // TestKilledProxyLeaksNoLease kills a proxy process mid-stream; its concurrency lease
@@ -166,14 +180,25 @@ func (s *stack) keyID() int64 {
 	return id
 }
 
-// leasesHeld counts the concurrency leases in every user's, key's and account's lease set.
-func (s *stack) leasesHeld(t *testing.T) int64 {
+// leasesHeld counts the concurrency leases in every user's, key's and account's lease
+// set, expired ones included (they go when a later admission purges them).
+func (s *stack) leasesHeld(t *testing.T) int64 { return s.countLeases(t, "-inf") }
+
+// leasesLive counts the leases that have not expired: those that still count against a
+// limit.
+func (s *stack) leasesLive(t *testing.T) int64 {
+	return s.countLeases(t, "("+strconv.FormatInt(time.Now().UnixMilli(), 10))
+}
+
+// countLeases counts the leases in every lease set whose expiry (their score, in ms) is
+// above min.
+func (s *stack) countLeases(t *testing.T, min string) int64 {
 	t.Helper()
 	ctx := context.Background()
 	var n int64
 	iter := s.rdb.Scan(ctx, 0, s.prefix+"conc:*", 100).Iterator()
 	for iter.Next(ctx) {
-		c, err := s.rdb.ZCard(ctx, iter.Val()).Result()
+		c, err := s.rdb.ZCount(ctx, iter.Val(), min, "+inf").Result()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -185,25 +210,19 @@ func (s *stack) leasesHeld(t *testing.T) int64 {
 	return n
 }
 
-// leasesLive counts the leases in every set that have not expired: those that still
-// count against a limit.
-func (s *stack) leasesLive(t *testing.T) int64 {
+// waitCheckpoints waits until n streams' checkpoints are in Redis's journal.
+func (s *stack) waitCheckpoints(t *testing.T, n int64) {
 	t.Helper()
-	ctx := context.Background()
-	now := "(" + strconv.FormatInt(time.Now().UnixMilli(), 10)
-	var n int64
-	iter := s.rdb.Scan(ctx, 0, s.prefix+"conc:*", 100).Iterator()
-	for iter.Next(ctx) {
-		c, err := s.rdb.ZCount(ctx, iter.Val(), now, "+inf").Result()
-		if err != nil {
-			t.Fatal(err)
+	journal := s.prefix + "journal:ev"
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		got, err := s.rdb.HLen(context.Background(), journal).Result()
+		if got == n {
+			return
 		}
-		n += c
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d streams checkpointed (%v)", got, n, err)
+		}
 	}
-	if err := iter.Err(); err != nil {
-		t.Fatal(err)
-	}
-	return n
 }
 
 // TestSigtermDrainsUnderLoad: on SIGTERM a proxy closes its listener at once, so a load
@@ -423,16 +442,8 @@ func TestKilledProxyBillsInFlightStreams(t *testing.T) {
 	body := `{"model":"` + model + `","max_tokens":64,"stream":true,"messages":[{"role":"user","content":"an answer long enough to be cut in the middle of it"}]}`
 	rids, release := s.holdRequests(t, url, body, n, true)
 	// Every stream has relayed message_start; wait for the checkpoints to land.
+	s.waitCheckpoints(t, n)
 	journal := s.prefix + "journal:ev"
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		if got, _ := s.rdb.HLen(ctx, journal).Result(); got == n {
-			break
-		}
-		if time.Now().After(deadline) {
-			got, err := s.rdb.HLen(ctx, journal).Result()
-			t.Fatalf("%d of %d streams checkpointed (%v)", got, n, err)
-		}
-	}
 	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}

@@ -242,18 +242,7 @@ func (s *stack) accountID(name string) int64 {
 
 func (s *stack) waitReady() {
 	s.t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		resp, err := httpClient.Get(s.proxyURL + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return
-			}
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	s.t.Fatal("proxy did not become ready")
+	waitReadyz(s.t, s.proxyURL, "in-process proxy")
 }
 
 // ingest runs the consumer until n events (in total) are in usage_events.

@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"os"
 	"os/exec"
 	"syscall"
 	"testing"
@@ -18,21 +17,8 @@ import (
 // startWorker runs cmd/worker as its own process on the stack's stores.
 func (s *stack) startWorker(t *testing.T, extraEnv ...string) *exec.Cmd {
 	t.Helper()
-	cmd := exec.Command(binary(t, "worker"))
-	cmd.Env = append(os.Environ(), "DATABASE_URL="+s.dbURL, "REDIS_URL="+s.redisURL, "REDIS_PREFIX="+s.prefix,
-		"SECRET_KEY="+secretKey, "WORKER_HEALTH_ADDR="+freeAddr(t), "ENV=test", "LOG_LEVEL=warn", "USAGE_CLAIM_IDLE=1s")
-	cmd.Env = append(cmd.Env, extraEnv...)
-	if os.Getenv("TEST_LOG") != "" {
-		cmd.Stderr = os.Stderr
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-	})
-	return cmd
+	env := append([]string{"WORKER_HEALTH_ADDR=" + freeAddr(t), "USAGE_CLAIM_IDLE=1s"}, extraEnv...)
+	return s.startProcess(t, "worker", env...)
 }
 
 // syntheticEvents are usage events of the demo user, as a proxy would append them.
