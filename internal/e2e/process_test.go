@@ -86,11 +86,11 @@ func (s *stack) startProcess(t *testing.T, name string, env ...string) *exec.Cmd
 	return cmd
 }
 
-// waitReadyz waits until url's /readyz answers 200.
-func waitReadyz(t *testing.T, url, what string) {
+// waitUp waits until url answers 200.
+func waitUp(t *testing.T, url, what string) {
 	t.Helper()
 	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		resp, err := httpClient.Get(url + "/readyz")
+		resp, err := httpClient.Get(url)
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == 200 {
@@ -111,7 +111,7 @@ func (s *stack) startProxy(t *testing.T, extraEnv ...string) (url string, cmd *e
 	env := append([]string{"PROXY_ADDR=" + addr, "PROXY_SPOOL_DIR=" + t.TempDir()}, extraEnv...)
 	cmd = s.startProcess(t, "proxy", env...)
 	url = "http://" + addr
-	waitReadyz(t, url, "proxy")
+	waitUp(t, url+"/readyz", "proxy")
 	return url, cmd
 }
 

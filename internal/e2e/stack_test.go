@@ -242,7 +242,7 @@ func (s *stack) accountID(name string) int64 {
 
 func (s *stack) waitReady() {
 	s.t.Helper()
-	waitReadyz(s.t, s.proxyURL, "in-process proxy")
+	waitUp(s.t, s.proxyURL+"/readyz", "in-process proxy")
 }
 
 // ingest runs the consumer until n events (in total) are in usage_events.

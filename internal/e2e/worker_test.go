@@ -14,11 +14,15 @@ import (
 	"github.com/tollgate/tollgate/internal/usage"
 )
 
-// startWorker runs cmd/worker as its own process on the stack's stores.
+// startWorker runs cmd/worker as its own process on the stack's stores and waits until
+// it serves /healthz, which it does once its jobs have started.
 func (s *stack) startWorker(t *testing.T, extraEnv ...string) *exec.Cmd {
 	t.Helper()
-	env := append([]string{"WORKER_HEALTH_ADDR=" + freeAddr(t), "USAGE_CLAIM_IDLE=1s"}, extraEnv...)
-	return s.startProcess(t, "worker", env...)
+	addr := freeAddr(t)
+	env := append([]string{"WORKER_HEALTH_ADDR=" + addr, "USAGE_CLAIM_IDLE=1s"}, extraEnv...)
+	cmd := s.startProcess(t, "worker", env...)
+	waitUp(t, "http://"+addr+"/healthz", "worker")
+	return cmd
 }
 
 // syntheticEvents are usage events of the demo user, as a proxy would append them.
