@@ -31,6 +31,10 @@ func TestRedisOutage(t *testing.T) {
 		t.Fatalf("before the outage: %d", status)
 	}
 	s.ingest(1)
+	// A worker process runs throughout and must ride the outage out.
+	worker := s.startWorker(t)
+	workerExited := make(chan error, 1)
+	go func() { workerExited <- worker.Wait() }()
 
 	// A stream admitted before Redis goes away completes, and is billed through the fallback.
 	s.fake.SetScript(func(r *fakellm.Request) fakellm.Behavior { return fakellm.Behavior{EventDelay: 60 * time.Millisecond} })
@@ -121,6 +125,21 @@ func TestRedisOutage(t *testing.T) {
 	s.checkSnapshotHonest(t, s.seeded.DemoUserID)
 	if n := s.metric(t, "tollgate_counter_resets_pending"); n != 0 {
 		t.Fatalf("%v counter resets still pending after Redis returned", n)
+	}
+	// The worker process is still up and ingests what is served now, by itself.
+	rows := s.usageCount(t)
+	if status, _ := s.post(t, s.seeded.DemoKey, smallBody); status != 200 {
+		t.Fatalf("after the outage: %d", status)
+	}
+	for deadline := time.Now().Add(15 * time.Second); s.usageCount(t) != rows+1; time.Sleep(50 * time.Millisecond) {
+		select {
+		case err := <-workerExited:
+			t.Fatalf("the worker exited during or after the outage: %v", err)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the worker did not ingest a request served after the outage (%d rows, want %d)", s.usageCount(t), rows+1)
+		}
 	}
 }
 
