@@ -61,15 +61,8 @@ func Post(ctx context.Context, tx pgx.Tx, e Entry) (Posted, error) {
 // are locked in id order first, so concurrent callers never deadlock. It returns what
 // Post would have for each entry, in entries' order.
 func PostMany(ctx context.Context, tx pgx.Tx, entries []Entry) ([]Posted, error) {
-	switch len(entries) {
-	case 0:
+	if len(entries) == 0 {
 		return nil, nil
-	case 1: // two statements, and one row lock needs no order
-		p, err := Post(ctx, tx, entries[0])
-		if err != nil {
-			return nil, err
-		}
-		return []Posted{p}, nil
 	}
 	at := make(map[int64]int, len(entries)) // user → index in entries
 	p := sqlc.WalletTxInsertManyParams{}
@@ -85,6 +78,13 @@ func PostMany(ctx context.Context, tx pgx.Tx, entries []Entry) ([]Posted, error)
 		at[e.UserID] = i
 		p.UserIds, p.Amounts = append(p.UserIds, e.UserID), append(p.Amounts, e.Amount)
 		p.Kinds, p.Refs, p.Notes = append(p.Kinds, e.Kind), append(p.Refs, e.Ref), append(p.Notes, e.Note)
+	}
+	if len(entries) == 1 { // two statements, and one row lock needs no order
+		posted, err := Post(ctx, tx, entries[0])
+		if err != nil {
+			return nil, err
+		}
+		return []Posted{posted}, nil
 	}
 	q := sqlc.New()
 	if _, err := q.UsersLockForBalance(ctx, tx, p.UserIds); err != nil {
