@@ -178,11 +178,11 @@ func (s *stack) startProcesses(ctx context.Context) error {
 		return err
 	}
 	if !s.noProxy {
-		if s.proxy, err = startChild(s.root, "proxy", s.proxyBin(), append(append(s.commonEnv(), "PROXY_ADDR="+s.proxyAddr), strings.Fields(os.Getenv("BENCH_PROXY_ENV"))...)); err != nil {
+		if s.proxy, err = startChild(s.root, "proxy", s.binary("proxy"), append(append(s.commonEnv(), "PROXY_ADDR="+s.proxyAddr), strings.Fields(os.Getenv("BENCH_PROXY_ENV"))...)); err != nil {
 			return err
 		}
 	}
-	if s.worker, err = startChild(s.root, "worker", s.workerBin(), append(append(s.commonEnv(), "WORKER_HEALTH_ADDR="+s.workerAddr), strings.Fields(os.Getenv("BENCH_WORKER_ENV"))...)); err != nil {
+	if s.worker, err = startChild(s.root, "worker", s.binary("worker"), append(append(s.commonEnv(), "WORKER_HEALTH_ADDR="+s.workerAddr), strings.Fields(os.Getenv("BENCH_WORKER_ENV"))...)); err != nil {
 		return err
 	}
 	if err := waitHTTP(ctx, s.fakellm, "http://"+s.fakellmAddr+"/healthz", 20*time.Second); err != nil {
@@ -293,9 +293,10 @@ func addUsers(ctx context.Context, pool *pgxpool.Pool, tag string, n int) ([]str
 
 // fundDemo gives the demo user and the bench users (addUsers; users in all) a balance no
 // run can exhaust, through the ledger as the app itself would (a topup row and the cached
-// balance in one transaction), and sets every limit Tollgate has — concurrency of the user, its keys and the accounts, the
-// keys' RPM, the daily and monthly spending caps — far above what a run reaches: the
-// bench measures the gateway with its whole governance at work, not its queue.
+// balance in one transaction), and sets every limit Tollgate has — concurrency of the
+// user, its keys and the accounts, the keys' RPM, the daily and monthly spending caps —
+// far above what a run reaches: the bench measures the gateway with its whole governance
+// at work, not its queue.
 // BENCH_LIMITS=off lifts them instead.
 func fundDemo(ctx context.Context, pool *pgxpool.Pool, users int) error {
 	limits := os.Getenv("BENCH_LIMITS") != "off"
@@ -377,21 +378,12 @@ func readEnvFile(path string) (map[string]string, error) {
 	return out, sc.Err()
 }
 
-// proxyBin is the proxy binary the bench starts: BENCH_PROXY_BIN, for A/B runs of two
-// builds alternated (bench/README.md, "Comparing two builds"), or the one `make build`
-// made.
-func (s *stack) proxyBin() string {
-	if p := os.Getenv("BENCH_PROXY_BIN"); p != "" {
+// binary is the build of cmd/name the bench starts: the one `make build` made, or, for
+// A/B runs of two builds alternated (bench/README.md, "Comparing two builds"), the one
+// BENCH_PROXY_BIN or BENCH_WORKER_BIN names.
+func (s *stack) binary(name string) string {
+	if p := os.Getenv("BENCH_" + strings.ToUpper(name) + "_BIN"); p != "" {
 		return p
 	}
-	return filepath.Join(s.bin, "proxy")
-}
-
-// workerBin is the worker binary the bench starts: BENCH_WORKER_BIN, for A/B runs of two
-// builds of the ingestion, or the one make bench built.
-func (s *stack) workerBin() string {
-	if p := os.Getenv("BENCH_WORKER_BIN"); p != "" {
-		return p
-	}
-	return filepath.Join(s.bin, "worker")
+	return filepath.Join(s.bin, name)
 }
