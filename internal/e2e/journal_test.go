@@ -394,16 +394,7 @@ func TestKilledProxyUnderLoadBillsEveryAnswer(t *testing.T) {
 	t.Logf("%d answers received, %d served by fakellm, %d billed", len(answers), len(served), n)
 	// Nothing runs now: every lease still counting was the dead proxy's, and none
 	// outlives the TTL (with a second for the checks' own pace).
-	for {
-		live := s.leasesLive(t)
-		if live == 0 {
-			break
-		}
-		if time.Since(killed) > ttl+time.Second {
-			t.Fatalf("%d leases still count %s after the kill (lease TTL %s)", live, time.Since(killed).Round(time.Millisecond), ttl)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	s.waitNoLeases(t, s.leasesLive, killed.Add(ttl+time.Second), "counting after the lease TTL ("+ttl.String()+") and a second")
 }
 
 // TestRestartedProxyBillsStreamsFromItsJournal: streams cut by their proxy's death are

@@ -160,15 +160,7 @@ func TestKilledProxyLeaksNoLease(t *testing.T) {
 	}
 	// Leases are released by the completion that runs just after the response: none is
 	// left in any set, the user's and the account's included.
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		n := s.leasesHeld(t)
-		if n == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d leases left after the request finished", n)
-		}
-	}
+	s.waitNoLeases(t, s.leasesHeld, time.Now().Add(5*time.Second), "after the request finished")
 }
 
 func (s *stack) keyID() int64 {
@@ -208,6 +200,29 @@ func (s *stack) countLeases(t *testing.T, min string) int64 {
 		t.Fatal(err)
 	}
 	return n
+}
+
+// waitNoLeases waits until count (leasesHeld or leasesLive) finds no lease, and fails
+// the test, saying when, if one is still there after deadline.
+func (s *stack) waitNoLeases(t *testing.T, count func(*testing.T) int64, deadline time.Time, when string) {
+	t.Helper()
+	for {
+		n := count(t)
+		if n == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d leases left %s", n, when)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// exited delivers cmd's exit (what Wait returns) once the process has ended.
+func exited(cmd *exec.Cmd) <-chan error {
+	c := make(chan error, 1)
+	go func() { c <- cmd.Wait() }()
+	return c
 }
 
 // waitCheckpoints waits until n streams' checkpoints are in Redis's journal.
@@ -350,10 +365,8 @@ func TestSigtermDrainsUnderLoad(t *testing.T) {
 			t.Fatalf("stream %d did not finish:\n%s", i, rests[i])
 		}
 	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmdA.Wait() }()
 	select {
-	case err := <-exited:
+	case err := <-exited(cmdA):
 		if err != nil {
 			t.Fatalf("proxy exited with %v", err)
 		}
@@ -383,15 +396,7 @@ func TestSigtermDrainsUnderLoad(t *testing.T) {
 	}
 	// No lease outlives the drain (B's unused reservations go back within
 	// ADMISSION_RESERVE_IDLE, 2 s).
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		n := s.leasesHeld(t)
-		if n == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d leases left 10 s after the drain", n)
-		}
-	}
+	s.waitNoLeases(t, s.leasesHeld, time.Now().Add(10*time.Second), "10 s after the drain")
 }
 
 // TestLimitsHoldAcrossTwoProxies: a key's concurrency limit is shared by every proxy.

@@ -45,9 +45,10 @@ func (s *stack) syntheticEvents(t *testing.T, n int) ([]usage.Event, int64) {
 	return evs, total
 }
 
+// usageCount returns how many usage events there are (usageTotals).
 func (s *stack) usageCount(t *testing.T) int {
-	var n int
-	s.pool.QueryRow(context.Background(), "SELECT count(*) FROM usage_events").Scan(&n)
+	t.Helper()
+	n, _ := s.usageTotals(t)
 	return n
 }
 
