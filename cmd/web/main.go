@@ -95,7 +95,12 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 
 // serve runs the app until ctx is done, then drains requests for up to 15 seconds.
 func serve(ctx context.Context, cfg config.Web, logger *slog.Logger) error {
-	pool, err := db.Open(ctx, cfg.DatabaseURL, 0)
+	// The app starts even when PostgreSQL or Redis does not answer yet (both starting
+	// beside it, a failover): until they do, its pages are the same 503 "Temporarily
+	// unavailable" page as during an outage and /readyz says 503, so a load balancer keeps
+	// users away; then it serves without a restart. A malformed URL, a refused password or
+	// a missing database stops it here: waiting would not cure those.
+	pool, err := db.OpenLazy(cfg.DatabaseURL, 0)
 	if err != nil {
 		return err
 	}
@@ -107,12 +112,18 @@ func serve(ctx context.Context, cfg config.Web, logger *slog.Logger) error {
 	}
 	rdb := redis.NewClient(redisOpts)
 	defer rdb.Close()
-	pingCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	err = rdb.Ping(pingCtx).Err()
-	cancel()
-	if err != nil {
-		return fmt.Errorf("connect to redis: %w", err)
+	pingCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	if err := pool.Ping(pingCtx); err != nil {
+		if !db.Unavailable(err) { // a refused login, a missing database: waiting cures nothing
+			cancel()
+			return fmt.Errorf("connect to database: %w", err)
+		}
+		logger.Warn("database unreachable at start; pages answer 503 until it returns", "err", err)
 	}
+	if err := rdb.Ping(pingCtx).Err(); err != nil {
+		logger.Warn("redis unreachable at start; pages answer 503 until it returns", "err", err)
+	}
+	cancel()
 
 	app, err := web.New(web.Config{
 		BaseURL:        cfg.BaseURL,

@@ -53,8 +53,15 @@ func run(ctx context.Context, stderr io.Writer) error {
 	}
 	log := logging.New(stderr, cfg.LogFormat, cfg.LogLevel)
 
-	pool, err := db.Open(ctx, cfg.DatabaseURL, 0)
+	// A worker started while PostgreSQL does not answer yet waits for it (a refused
+	// password or a missing database still stops it at once); Redis may be away at start:
+	// the consumer retries until it answers.
+	pool, err := db.OpenWait(ctx, cfg.DatabaseURL, 0, log)
 	if err != nil {
+		if ctx.Err() != nil {
+			log.Info("worker stopped before it could start", "err", err)
+			return nil
+		}
 		return err
 	}
 	defer pool.Close()

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -70,42 +71,9 @@ func TestRedisOutage(t *testing.T) {
 	}
 
 	start := time.Now()
-	status, e := s.post(t, s.seeded.DemoKey, smallBody)
-	if status != 503 || e.Error.Type != "tollgate_unavailable" || !strings.HasPrefix(e.Error.Message, "Tollgate") {
-		t.Fatalf("during the outage: %d %+v", status, e)
-	}
-	if took := time.Since(start); took > 5*time.Second {
-		t.Fatalf("the refusal took %s", took)
-	}
-	// The other protocols get the same refusal in their own shape.
-	req, _ = http.NewRequest(http.MethodPost, s.proxyURL+"/v1/chat/completions",
-		strings.NewReader(`{"model":"`+gptModel+`","messages":[{"role":"user","content":"hi"}]}`))
-	req.Header.Set("Authorization", "Bearer "+s.seeded.DemoKey)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err = httpClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	var oe struct {
-		Error struct{ Message, Type, Code string } `json:"error"`
-	}
-	if json.Unmarshal(b, &oe) != nil || resp.StatusCode != 503 || oe.Error.Type != "tollgate_unavailable" || !strings.HasPrefix(oe.Error.Message, "Tollgate") {
-		t.Fatalf("OpenAI request during the outage: %d %s", resp.StatusCode, b)
-	}
-	gresp, gb := s.geminiPost(t, "generateContent", "", `{"contents":[{"role":"user","parts":[{"text":"hi"}]}]}`)
-	var ge struct {
-		Error struct {
-			Code    int
-			Message string
-			Status  string
-			Details []struct{ Reason string }
-		} `json:"error"`
-	}
-	if json.Unmarshal(gb, &ge) != nil || gresp.StatusCode != 503 || ge.Error.Code != 503 || ge.Error.Status != "UNAVAILABLE" ||
-		len(ge.Error.Details) != 1 || ge.Error.Details[0].Reason != "tollgate_unavailable" || !strings.HasPrefix(ge.Error.Message, "Tollgate") {
-		t.Fatalf("Gemini request during the outage: %d %s", gresp.StatusCode, gb)
+	s.checkUnavailable(t, s.proxyURL, "during the outage")
+	if took := time.Since(start); took > 15*time.Second {
+		t.Fatalf("the three refusals took %s", took)
 	}
 
 	rs.Start()
@@ -219,25 +187,65 @@ func TestPostgresOutage(t *testing.T) {
 			t.Fatalf("the error page shows %q:\n%s", leak, page)
 		}
 	}
+
+	// Processes started while the database is away wait for it rather than exit. A
+	// proxy answers meanwhile: alive on /healthz, 503 on /readyz, and each protocol's
+	// 503 refusal; a web app its 503 page; a worker stays up.
+	lateAddr := freeAddr(t)
+	lateProxy := exited(s.startProcess(t, "proxy", "PROXY_ADDR="+lateAddr, "PROXY_SPOOL_DIR="+t.TempDir()))
+	lateURL := "http://" + lateAddr
+	waitUp(t, lateURL+"/healthz", "proxy started during the outage")
+	if resp, err := httpClient.Get(lateURL + "/readyz"); err != nil || resp.StatusCode != 503 {
+		t.Fatalf("/readyz of a proxy started during the outage: %v %v", resp, err)
+	} else {
+		resp.Body.Close()
+	}
+	s.checkUnavailable(t, lateURL, "to a proxy started during the outage")
+	lateWorkerAddr := freeAddr(t)
+	lateWorker := exited(s.startProcess(t, "worker", "WORKER_HEALTH_ADDR="+lateWorkerAddr, "USAGE_CLAIM_IDLE=1s"))
+	lateWeb, lateWebCmd := s.startWebProcess(t)
+	lateWebExited := exited(lateWebCmd)
+	waitUp(t, lateWeb.url+"/healthz", "web app started during the outage")
+	if status, page := lateWeb.signIn(t); status != http.StatusServiceUnavailable || !strings.Contains(page, "Temporarily unavailable") {
+		t.Fatalf("sign-in on a web app started during the outage: %d\n%s", status, page)
+	}
+
 	wg.Wait()
 	if t.Failed() {
 		return
 	}
-	pg.Start()
-	t.Logf("%d requests served during the %s outage", during.Load(), outage)
-	// The web app recovers by itself.
-	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(200 * time.Millisecond) {
-		status, page := web.signIn(t)
-		if status == http.StatusSeeOther {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("sign-in 15 s after the database returned: %d\n%s", status, page)
+	for what, c := range map[string]<-chan error{"proxy": lateProxy, "worker": lateWorker, "web app": lateWebExited} {
+		select {
+		case err := <-c:
+			t.Fatalf("the %s started during the outage exited: %v", what, err)
+		default:
 		}
 	}
+	pg.Start()
+	t.Logf("%d requests served during the %s outage", during.Load(), outage)
+	// The web apps recover by themselves, the one started during the outage included.
+	for _, w := range []webApp{web, lateWeb} {
+		for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+			status, page := w.signIn(t)
+			if status == http.StatusSeeOther {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("sign-in 15 s after the database returned: %d\n%s", status, page)
+			}
+		}
+	}
+	// The proxy and the worker started during the outage come up once it ends (their
+	// pause between attempts is at most 5 s); the proxy then serves the demo key.
+	waitUp(t, lateURL+"/readyz", "proxy started during the outage")
+	waitUp(t, "http://"+lateWorkerAddr+"/healthz", "worker started during the outage")
+	if resp, b := rawPost(t, lateURL, s.seeded.DemoKey, smallBody, nil); resp.StatusCode != 200 {
+		t.Fatalf("the proxy started during the outage, once it ended: %d %s", resp.StatusCode, b)
+	}
 
-	// The worker process, still running, stores every request served during the outage.
-	s.waitIngestedBy(t, workerExited, int(during.Load())+1, 30*time.Second)
+	// The worker processes, still running, store every request served during the outage
+	// (and the one just served).
+	s.waitIngestedBy(t, workerExited, int(during.Load())+2, 30*time.Second)
 	var wantNano int64
 	for _, e := range s.fake.ServedSince(seq) {
 		wantNano += s.expectedBilled(e.Usage)
@@ -295,14 +303,21 @@ func TestUsageSpooledWhenRedisAndPostgresAreDown(t *testing.T) {
 // webApp is a cmd/web process on a stack's stores.
 type webApp struct{ url string }
 
-// startWeb runs cmd/web as its own process on the stack's stores.
+// startWeb runs cmd/web as its own process on the stack's stores and waits until it is
+// ready.
 func (s *stack) startWeb(t *testing.T) webApp {
 	t.Helper()
-	addr := freeAddr(t)
-	s.startProcess(t, "web", "WEB_ADDR="+addr, "BASE_URL=http://"+addr, "PROXY_PUBLIC_URL="+s.proxyURL)
-	w := webApp{url: "http://" + addr}
+	w, _ := s.startWebProcess(t)
 	waitUp(t, w.url+"/readyz", "web")
 	return w
+}
+
+// startWebProcess runs cmd/web as its own process on the stack's stores.
+func (s *stack) startWebProcess(t *testing.T) (webApp, *exec.Cmd) {
+	t.Helper()
+	addr := freeAddr(t)
+	cmd := s.startProcess(t, "web", "WEB_ADDR="+addr, "BASE_URL=http://"+addr, "PROXY_PUBLIC_URL="+s.proxyURL)
+	return webApp{url: "http://" + addr}, cmd
 }
 
 // signIn posts the demo user's credentials to /login and returns the status (303 when
@@ -317,4 +332,53 @@ func (w webApp) signIn(t *testing.T) (int, string) {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(b)
+}
+
+// checkUnavailable sends the demo key's request on each protocol (Anthropic, OpenAI Chat
+// Completions, Gemini) to the proxy at base and requires the 503 tollgate_unavailable
+// refusal in that protocol's own shape, with a message that says Tollgate refused.
+func (s *stack) checkUnavailable(t *testing.T, base, when string) {
+	t.Helper()
+	send := func(path, body string, hdr ...string) (*http.Response, []byte) {
+		req, _ := http.NewRequest(http.MethodPost, base+path, strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		for i := 0; i < len(hdr); i += 2 {
+			req.Header.Set(hdr[i], hdr[i+1])
+		}
+		resp, err := httpClient.Do(req)
+		if err != nil {
+			t.Fatalf("%s: %v", when, err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp, b
+	}
+	resp, b := send("/v1/messages", smallBody, "X-Api-Key", s.seeded.DemoKey, "Anthropic-Version", "2023-06-01")
+	var ae struct {
+		Type  string
+		Error struct{ Type, Message string }
+	}
+	if json.Unmarshal(b, &ae) != nil || resp.StatusCode != 503 || ae.Type != "error" || ae.Error.Type != "tollgate_unavailable" || !strings.HasPrefix(ae.Error.Message, "Tollgate") {
+		t.Fatalf("Anthropic request %s: %d %s", when, resp.StatusCode, b)
+	}
+	resp, b = send("/v1/chat/completions", `{"model":"`+gptModel+`","messages":[{"role":"user","content":"hi"}]}`, "Authorization", "Bearer "+s.seeded.DemoKey)
+	var oe struct {
+		Error struct{ Message, Type, Code string } `json:"error"`
+	}
+	if json.Unmarshal(b, &oe) != nil || resp.StatusCode != 503 || oe.Error.Type != "tollgate_unavailable" || !strings.HasPrefix(oe.Error.Message, "Tollgate") {
+		t.Fatalf("OpenAI request %s: %d %s", when, resp.StatusCode, b)
+	}
+	resp, b = send("/v1beta/models/"+geminiModel+":generateContent", `{"contents":[{"role":"user","parts":[{"text":"hi"}]}]}`, "X-Goog-Api-Key", s.seeded.DemoKey)
+	var ge struct {
+		Error struct {
+			Code    int
+			Message string
+			Status  string
+			Details []struct{ Reason string }
+		} `json:"error"`
+	}
+	if json.Unmarshal(b, &ge) != nil || resp.StatusCode != 503 || ge.Error.Code != 503 || ge.Error.Status != "UNAVAILABLE" ||
+		len(ge.Error.Details) != 1 || ge.Error.Details[0].Reason != "tollgate_unavailable" || !strings.HasPrefix(ge.Error.Message, "Tollgate") {
+		t.Fatalf("Gemini request %s: %d %s", when, resp.StatusCode, b)
+	}
 }

@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -66,8 +67,11 @@ type Deps struct {
 }
 
 // Build connects to PostgreSQL and Redis and assembles the relay server with warm caches.
+// While PostgreSQL is unreachable it waits (db.Wait) until ctx ends: a proxy started
+// beside a database that is starting or failing over comes up when the database does.
+// Redis is not needed to start: without it requests get a 503 until it answers.
 func Build(ctx context.Context, cfg config.Proxy, log *slog.Logger) (*Deps, error) {
-	pool, err := db.Open(ctx, cfg.DatabaseURL, 10)
+	pool, err := db.OpenWait(ctx, cfg.DatabaseURL, 10, log)
 	if err != nil {
 		return nil, err
 	}
@@ -102,7 +106,10 @@ func Build(ctx context.Context, cfg config.Proxy, log *slog.Logger) (*Deps, erro
 	pricing := billing.NewPricing(pool)
 	keys := apikey.NewCache(apikey.DBLoader(pool), 5*time.Minute)
 	prefixes := func(ctx context.Context) ([][]byte, error) { return q.APIKeyHashPrefixList(ctx, pool) }
-	if err := errors.Join(accounts.Reload(ctx), pricing.Reload(ctx), keys.ReloadKnown(ctx, prefixes)); err != nil {
+	warm := func(ctx context.Context) error {
+		return errors.Join(accounts.Reload(ctx), pricing.Reload(ctx), keys.ReloadKnown(ctx, prefixes))
+	}
+	if err := db.Wait(ctx, log, "PostgreSQL", warm); err != nil {
 		rdb.Close()
 		pool.Close()
 		return nil, err
@@ -225,11 +232,30 @@ func (d *Deps) Close() {
 
 // Serve runs the proxy on ln until ctx ends, then drains: /readyz turns 503, new
 // connections are refused, and in-flight requests and streams get ShutdownTimeout to
-// finish.
+// finish. Until Build has what it needs from PostgreSQL, ln is served by relay.Starting.
 func Serve(ctx context.Context, cfg config.Proxy, log *slog.Logger, ln net.Listener) error {
+	var handler atomic.Pointer[http.Handler]
+	starting := relay.Starting(func() string { return "waiting for PostgreSQL" })
+	handler.Store(&starting)
+	hs := &http.Server{
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			(*handler.Load()).ServeHTTP(w, r)
+		}),
+		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
+		ReadTimeout:       cfg.ReadTimeout,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
+
 	deps, err := Build(ctx, cfg, log)
 	if err != nil {
-		ln.Close()
+		hs.Close()
+		if ctx.Err() != nil {
+			log.Info("proxy stopped before it could start", "err", err)
+			return nil
+		}
 		return err
 	}
 	defer deps.Close()
@@ -239,16 +265,8 @@ func Serve(ctx context.Context, cfg config.Proxy, log *slog.Logger, ln net.Liste
 	if cfg.AdaptiveProcs && os.Getenv("GOMAXPROCS") == "" {
 		go adaptProcs(runCtx, log, 50*time.Millisecond)
 	}
-
-	hs := &http.Server{
-		Handler:           deps.Server.Handler(),
-		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
-		ReadTimeout:       cfg.ReadTimeout,
-		IdleTimeout:       2 * time.Minute,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-	}
-	errc := make(chan error, 1)
-	go func() { errc <- hs.Serve(ln) }()
+	ready := deps.Server.Handler()
+	handler.Store(&ready)
 	log.Info("proxy listening", "addr", ln.Addr().String())
 
 	select {

@@ -4,15 +4,14 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"net"
 	"net/http"
 	"strconv"
 
 	"github.com/a-h/templ"
 	"github.com/go-chi/chi/v5/middleware"
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/tollgate/tollgate/internal/db"
 	"github.com/tollgate/tollgate/views"
 )
 
@@ -84,19 +83,7 @@ func (s *Server) errorPage(w http.ResponseWriter, r *http.Request, status int, t
 // unavailable reports whether err means a backing service (PostgreSQL, Redis) could not
 // be reached, as opposed to a bug or a bad query.
 func unavailable(err error) bool {
-	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) {
-		switch pgErr.Code[:2] {
-		case "08", "53", "57": // connection exception, insufficient resources, operator intervention
-			return true
-		}
-		return false
-	}
-	var connErr *pgconn.ConnectError
-	var netErr net.Error
-	return errors.As(err, &connErr) || errors.As(err, &netErr) || pgconn.Timeout(err) ||
-		errors.Is(err, context.DeadlineExceeded) || errors.Is(err, redis.ErrClosed) ||
-		errors.Is(err, net.ErrClosed)
+	return db.Unavailable(err) || errors.Is(err, redis.ErrClosed)
 }
 
 func (s *Server) notFound(w http.ResponseWriter, r *http.Request) {
