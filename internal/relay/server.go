@@ -96,7 +96,7 @@ type Server struct {
 	inflight atomic.Int64
 	// deferred holds the light-load completions waiting out lightCompletionDelay.
 	deferredMu  sync.Mutex
-	deferred    map[uint64]deferredCompletion
+	deferred    map[uint64]*deferredCompletion
 	deferredSeq uint64
 	deferredN   atomic.Int32
 }
@@ -104,6 +104,11 @@ type Server struct {
 type deferredCompletion struct {
 	user int64
 	run  func()
+	// started is set by whoever runs it (the timer or settleDeferred); done is closed
+	// once it has run. It stays in the map until then, so that the same user's next
+	// admission can wait for a completion the timer has already started.
+	started bool
+	done    chan struct{}
 }
 
 // deferCompletion runs complete after lightCompletionDelay, or before the admission of
@@ -111,48 +116,72 @@ type deferredCompletion struct {
 func (s *Server) deferCompletion(user int64, complete func()) {
 	s.deferredMu.Lock()
 	if s.deferred == nil {
-		s.deferred = make(map[uint64]deferredCompletion)
+		s.deferred = make(map[uint64]*deferredCompletion)
 	}
 	s.deferredSeq++
 	id := s.deferredSeq
-	s.deferred[id] = deferredCompletion{user, complete}
+	s.deferred[id] = &deferredCompletion{user: user, run: complete, done: make(chan struct{})}
 	s.deferredN.Add(1)
 	s.deferredMu.Unlock()
 	time.AfterFunc(lightCompletionDelay, func() {
 		s.deferredMu.Lock()
-		d, ok := s.deferred[id]
-		if ok {
-			delete(s.deferred, id)
-			s.deferredN.Add(-1)
+		d := s.deferred[id]
+		start := d != nil && !d.started
+		if start {
+			d.started = true
 		}
 		s.deferredMu.Unlock()
-		if ok {
-			d.run()
+		if start {
+			s.runDeferred(id, d)
 		}
 	})
 }
 
+// runDeferred runs a deferred completion its caller has marked started, then forgets it.
+func (s *Server) runDeferred(id uint64, d *deferredCompletion) {
+	d.run()
+	s.deferredMu.Lock()
+	delete(s.deferred, id)
+	s.deferredN.Add(-1)
+	s.deferredMu.Unlock()
+	close(d.done)
+}
+
 // settleDeferred runs the deferred completions of this user's earlier requests on the
-// caller's goroutine, so that the admission that follows sees their leases released and
-// their cost in the balance snapshot and spend counters: a client that sends its requests
-// one after the other meets its limits exactly as if each completion had run before its
-// answer.
+// caller's goroutine, and waits for those the timer has already started, so that the
+// admission that follows sees their leases released and their cost in the balance
+// snapshot and spend counters (and takes the admission a completion reserved, rather
+// than being admitted beside it): a client that sends its requests one after the other
+// meets its limits exactly as if each completion had run before its answer. (Without
+// the wait, a completion started by its timer just before the next request raced that
+// request's admission: on a loaded machine a sequential client went two requests over
+// a spending cap.)
 func (s *Server) settleDeferred(user int64) {
 	if s.deferredN.Load() == 0 {
 		return
 	}
-	var runs []func()
+	var runs []uint64
+	var started []*deferredCompletion
+	var waits []chan struct{}
 	s.deferredMu.Lock()
 	for id, d := range s.deferred {
-		if d.user == user {
-			runs = append(runs, d.run)
-			delete(s.deferred, id)
-			s.deferredN.Add(-1)
+		if d.user != user {
+			continue
 		}
+		if d.started {
+			waits = append(waits, d.done)
+			continue
+		}
+		d.started = true
+		runs = append(runs, id)
+		started = append(started, d)
 	}
 	s.deferredMu.Unlock()
-	for _, run := range runs {
-		run()
+	for i, id := range runs {
+		s.runDeferred(id, started[i])
+	}
+	for _, done := range waits {
+		<-done
 	}
 }
 
