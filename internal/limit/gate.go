@@ -512,23 +512,7 @@ var ErrSwept = errors.New("request already billed from its checkpoint by an orph
 // event (JSON) to the stream and debits the balance snapshot — one atomic call.
 func (g *Gate) Complete(ctx context.Context, l Lease, stream string, event []byte, billedNano int64) error {
 	now := time.Now()
-	u, k, acc := g.users.get(l.UserID), g.keys.get(l.KeyID), g.accounts.get(l.AccountID)
-	ks, us := g.keys.spendNames(k, l.KeyID, now), g.users.spendNames(u, l.UserID, now)
-	var mark any = g.c.sweptNone
-	mode := "0"
-	switch {
-	case l.Orphan:
-		mode, mark = "2", g.prefix+"swept:"+l.RequestID
-	case l.Journaled:
-		mode, mark = "1", g.prefix+"swept:"+l.RequestID
-	}
-	a := evalArgs(completeScript, 15, 8)
-	a = append(a, g.c.stream.box(stream), u.own, u.leases, k.leases, acc.leases,
-		g.c.releaseChannel, ks.daily, ks.month, us.daily, u.waiting, k.waiting, acc.waiting,
-		g.c.journal, g.c.journalEvents, mark,
-		event, billedNano, l.RequestID, u.scope+" "+k.scope+" "+acc.scope, mode, now.UnixMilli(),
-		flag(l.holdsUser()), flag(l.holdsKey()))
-	c := &scriptCall{script: completeScript, args: a}
+	c := g.completeCall(l, stream, event, billedNano, now)
 	var next Request
 	if l.shape != nil && g.reserving() {
 		// The next request of a busy run is admitted in the same pipeline, after this
@@ -550,6 +534,39 @@ func (g *Gate) Complete(ctx context.Context, l Lease, stream string, event []byt
 		return ErrAlive
 	}
 	return nil
+}
+
+// completeCall builds the call of complete.lua that completes l.
+func (g *Gate) completeCall(l Lease, stream string, event []byte, billedNano int64, now time.Time) *scriptCall {
+	u, k, acc := g.users.get(l.UserID), g.keys.get(l.KeyID), g.accounts.get(l.AccountID)
+	ks, us := g.keys.spendNames(k, l.KeyID, now), g.users.spendNames(u, l.UserID, now)
+	var mark any = g.c.sweptNone
+	mode := "0"
+	switch {
+	case l.Orphan:
+		mode, mark = "2", g.prefix+"swept:"+l.RequestID
+	case l.Journaled:
+		mode, mark = "1", g.prefix+"swept:"+l.RequestID
+	}
+	a := evalArgs(completeScript, 15, 8)
+	a = append(a, g.c.stream.box(stream), u.own, u.leases, k.leases, acc.leases,
+		g.c.releaseChannel, ks.daily, ks.month, us.daily, u.waiting, k.waiting, acc.waiting,
+		g.c.journal, g.c.journalEvents, mark,
+		event, billedNano, l.RequestID, u.scope+" "+k.scope+" "+acc.scope, mode, now.UnixMilli(),
+		flag(l.holdsUser()), flag(l.holdsKey()))
+	c := &scriptCall{script: completeScript, args: a}
+	if mode == "0" {
+		c.mergeable = true
+		c.completion = completion{
+			group: completionGroup{user: l.UserID, key: l.KeyID, day: ks.daily, stream: stream},
+			shared: [10]any{a[3], u.own, u.leases, k.leases, g.c.releaseChannel, ks.daily, ks.month, us.daily,
+				u.waiting, k.waiting},
+			acc:   [2]any{acc.leases, acc.waiting},
+			event: event, billed: billedNano, member: l.RequestID, wake: a[21],
+			holdsU: flag(l.holdsUser()), holdsK: flag(l.holdsKey()),
+		}
+	}
+	return c
 }
 
 func flag(b bool) string {
