@@ -42,11 +42,10 @@ type scriptCall struct {
 	// noscript: Redis did not know the script and the call was sent again after loading
 	// it, so it may have run out of order with the calls around it.
 	noscript bool
-	// mergeable: a completion that may be merged with others of its user and key, as
-	// completion says (merge.go); merged: this call stands for such completions.
-	mergeable  bool
-	completion completion
-	merged     *merged
+	// mergeable: a completion that may be merged with others of its user and key
+	// (merge.go); merged: this call stands for such completions.
+	mergeable bool
+	merged    *merged
 }
 
 func newBatcher(rdb redis.UniversalClient, lanes int) *batcher {

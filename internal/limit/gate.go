@@ -555,17 +555,8 @@ func (g *Gate) completeCall(l Lease, stream string, event []byte, billedNano int
 		event, billedNano, l.RequestID, u.scope+" "+k.scope+" "+acc.scope, mode, now.UnixMilli(),
 		flag(l.holdsUser()), flag(l.holdsKey()))
 	c := &scriptCall{script: completeScript, args: a}
-	if mode == "0" {
-		c.mergeable = true
-		c.completion = completion{
-			group: completionGroup{user: l.UserID, key: l.KeyID, day: ks.daily, stream: stream},
-			shared: [10]any{a[3], u.own, u.leases, k.leases, g.c.releaseChannel, ks.daily, ks.month, us.daily,
-				u.waiting, k.waiting},
-			acc:   [2]any{acc.leases, acc.waiting},
-			event: event, billed: billedNano, member: l.RequestID, wake: a[21],
-			holdsU: flag(l.holdsUser()), holdsK: flag(l.holdsKey()),
-		}
-	}
+	// Without a checkpoint, its reply is 1 whatever happens: it may be merged (merge.go).
+	c.mergeable = mode == "0"
 	return c
 }
 

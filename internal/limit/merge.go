@@ -30,26 +30,38 @@ var completeManyScript = newScript(completeManyLua)
 // the debits before it; a call queued between two merged completions now runs after
 // both, as if the second had been queued earlier, which it could have been.
 
-// completion is what a mergeable completion's call holds for complete_many.lua.
-type completion struct {
-	group  completionGroup
-	shared [10]any // KEYS[1..10] of complete_many.lua
-	acc    [2]any  // the account's lease set and waiting flag
-	event  any     // the usage event JSON ('' none)
-	billed int64   // counted in the sum only with an event
-	member any
-	wake   any
-	holdsU string
-	holdsK string
+// A mergeable completion's call is read from its complete.lua argument list
+// (Gate.completeCall), so that mergeability costs the calls nothing but a flag: these are
+// the positions of complete.lua's keys and arguments in it (after "evalsha", the SHA and
+// the number of keys).
+const (
+	argStream   = 3  // KEYS[1]
+	argBalance  = 4  // KEYS[2], the user's
+	argKeySet   = 6  // KEYS[4], the key's lease set
+	argAccSet   = 7  // KEYS[5]
+	argDaily    = 9  // KEYS[7], the key's spend counter of the day
+	argAccWait  = 14 // KEYS[12]
+	argEvent    = 18 // ARGV[1]
+	argBilled   = 19 // ARGV[2] (int64)
+	argMember   = 20 // ARGV[3]
+	argWake     = 21 // ARGV[4]
+	argHoldsU   = 24 // ARGV[7]
+	argHoldsK   = 25 // ARGV[8]
+	completeLen = 26
+)
+
+// completionGroup: completions that may be merged share it — the same stream, the same
+// user's balance, the same key, the same day's counters.
+type completionGroup [4]any
+
+func groupOf(c *scriptCall) completionGroup {
+	return completionGroup{c.args[argStream], c.args[argBalance], c.args[argKeySet], c.args[argDaily]}
 }
 
-// completionGroup: completions that may be merged share it — the same user's balance,
-// the same key, the same day's counters (day: the key's daily counter's name), the same
-// stream.
-type completionGroup struct {
-	user, key int64
-	day       any
-	stream    string
+// sameGroup is groupOf(c) == groupOf(d), without building them.
+func sameGroup(c, d *scriptCall) bool {
+	a, b := c.args, d.args
+	return a[argKeySet] == b[argKeySet] && a[argBalance] == b[argBalance] && a[argDaily] == b[argDaily] && a[argStream] == b[argStream]
 }
 
 // merged is a call of complete_many.lua standing for members.
@@ -63,37 +75,35 @@ type merged struct {
 // was, followed by their chains. After the round trip, spread hands the merged reply to
 // its members.
 func mergeCompletions(batch []*scriptCall) []*scriptCall {
-	var counts map[completionGroup]int
-	for _, c := range batch {
-		if c.mergeable {
-			if counts == nil {
-				counts = make(map[completionGroup]int)
-			}
-			counts[c.completion.group]++
-		}
-	}
 	sent := make([]*scriptCall, 0, len(batch)+1)
 	chain := func(c *scriptCall) {
 		for ; c != nil; c = c.then {
 			sent = append(sent, c)
 		}
 	}
-	if !hasRepeat(counts) {
+	if !repeats(batch) {
 		for _, c := range batch {
 			chain(c)
 		}
 		return sent
 	}
+	counts := make(map[completionGroup]int)
+	for _, c := range batch {
+		if c.mergeable {
+			counts[groupOf(c)]++
+		}
+	}
 	groups := make(map[completionGroup]*scriptCall)
 	for _, c := range batch {
-		if !c.mergeable || counts[c.completion.group] < 2 {
+		if !c.mergeable || counts[groupOf(c)] < 2 {
 			chain(c)
 			continue
 		}
-		m := groups[c.completion.group]
+		g := groupOf(c)
+		m := groups[g]
 		if m == nil {
 			m = &scriptCall{script: completeManyScript, merged: &merged{}}
-			groups[c.completion.group] = m
+			groups[g] = m
 			sent = append(sent, m)
 		}
 		m.merged.members = append(m.merged.members, c)
@@ -115,10 +125,18 @@ func mergeCompletions(batch []*scriptCall) []*scriptCall {
 	return out
 }
 
-func hasRepeat(counts map[completionGroup]int) bool {
-	for _, n := range counts {
-		if n > 1 {
-			return true
+// repeats reports whether two mergeable completions of batch share a group. It
+// allocates nothing: with many users most batches have no two of one user and key, and
+// then the batch goes as it is.
+func repeats(batch []*scriptCall) bool {
+	for i, c := range batch {
+		if !c.mergeable {
+			continue
+		}
+		for _, d := range batch[i+1:] {
+			if d.mergeable && sameGroup(c, d) {
+				return true
+			}
 		}
 	}
 	return false
@@ -128,31 +146,22 @@ func hasRepeat(counts map[completionGroup]int) bool {
 func completeManyArgs(members []*scriptCall) []any {
 	n := len(members)
 	a := evalArgs(completeManyScript, 10+2*n, 1+5*n)
-	a = append(a, members[0].completion.shared[:]...)
+	f := members[0].args
+	// KEYS[1..10]: complete.lua's KEYS[1..4] and KEYS[6..11].
+	a = append(a, f[argStream:argAccSet]...)
+	a = append(a, f[argAccSet+1:argAccWait]...)
 	var sum int64
 	for _, m := range members {
-		c := &m.completion
-		a = append(a, c.acc[0], c.acc[1])
-		if c.billed > 0 && !emptyEvent(c.event) {
-			sum += c.billed
+		a = append(a, m.args[argAccSet], m.args[argAccWait])
+		if billed := m.args[argBilled].(int64); billed > 0 && len(m.args[argEvent].([]byte)) > 0 {
+			sum += billed
 		}
 	}
 	a = append(a, strconv.FormatInt(sum, 10))
 	for _, m := range members {
-		c := &m.completion
-		a = append(a, c.event, c.member, c.wake, c.holdsU, c.holdsK)
+		a = append(a, m.args[argEvent], m.args[argMember], m.args[argWake], m.args[argHoldsU], m.args[argHoldsK])
 	}
 	return a
-}
-
-func emptyEvent(ev any) bool {
-	switch e := ev.(type) {
-	case []byte:
-		return len(e) == 0
-	case string:
-		return e == ""
-	}
-	return ev == nil
 }
 
 // spread gives each member of a merged call the reply its own complete.lua call would

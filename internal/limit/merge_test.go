@@ -73,7 +73,13 @@ func TestMergedCompletionsMatchSeparateOnes(t *testing.T) {
 			var calls []*scriptCall
 			for i, l := range leases {
 				ev, billed := event(i)
-				calls = append(calls, g.completeCall(l, stream, ev, billed, now))
+				c := g.completeCall(l, stream, ev, billed, now)
+				// merge.go reads the call's arguments by position.
+				if len(c.args) != completeLen || c.args[argMember] != l.RequestID || c.args[argStream] != stream ||
+					c.args[argBalance] != prefix+"bal:9" || c.args[argKeySet] != prefix+"conc:k:7" || !c.mergeable {
+					t.Fatalf("complete.lua's arguments moved: %v", c.args)
+				}
+				calls = append(calls, c)
 			}
 			if sent := mergeCompletions(calls); len(sent) != 1 || sent[0].merged == nil {
 				t.Fatalf("%d completions of one user and key went as %d calls", n, len(sent))
