@@ -42,10 +42,6 @@ type scriptCall struct {
 	// noscript: Redis did not know the script and the call was sent again after loading
 	// it, so it may have run out of order with the calls around it.
 	noscript bool
-	// mergeable: a completion that may be merged with others of its user and key
-	// (merge.go); merged: this call stands for such completions.
-	mergeable bool
-	merged    *merged
 }
 
 func newBatcher(rdb redis.UniversalClient, lanes int) *batcher {
@@ -130,31 +126,26 @@ func (b *batcher) send(batch []*scriptCall) {
 	}
 }
 
-// exec pipelines the batch with EVALSHA, merging completions (merge.go); scripts Redis
-// does not know (after a restart or SCRIPT FLUSH) are loaded and their calls sent again,
-// once.
+// exec pipelines the batch with EVALSHA; scripts Redis does not know (after a restart or
+// SCRIPT FLUSH) are loaded and their calls sent again, once.
 func (b *batcher) exec(batch []*scriptCall) {
 	ctx := context.Background()
-	sent := mergeCompletions(batch)
 	pipe := b.rdb.Pipeline()
-	for _, c := range sent {
-		c.cmd = pipe.Do(ctx, c.args...)
+	for _, c := range batch {
+		for ; c != nil; c = c.then {
+			c.cmd = pipe.Do(ctx, c.args...)
+		}
 	}
 	var replyErr redis.Error
 	if _, err := pipe.Exec(ctx); err != nil && !errors.As(err, &replyErr) && b.lost != nil {
 		b.lost() // not a script's own error: the round trip failed
 	}
-	defer func() {
-		for _, c := range sent {
-			if c.merged != nil {
-				c.merged.spread(c.cmd, c.noscript)
-			}
-		}
-	}()
 	var retry []*scriptCall
-	for _, c := range sent {
-		if err := c.cmd.Err(); err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
-			retry = append(retry, c)
+	for _, c := range batch {
+		for ; c != nil; c = c.then {
+			if err := c.cmd.Err(); err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
+				retry = append(retry, c)
+			}
 		}
 	}
 	if len(retry) == 0 {

@@ -512,7 +512,23 @@ var ErrSwept = errors.New("request already billed from its checkpoint by an orph
 // event (JSON) to the stream and debits the balance snapshot — one atomic call.
 func (g *Gate) Complete(ctx context.Context, l Lease, stream string, event []byte, billedNano int64) error {
 	now := time.Now()
-	c := g.completeCall(l, stream, event, billedNano, now)
+	u, k, acc := g.users.get(l.UserID), g.keys.get(l.KeyID), g.accounts.get(l.AccountID)
+	ks, us := g.keys.spendNames(k, l.KeyID, now), g.users.spendNames(u, l.UserID, now)
+	var mark any = g.c.sweptNone
+	mode := "0"
+	switch {
+	case l.Orphan:
+		mode, mark = "2", g.prefix+"swept:"+l.RequestID
+	case l.Journaled:
+		mode, mark = "1", g.prefix+"swept:"+l.RequestID
+	}
+	a := evalArgs(completeScript, 15, 8)
+	a = append(a, g.c.stream.box(stream), u.own, u.leases, k.leases, acc.leases,
+		g.c.releaseChannel, ks.daily, ks.month, us.daily, u.waiting, k.waiting, acc.waiting,
+		g.c.journal, g.c.journalEvents, mark,
+		event, billedNano, l.RequestID, u.scope+" "+k.scope+" "+acc.scope, mode, now.UnixMilli(),
+		flag(l.holdsUser()), flag(l.holdsKey()))
+	c := &scriptCall{script: completeScript, args: a}
 	var next Request
 	if l.shape != nil && g.reserving() {
 		// The next request of a busy run is admitted in the same pipeline, after this
@@ -534,30 +550,6 @@ func (g *Gate) Complete(ctx context.Context, l Lease, stream string, event []byt
 		return ErrAlive
 	}
 	return nil
-}
-
-// completeCall builds the call of complete.lua that completes l.
-func (g *Gate) completeCall(l Lease, stream string, event []byte, billedNano int64, now time.Time) *scriptCall {
-	u, k, acc := g.users.get(l.UserID), g.keys.get(l.KeyID), g.accounts.get(l.AccountID)
-	ks, us := g.keys.spendNames(k, l.KeyID, now), g.users.spendNames(u, l.UserID, now)
-	var mark any = g.c.sweptNone
-	mode := "0"
-	switch {
-	case l.Orphan:
-		mode, mark = "2", g.prefix+"swept:"+l.RequestID
-	case l.Journaled:
-		mode, mark = "1", g.prefix+"swept:"+l.RequestID
-	}
-	a := evalArgs(completeScript, 15, 8)
-	a = append(a, g.c.stream.box(stream), u.own, u.leases, k.leases, acc.leases,
-		g.c.releaseChannel, ks.daily, ks.month, us.daily, u.waiting, k.waiting, acc.waiting,
-		g.c.journal, g.c.journalEvents, mark,
-		event, billedNano, l.RequestID, u.scope+" "+k.scope+" "+acc.scope, mode, now.UnixMilli(),
-		flag(l.holdsUser()), flag(l.holdsKey()))
-	c := &scriptCall{script: completeScript, args: a}
-	// Without a checkpoint, its reply is 1 whatever happens: it may be merged (merge.go).
-	c.mergeable = mode == "0"
-	return c
 }
 
 func flag(b bool) string {
