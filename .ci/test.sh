@@ -18,9 +18,12 @@ echo "test: TEST_REDIS_URL=$TEST_REDIS_URL"
 
 mkdir -p .dev/logs .dev/bin
 go build -o .dev/bin/testsum .ci/testsum.go
-echo "test: go test -count=1 -timeout 15m ./...  (raw output: .dev/logs/go-test.json)"
+# With the race detector: the proxy, the gate and the usage pipeline are concurrent code,
+# and the e2e tests run a whole proxy in-process under load (the processes they start are
+# built without it). It costs the run a few seconds here, as the tests mostly wait on I/O.
+echo "test: go test -race -count=1 -timeout 15m ./...  (raw output: .dev/logs/go-test.json)"
 set +e
-go test -count=1 -timeout 15m -json ./... 2>&1 | tee .dev/logs/go-test.json | .dev/bin/testsum
+go test -race -count=1 -timeout 15m -json ./... 2>&1 | tee .dev/logs/go-test.json | .dev/bin/testsum
 status=("${PIPESTATUS[@]}")
 set -e
 if [[ ${status[0]} -ne 0 || ${status[2]} -ne 0 ]]; then

@@ -228,7 +228,7 @@ func killedProxyBillsAnswersItHadRead(t *testing.T, sibling bool) {
 	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	cmd.Wait()
+	waitExit(cmd)
 	release()
 	if !sibling {
 		if got := s.inUsageStream(t, rids); len(got) != 0 {
@@ -322,7 +322,7 @@ func TestKilledProxyUnderLoadBillsEveryAnswer(t *testing.T) {
 	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	cmd.Wait()
+	waitExit(cmd)
 	killed := time.Now()
 	close(stop)
 	wg.Wait()
@@ -423,7 +423,7 @@ func TestRestartedProxyBillsStreamsFromItsJournal(t *testing.T) {
 	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	cmd.Wait()
+	waitExit(cmd)
 	release()
 	// One checkpoint as if it had not reached Redis before the kill: the file bills it too.
 	if err := s.rdb.HDel(ctx, journal, rids[0]).Err(); err != nil {

@@ -79,11 +79,38 @@ func (s *stack) startProcess(t *testing.T, name string, env ...string) *exec.Cmd
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	// One goroutine waits for the process (exec.Cmd.Wait may be called only once);
+	// waitExit and exited read what it got.
+	p := &process{done: make(chan struct{})}
+	processes.Store(cmd, p)
+	go func() {
+		p.err = cmd.Wait()
+		close(p.done)
+	}()
 	t.Cleanup(func() {
 		cmd.Process.Kill()
-		cmd.Wait()
+		<-p.done
+		processes.Delete(cmd)
 	})
 	return cmd
+}
+
+// process is the exit of a process startProcess started: done is closed once it has
+// exited, err is what Wait returned.
+type process struct {
+	done chan struct{}
+	err  error
+}
+
+var processes sync.Map // *exec.Cmd → *process
+
+// waitExit waits until cmd (started by startProcess) has exited and returns what Wait
+// returned.
+func waitExit(cmd *exec.Cmd) error {
+	v, _ := processes.Load(cmd)
+	p := v.(*process)
+	<-p.done
+	return p.err
 }
 
 // waitUp waits until url answers 200.
@@ -146,7 +173,7 @@ func TestKilledProxyLeaksNoLease(t *testing.T) {
 		t.Fatal(err)
 	}
 	killed := time.Now()
-	cmd.Wait()
+	waitExit(cmd)
 
 	// The in-process proxy shares the stores: its request waits for the dead lease to
 	// expire, then is admitted.
@@ -221,7 +248,7 @@ func (s *stack) waitNoLeases(t *testing.T, count func(*testing.T) int64, deadlin
 // exited delivers cmd's exit (what Wait returns) once the process has ended.
 func exited(cmd *exec.Cmd) <-chan error {
 	c := make(chan error, 1)
-	go func() { c <- cmd.Wait() }()
+	go func() { c <- waitExit(cmd) }()
 	return c
 }
 
@@ -452,7 +479,7 @@ func TestKilledProxyBillsInFlightStreams(t *testing.T) {
 	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	cmd.Wait()
+	waitExit(cmd)
 	release()
 
 	// fakellm notices the dead connection at its next event and logs what it wrote.

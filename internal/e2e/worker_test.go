@@ -96,7 +96,7 @@ func TestWorkerKilledMidBatch(t *testing.T) {
 		}
 	}
 	a.Process.Signal(syscall.SIGKILL)
-	a.Wait()
+	waitExit(a)
 	killedAt, held := s.usageCount(t), pending()
 	if killedAt >= n || held == 0 {
 		t.Fatalf("killed with %d of %d rows stored and %d entries pending: not mid-batch", killedAt, n, held)
@@ -202,7 +202,7 @@ func TestTwoWorkersRunPeriodicJobsOnce(t *testing.T) {
 	stopping := time.Now()
 	for _, w := range workers {
 		w.Process.Signal(syscall.SIGTERM)
-		w.Wait()
+		waitExit(w)
 	}
 	elapsed := time.Since(started)
 
