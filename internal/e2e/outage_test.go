@@ -22,7 +22,8 @@ import (
 
 // TestRedisOutage: without Redis the proxy refuses with a clear 503 in the protocol's
 // shape (no unlimited mode), a stream that was already running is still billed (straight
-// to PostgreSQL), and service comes back by itself when Redis does. Redis keeps its data
+// to PostgreSQL), and service comes back by itself when Redis does. A proxy, a worker and
+// a web app started during the outage come up, wait, and serve once it is over. Redis keeps its data
 // (AOF) across the outage, so the balance snapshot it had returns with it: the proxy
 // resets it for the usage it stored meanwhile.
 func TestRedisOutage(t *testing.T) {
@@ -76,6 +77,30 @@ func TestRedisOutage(t *testing.T) {
 		t.Fatalf("the three refusals took %s", took)
 	}
 
+	// Processes started while Redis is away come up and wait for it: a proxy is alive,
+	// not ready, and refuses each protocol in its shape; a worker and a web app run.
+	lateAddr := freeAddr(t)
+	lateProxy := exited(s.startProcess(t, "proxy", "PROXY_ADDR="+lateAddr, "PROXY_SPOOL_DIR="+t.TempDir()))
+	lateURL := "http://" + lateAddr
+	waitUp(t, lateURL+"/healthz", "proxy started during the outage")
+	if resp, err := httpClient.Get(lateURL + "/readyz"); err != nil || resp.StatusCode != 503 {
+		t.Fatalf("/readyz of a proxy started during the outage: %v %v", resp, err)
+	} else {
+		resp.Body.Close()
+	}
+	s.checkUnavailable(t, lateURL, "to a proxy started during the outage")
+	lateWorker := exited(s.startWorker(t))
+	lateWeb, lateWebCmd := s.startWebProcess(t)
+	lateWebExited := exited(lateWebCmd)
+	waitUp(t, lateWeb.url+"/healthz", "web app started during the outage")
+	for what, c := range map[string]<-chan error{"proxy": lateProxy, "worker": lateWorker, "web app": lateWebExited} {
+		select {
+		case err := <-c:
+			t.Fatalf("the %s started during the outage exited: %v", what, err)
+		default:
+		}
+	}
+
 	rs.Start()
 	deadline := time.Now().Add(15 * time.Second)
 	for {
@@ -98,6 +123,20 @@ func TestRedisOutage(t *testing.T) {
 		t.Fatalf("after the outage: %d", status)
 	}
 	s.waitIngestedBy(t, workerExited, rows+1, 15*time.Second)
+
+	// The processes started during the outage serve once it is over: the proxy's answer
+	// is ingested and billed like any other; the web app signs users in.
+	waitUp(t, lateURL+"/readyz", "proxy started during the outage")
+	waitUp(t, lateWeb.url+"/readyz", "web app started during the outage")
+	if status, page := lateWeb.signIn(t); status != http.StatusSeeOther {
+		t.Fatalf("sign-in on the web app started during the outage: %d\n%s", status, page)
+	}
+	rows = s.usageCount(t)
+	if resp, b := rawPost(t, lateURL, s.seeded.DemoKey, smallBody, nil); resp.StatusCode != 200 {
+		t.Fatalf("the proxy started during the outage, once it ended: %d %s", resp.StatusCode, b)
+	}
+	s.waitIngestedBy(t, workerExited, rows+1, 15*time.Second)
+	s.checkSnapshotHonest(t, s.seeded.DemoUserID)
 }
 
 // waitIngestedBy waits until usage_events holds n rows, which only the worker process
