@@ -139,6 +139,54 @@ func TestRedisOutage(t *testing.T) {
 	s.checkSnapshotHonest(t, s.seeded.DemoUserID)
 }
 
+// TestHungRedisRefusesFast: when Redis hangs (its process frozen: connections open,
+// nothing answers, as with a network that drops packets), the first request waits out the
+// client's timeouts, and the following ones get their 503 at once instead of each waiting
+// as long (the batcher's breaker); service resumes by itself once Redis answers, and what
+// was served is billed.
+func TestHungRedisRefusesFast(t *testing.T) {
+	rs := testenv.RedisServer(t)
+	s := newStack(t, func(su *setup) { su.redis = rs })
+	if status, _ := s.post(t, s.seeded.DemoKey, smallBody); status != 200 {
+		t.Fatalf("before Redis hung: %d", status)
+	}
+	rs.Freeze()
+	start := time.Now()
+	if status, e := s.post(t, s.seeded.DemoKey, smallBody); status != 503 || e.Error.Type != "tollgate_unavailable" {
+		t.Fatalf("first request to a hung Redis: %d %+v", status, e)
+	}
+	first := time.Since(start)
+	var fast, refused int
+	for start := time.Now(); time.Since(start) < 3*time.Second; {
+		t0 := time.Now()
+		status, e := s.post(t, s.seeded.DemoKey, smallBody)
+		if status != 503 || e.Error.Type != "tollgate_unavailable" {
+			t.Fatalf("request to a hung Redis: %d %+v", status, e)
+		}
+		refused++
+		if time.Since(t0) < 300*time.Millisecond {
+			fast++
+		}
+	}
+	t.Logf("first refusal after %s; then %d refusals in 3 s, %d of them under 300 ms", first.Round(time.Millisecond), refused, fast)
+	// Without the breaker each refusal waits for the read timeout (2 s): two at most.
+	if fast < 10 {
+		t.Fatalf("%d of %d refusals in 3 s came under 300 ms", fast, refused)
+	}
+	rs.Thaw()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		status, _ := s.post(t, s.seeded.DemoKey, smallBody)
+		if status == 200 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no recovery 10 s after Redis answered again: %d", status)
+		}
+	}
+	s.ingest(2)
+	s.checkSnapshotHonest(t, s.seeded.DemoUserID)
+}
+
 // waitIngestedBy waits until usage_events holds n rows, which only the worker process
 // whose exit workerExited reports stores (failing if it exits first, or if more appear).
 // A failed count (a database coming back) is retried.

@@ -8,6 +8,7 @@ import (
 	"os/user"
 	"path/filepath"
 	"strconv"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -19,6 +20,25 @@ type Server struct {
 	t     testing.TB
 	start func() error
 	stop  func() error
+	pid   func() int // the running server's process, 0 when stopped (Redis only)
+}
+
+// Freeze stops the server's process without closing anything (SIGSTOP): connections stay
+// open and new ones are accepted by the kernel, but nothing answers — a server that hangs,
+// or a network that drops packets. Thaw resumes it. Redis servers only.
+func (s *Server) Freeze() { s.signal(syscall.SIGSTOP) }
+
+// Thaw resumes a frozen server (SIGCONT).
+func (s *Server) Thaw() { s.signal(syscall.SIGCONT) }
+
+func (s *Server) signal(sig syscall.Signal) {
+	s.t.Helper()
+	if s.pid == nil || s.pid() == 0 {
+		s.t.Fatal("no server process to signal")
+	}
+	if err := syscall.Kill(s.pid(), sig); err != nil {
+		s.t.Fatalf("signal server: %v", err)
+	}
 }
 
 // Start (re)starts the server on the same port with the same data.
@@ -130,6 +150,12 @@ func RedisServer(t testing.TB, args ...string) *Server {
 			}
 		}
 		return fmt.Errorf("redis-server did not listen on port %d", port)
+	}
+	s.pid = func() int {
+		if cmd == nil || cmd.Process == nil {
+			return 0
+		}
+		return cmd.Process.Pid
 	}
 	s.stop = func() error {
 		if cmd == nil || cmd.Process == nil {
