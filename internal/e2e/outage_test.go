@@ -79,27 +79,12 @@ func TestRedisOutage(t *testing.T) {
 
 	// Processes started while Redis is away come up and wait for it: a proxy is alive,
 	// not ready, and refuses each protocol in its shape; a worker and a web app run.
-	lateAddr := freeAddr(t)
-	lateProxy := exited(s.startProcess(t, "proxy", "PROXY_ADDR="+lateAddr, "PROXY_SPOOL_DIR="+t.TempDir()))
-	lateURL := "http://" + lateAddr
-	waitUp(t, lateURL+"/healthz", "proxy started during the outage")
-	if resp, err := httpClient.Get(lateURL + "/readyz"); err != nil || resp.StatusCode != 503 {
-		t.Fatalf("/readyz of a proxy started during the outage: %v %v", resp, err)
-	} else {
-		resp.Body.Close()
-	}
-	s.checkUnavailable(t, lateURL, "to a proxy started during the outage")
+	lateURL, lateProxy := s.startProxyDuringOutage(t)
 	lateWorker := exited(s.startWorker(t))
 	lateWeb, lateWebCmd := s.startWebProcess(t)
 	lateWebExited := exited(lateWebCmd)
 	waitUp(t, lateWeb.url+"/healthz", "web app started during the outage")
-	for what, c := range map[string]<-chan error{"proxy": lateProxy, "worker": lateWorker, "web app": lateWebExited} {
-		select {
-		case err := <-c:
-			t.Fatalf("the %s started during the outage exited: %v", what, err)
-		default:
-		}
-	}
+	stillRunning(t, map[string]<-chan error{"proxy": lateProxy, "worker": lateWorker, "web app": lateWebExited})
 
 	rs.Start()
 	deadline := time.Now().Add(15 * time.Second)
@@ -278,16 +263,7 @@ func TestPostgresOutage(t *testing.T) {
 	// Processes started while the database is away wait for it rather than exit. A
 	// proxy answers meanwhile: alive on /healthz, 503 on /readyz, and each protocol's
 	// 503 refusal; a web app its 503 page; a worker stays up.
-	lateAddr := freeAddr(t)
-	lateProxy := exited(s.startProcess(t, "proxy", "PROXY_ADDR="+lateAddr, "PROXY_SPOOL_DIR="+t.TempDir()))
-	lateURL := "http://" + lateAddr
-	waitUp(t, lateURL+"/healthz", "proxy started during the outage")
-	if resp, err := httpClient.Get(lateURL + "/readyz"); err != nil || resp.StatusCode != 503 {
-		t.Fatalf("/readyz of a proxy started during the outage: %v %v", resp, err)
-	} else {
-		resp.Body.Close()
-	}
-	s.checkUnavailable(t, lateURL, "to a proxy started during the outage")
+	lateURL, lateProxy := s.startProxyDuringOutage(t)
 	lateWorkerAddr := freeAddr(t)
 	lateWorker := exited(s.startProcess(t, "worker", "WORKER_HEALTH_ADDR="+lateWorkerAddr, "USAGE_CLAIM_IDLE=1s"))
 	lateWeb, lateWebCmd := s.startWebProcess(t)
@@ -301,13 +277,7 @@ func TestPostgresOutage(t *testing.T) {
 	if t.Failed() {
 		return
 	}
-	for what, c := range map[string]<-chan error{"proxy": lateProxy, "worker": lateWorker, "web app": lateWebExited} {
-		select {
-		case err := <-c:
-			t.Fatalf("the %s started during the outage exited: %v", what, err)
-		default:
-		}
-	}
+	stillRunning(t, map[string]<-chan error{"proxy": lateProxy, "worker": lateWorker, "web app": lateWebExited})
 	pg.Start()
 	t.Logf("%d requests served during the %s outage", during.Load(), outage)
 	// The web apps recover by themselves, the one started during the outage included.
@@ -467,5 +437,36 @@ func (s *stack) checkUnavailable(t *testing.T, base, when string) {
 	if json.Unmarshal(b, &ge) != nil || resp.StatusCode != 503 || ge.Error.Code != 503 || ge.Error.Status != "UNAVAILABLE" ||
 		len(ge.Error.Details) != 1 || ge.Error.Details[0].Reason != "tollgate_unavailable" || !strings.HasPrefix(ge.Error.Message, "Tollgate") {
 		t.Fatalf("Gemini request %s: %d %s", when, resp.StatusCode, b)
+	}
+}
+
+// startProxyDuringOutage starts a proxy process while a store is away and checks that it
+// is alive (/healthz), not ready (/readyz 503), and refuses each protocol in its shape. It
+// returns the proxy's URL and its exit (exited).
+func (s *stack) startProxyDuringOutage(t *testing.T) (string, <-chan error) {
+	t.Helper()
+	addr := freeAddr(t)
+	exit := exited(s.startProcess(t, "proxy", "PROXY_ADDR="+addr, "PROXY_SPOOL_DIR="+t.TempDir()))
+	url := "http://" + addr
+	waitUp(t, url+"/healthz", "proxy started during the outage")
+	resp, err := httpClient.Get(url + "/readyz")
+	if err != nil || resp.StatusCode != 503 {
+		t.Fatalf("/readyz of a proxy started during the outage: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	s.checkUnavailable(t, url, "to a proxy started during the outage")
+	return url, exit
+}
+
+// stillRunning fails the test if one of the processes (named, with their exits) has
+// exited.
+func stillRunning(t *testing.T, procs map[string]<-chan error) {
+	t.Helper()
+	for what, c := range procs {
+		select {
+		case err := <-c:
+			t.Fatalf("the %s started during the outage exited: %v", what, err)
+		default:
+		}
 	}
 }
