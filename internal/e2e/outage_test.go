@@ -127,7 +127,7 @@ func TestRedisOutage(t *testing.T) {
 // TestHungRedisRefusesFast: when Redis hangs (its process frozen: connections open,
 // nothing answers, as with a network that drops packets), the first request waits out the
 // client's timeouts, and the following ones get their 503 at once instead of each waiting
-// as long (the batcher's breaker); service resumes by itself once Redis answers, and what
+// as long (limit.Breaker on the proxy's Redis client); service resumes by itself once Redis answers, and what
 // was served is billed.
 func TestHungRedisRefusesFast(t *testing.T) {
 	rs := testenv.RedisServer(t)

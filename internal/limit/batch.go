@@ -3,12 +3,7 @@ package limit
 import (
 	"context"
 	"errors"
-	"fmt"
-	"net"
-	"os"
 	"sync"
-	"sync/atomic"
-	"time"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -27,9 +22,6 @@ type batcher struct {
 	// lost is called when a round trip fails, or Redis answers NOSCRIPT (it restarted or
 	// was flushed): what the scripts wrote may be gone (the reservations' leases, for one).
 	lost func()
-	// downUntil (Unix ns): a round trip failed (Redis down, hung, or out of reach), so
-	// until then batches are failed at once instead of sent (breakerWindow).
-	downUntil atomic.Int64
 
 	mu    sync.Mutex
 	free  int // lanes not sending
@@ -134,36 +126,10 @@ func (b *batcher) send(batch []*scriptCall) {
 	}
 }
 
-// breakerWindow is how long after a round trip timed out the batcher fails calls without
-// trying Redis. When Redis hangs or its network drops packets, a round trip fails only
-// at the client's read timeout (2 s in the proxy), and every request would wait that long
-// for its 503: with the window, one batch a window waits and the others are refused at
-// once. A refused admission is a 503; a refused completion falls back to PostgreSQL, as
-// on any failure. Once Redis answers again, service resumes within a window.
-const breakerWindow = time.Second
-
-// timedOut: err is a network timeout (a dial, read or write deadline).
-func timedOut(err error) bool {
-	var ne net.Error
-	return errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout()
-}
-
-// errRedisDown fails the calls of a batch not sent during a breaker window.
-var errRedisDown = errors.New("redis did not answer the last round trip; not tried again yet")
-
 // exec pipelines the batch with EVALSHA; scripts Redis does not know (after a restart or
 // SCRIPT FLUSH) are loaded and their calls sent again, once.
 func (b *batcher) exec(batch []*scriptCall) {
 	ctx := context.Background()
-	if until := b.downUntil.Load(); until != 0 && time.Now().UnixNano() < until {
-		for _, c := range batch {
-			for ; c != nil; c = c.then {
-				c.cmd = redis.NewCmd(ctx)
-				c.cmd.SetErr(fmt.Errorf("%w (%s left)", errRedisDown, time.Duration(until-time.Now().UnixNano()).Round(time.Millisecond)))
-			}
-		}
-		return
-	}
 	pipe := b.rdb.Pipeline()
 	for _, c := range batch {
 		for ; c != nil; c = c.then {
@@ -171,18 +137,8 @@ func (b *batcher) exec(batch []*scriptCall) {
 		}
 	}
 	var replyErr redis.Error
-	if _, err := pipe.Exec(ctx); err != nil && !errors.As(err, &replyErr) {
-		// Not a script's own error: the round trip failed. Only a timeout opens the
-		// breaker: a refused or reset connection fails fast by itself, and one blip must
-		// not refuse everyone for a window.
-		if timedOut(err) {
-			b.downUntil.Store(time.Now().Add(breakerWindow).UnixNano())
-		}
-		if b.lost != nil {
-			b.lost()
-		}
-	} else {
-		b.downUntil.Store(0)
+	if _, err := pipe.Exec(ctx); err != nil && !errors.As(err, &replyErr) && b.lost != nil {
+		b.lost() // not a script's own error: the round trip failed (or Breaker refused it)
 	}
 	var retry []*scriptCall
 	for _, c := range batch {

@@ -101,6 +101,8 @@ func Build(ctx context.Context, cfg config.Proxy, log *slog.Logger) (*Deps, erro
 		return nil, err
 	}
 	rdb := redis.NewClient(ropts)
+	// A hung Redis costs one timeout a second, not one per call (limit.Breaker).
+	rdb.AddHook(limit.NewBreaker(time.Second))
 	q := sqlc.New()
 	accounts := schedule.NewStore(pool, box, log)
 	pricing := billing.NewPricing(pool)
