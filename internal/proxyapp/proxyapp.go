@@ -237,7 +237,7 @@ func (d *Deps) Close() {
 // finish. Until Build has what it needs from PostgreSQL, ln is served by relay.Starting.
 func Serve(ctx context.Context, cfg config.Proxy, log *slog.Logger, ln net.Listener) error {
 	var handler atomic.Pointer[http.Handler]
-	starting := relay.Starting(func() string { return "waiting for PostgreSQL" })
+	starting := relay.Starting("waiting for PostgreSQL")
 	handler.Store(&starting)
 	hs := &http.Server{
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -29,7 +29,7 @@ func TestSettleWaitsForAStartedCompletion(t *testing.T) {
 	s.deferredMu.Lock()
 	s.deferredSeq++
 	id := s.deferredSeq
-	s.deferred[id] = &deferredCompletion{user: 1, run: func() { second.Store(true) }, done: make(chan struct{})}
+	s.deferred[id] = &deferredCompletion{id: id, user: 1, run: func() { second.Store(true) }, done: make(chan struct{})}
 	s.deferredN.Add(1)
 	s.deferredMu.Unlock()
 

@@ -102,6 +102,7 @@ type Server struct {
 }
 
 type deferredCompletion struct {
+	id   uint64
 	user int64
 	run  func()
 	// started is set by whoever runs it (the timer or settleDeferred); done is closed
@@ -120,7 +121,7 @@ func (s *Server) deferCompletion(user int64, complete func()) {
 	}
 	s.deferredSeq++
 	id := s.deferredSeq
-	s.deferred[id] = &deferredCompletion{user: user, run: complete, done: make(chan struct{})}
+	s.deferred[id] = &deferredCompletion{id: id, user: user, run: complete, done: make(chan struct{})}
 	s.deferredN.Add(1)
 	s.deferredMu.Unlock()
 	time.AfterFunc(lightCompletionDelay, func() {
@@ -132,16 +133,16 @@ func (s *Server) deferCompletion(user int64, complete func()) {
 		}
 		s.deferredMu.Unlock()
 		if start {
-			s.runDeferred(id, d)
+			s.runDeferred(d)
 		}
 	})
 }
 
 // runDeferred runs a deferred completion its caller has marked started, then forgets it.
-func (s *Server) runDeferred(id uint64, d *deferredCompletion) {
+func (s *Server) runDeferred(d *deferredCompletion) {
 	d.run()
 	s.deferredMu.Lock()
-	delete(s.deferred, id)
+	delete(s.deferred, d.id)
 	s.deferredN.Add(-1)
 	s.deferredMu.Unlock()
 	close(d.done)
@@ -160,11 +161,10 @@ func (s *Server) settleDeferred(user int64) {
 	if s.deferredN.Load() == 0 {
 		return
 	}
-	var runs []uint64
-	var started []*deferredCompletion
+	var runs []*deferredCompletion
 	var waits []chan struct{}
 	s.deferredMu.Lock()
-	for id, d := range s.deferred {
+	for _, d := range s.deferred {
 		if d.user != user {
 			continue
 		}
@@ -173,12 +173,11 @@ func (s *Server) settleDeferred(user int64) {
 			continue
 		}
 		d.started = true
-		runs = append(runs, id)
-		started = append(started, d)
+		runs = append(runs, d)
 	}
 	s.deferredMu.Unlock()
-	for i, id := range runs {
-		s.runDeferred(id, started[i])
+	for _, d := range runs {
+		s.runDeferred(d)
 	}
 	for _, done := range waits {
 		<-done

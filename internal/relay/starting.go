@@ -10,14 +10,14 @@ import (
 // 503 with why (so a load balancer sends traffic elsewhere), and every other request
 // gets a 503 in its protocol's error shape with Retry-After, which clients and SDKs
 // retry, instead of a connection that hangs until the proxy is up.
-func Starting(why func() string) http.Handler {
+func Starting(why string) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case "/healthz":
 			w.Write([]byte("ok\n")) //nolint:errcheck
 			return
 		case "/readyz":
-			http.Error(w, "not ready: starting: "+why(), http.StatusServiceUnavailable)
+			http.Error(w, "not ready: starting: "+why, http.StatusServiceUnavailable)
 			return
 		}
 		writeError := anthropicError
@@ -28,6 +28,6 @@ func Starting(why func() string) http.Handler {
 			writeError = openAIError
 		}
 		w.Header().Set("Retry-After", "5")
-		writeError(w, http.StatusServiceUnavailable, errUnavailable, "Tollgate is starting and cannot serve yet ("+why()+"); retry in a few seconds", "")
+		writeError(w, http.StatusServiceUnavailable, errUnavailable, "Tollgate is starting and cannot serve yet ("+why+"); retry in a few seconds", "")
 	})
 }

@@ -10,7 +10,7 @@ import (
 // TestStarting: a proxy that is still starting is alive, not ready, and refuses model
 // traffic with a 503 in each protocol's shape that says why and when to retry.
 func TestStarting(t *testing.T) {
-	h := Starting(func() string { return "waiting for PostgreSQL" })
+	h := Starting("waiting for PostgreSQL")
 	get := func(method, path string) *httptest.ResponseRecorder {
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, httptest.NewRequest(method, path, strings.NewReader("{}")))
