@@ -110,6 +110,9 @@ func serve(ctx context.Context, cfg config.Web, logger *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("REDIS_URL: %w", err)
 	}
+	// One dial per new connection (go-redis's default is five, 100 ms apart): with Redis
+	// away a page that needs it fails in milliseconds, not seconds.
+	redisOpts.DialerRetries = 1
 	rdb := redis.NewClient(redisOpts)
 	defer rdb.Close()
 	pingCtx, cancel := context.WithTimeout(ctx, 5*time.Second)

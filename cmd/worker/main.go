@@ -69,6 +69,7 @@ func run(ctx context.Context, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("parse REDIS_URL: %w", err)
 	}
+	opts.DialerRetries = 1 // as the proxy's: a refused dial fails at once, the loops retry
 	rdb := redis.NewClient(opts)
 	defer rdb.Close()
 

@@ -76,6 +76,18 @@ func TestRedisOutage(t *testing.T) {
 	if took := time.Since(start); took > 15*time.Second {
 		t.Fatalf("the three refusals took %s", took)
 	}
+	// A refused connection fails at once: with go-redis's default of five dials 100 ms
+	// apart, each refusal waited about half a second (three in 2 s).
+	refused := 0
+	for start := time.Now(); time.Since(start) < 2*time.Second; refused++ {
+		if status, e := s.post(t, s.seeded.DemoKey, smallBody); status != 503 || e.Error.Type != "tollgate_unavailable" {
+			t.Fatalf("during the outage: %d %+v", status, e)
+		}
+	}
+	if refused < 20 {
+		t.Fatalf("%d refusals in 2 s with Redis stopped", refused)
+	}
+	t.Logf("%d refusals in 2 s with Redis stopped", refused)
 
 	// Processes started while Redis is away come up and wait for it: a proxy is alive,
 	// not ready, and refuses each protocol in its shape; a worker and a web app run.

@@ -92,6 +92,10 @@ func Build(ctx context.Context, cfg config.Proxy, log *slog.Logger) (*Deps, erro
 	// No retries: go-redis would send a whole pipeline again after a read timeout, and
 	// the scripts in it (completions: XADD, DECRBY) may already have run. Callers decide.
 	ropts.MaxRetries = -1
+	// One dial per new connection: go-redis otherwise dials a refusing Redis five times,
+	// 100 ms apart, so each request waited half a second for its 503 (or, serving without Redis,
+	// for its admission) until the pool had failed PoolSize dials.
+	ropts.DialerRetries = 1
 	// RESP2: with RESP3 go-redis checks every connection for push notifications before
 	// each command, an extra read per round trip on the hot path; Tollgate uses none.
 	ropts.Protocol = 2
