@@ -174,6 +174,11 @@ func LoadProxy() (Proxy, error) {
 	if err := parse(&c); err != nil {
 		return c, err
 	}
+	switch c.Limits.RedisOutage {
+	case limit.OutageRefuse, limit.OutageServe:
+	default:
+		return c, fmt.Errorf("REDIS_OUTAGE must be refuse or serve, not %q", c.Limits.RedisOutage)
+	}
 	return c, c.Common.validate()
 }
 

@@ -75,6 +75,9 @@ type Options struct {
 	// ReserveIdle is how long an admission reserved for the next request of a busy
 	// run waits for it before it is released (reserve.go); negative: no reservations.
 	ReserveIdle time.Duration `env:"ADMISSION_RESERVE_IDLE" envDefault:"2s"`
+	// RedisOutage is what admission does while Redis fails: "refuse" (a 503 for every
+	// request) or "serve" (admit from the ledger and this process's counts; local.go).
+	RedisOutage string `env:"REDIS_OUTAGE" envDefault:"refuse"`
 }
 
 // Gate is the Redis side of the hot path.
@@ -88,6 +91,7 @@ type Gate struct {
 	waiters     *waiters
 	batch       *batcher
 	tracked     tracked
+	local       local // admissions without Redis (local.go)
 	reserved    reservations
 	stale       staleCounters // reset.go
 	log         *slog.Logger
@@ -187,6 +191,8 @@ type Lease struct {
 	// completion and renewal leave the others alone. Zero (a lease rebuilt from the
 	// journal) means all of them.
 	sets uint8
+	// local: admitted without Redis (local.go); held in this process's counts only.
+	local bool
 }
 
 const (
@@ -282,7 +288,33 @@ func (g *Gate) BalanceKey(userID int64) string { return g.balanceKey(userID) }
 //
 // A request whose admission was reserved ahead (reserve.go) gets it at once, without a
 // round trip; the lease then carries the reservation's request id.
+//
+// With REDIS_OUTAGE=serve, a request Redis cannot admit is admitted without it
+// (local.go).
 func (g *Gate) Admit(ctx context.Context, req Request) (Lease, error) {
+	if g.local.serving.Load() && g.PendingResets() > 0 {
+		// Back from admitting without Redis: the counters of the usage stored meanwhile
+		// are reset before Redis admits anyone on them. While Redis still fails, this is
+		// the probe, and the request is admitted locally without a second one.
+		if err := g.ResetCounters(ctx); err != nil {
+			if g.serveWithoutRedis(ctx, err) {
+				return g.admitLocally(ctx, req)
+			}
+			return Lease{}, err
+		}
+	}
+	l, err := g.admit(ctx, req)
+	if err != nil && g.serveWithoutRedis(ctx, err) {
+		g.noteRedis(true, err)
+		return g.admitLocally(ctx, req)
+	}
+	if err == nil && g.opts.RedisOutage == OutageServe {
+		g.noteRedis(false, nil)
+	}
+	return l, err
+}
+
+func (g *Gate) admit(ctx context.Context, req Request) (Lease, error) {
 	start := time.Now()
 	var sh *shape
 	if g.reserving() {
@@ -324,11 +356,9 @@ func (g *Gate) Admit(ctx context.Context, req Request) (Lease, error) {
 			primed = true
 			continue
 		case 0:
-			return Lease{}, &Refusal{Status: 402, Type: "tollgate_insufficient_balance",
-				Message: "Tollgate: your balance is used up; top up your wallet to continue"}
+			return Lease{}, balanceRefusal()
 		case 4:
-			return Lease{}, &Refusal{Status: 429, Type: "tollgate_rate_limit", RetryAfter: time.Duration(val) * time.Millisecond,
-				Message: fmt.Sprintf("Tollgate: this API key's limit of %d requests per minute is reached", req.KeyRPM)}
+			return Lease{}, rpmRefusal(req, time.Duration(val)*time.Millisecond)
 		case 6:
 			return Lease{}, ErrNoAccount
 		case -2:
@@ -348,12 +378,22 @@ func (g *Gate) Admit(ctx context.Context, req Request) (Lease, error) {
 			}
 		}
 		if !time.Now().Before(deadline) {
-			return Lease{}, g.fullRefusal(code, req)
+			return Lease{}, g.fullRefusal(code, req, g.opts.MaxWait)
 		}
 		if err := g.waiters.wait(ctx, scopes, deadline); err != nil {
 			return Lease{}, err
 		}
 	}
+}
+
+func balanceRefusal() *Refusal {
+	return &Refusal{Status: 402, Type: "tollgate_insufficient_balance",
+		Message: "Tollgate: your balance is used up; top up your wallet to continue"}
+}
+
+func rpmRefusal(req Request, retryAfter time.Duration) *Refusal {
+	return &Refusal{Status: 429, Type: "tollgate_rate_limit", RetryAfter: retryAfter,
+		Message: fmt.Sprintf("Tollgate: this API key's limit of %d requests per minute is reached", req.KeyRPM)}
 }
 
 func capRefusal(which int, req Request, now time.Time) *Refusal {
@@ -381,15 +421,10 @@ func (g *Gate) primeSpend(ctx context.Context, req Request, which int) error {
 	keys := g.spendKeys(req.UserID, req.KeyID, now)
 	key := keys[which-1]
 	_, err, _ := g.sf.Do(key, func() (any, error) {
-		since := time.Date(now.Year(), now.Month(), now.Day(), 0, 0, 0, 0, time.UTC)
+		keyID, since := spendScope(req, which, now)
 		ttl := 48 * time.Hour
-		keyID := req.KeyID
-		switch which {
-		case 2:
-			since = time.Date(now.Year(), now.Month(), 1, 0, 0, 0, 0, time.UTC)
+		if which == 2 {
 			ttl = 32 * 24 * time.Hour
-		case 3:
-			keyID = 0
 		}
 		spent, err := g.loadSpend(ctx, req.UserID, keyID, since)
 		if err != nil {
@@ -403,7 +438,20 @@ func (g *Gate) primeSpend(ctx context.Context, req Request, which int) error {
 	return err
 }
 
-func (g *Gate) fullRefusal(code int64, req Request) *Refusal {
+// spendScope is what a spend counter sums (which: 1 key daily, 2 key monthly, 3 user
+// daily): the key (0 for the user's) and since when (UTC).
+func spendScope(req Request, which int, now time.Time) (keyID int64, since time.Time) {
+	switch which {
+	case 2:
+		return req.KeyID, time.Date(now.Year(), now.Month(), 1, 0, 0, 0, 0, time.UTC)
+	case 3:
+		return 0, time.Date(now.Year(), now.Month(), now.Day(), 0, 0, 0, 0, time.UTC)
+	}
+	return req.KeyID, time.Date(now.Year(), now.Month(), now.Day(), 0, 0, 0, 0, time.UTC)
+}
+
+// fullRefusal refuses a request whose limit stayed full for waited (0: refused at once).
+func (g *Gate) fullRefusal(code int64, req Request, waited time.Duration) *Refusal {
 	msg := "Tollgate: every upstream account for this model is at its concurrency limit"
 	switch code {
 	case 2:
@@ -411,12 +459,18 @@ func (g *Gate) fullRefusal(code int64, req Request) *Refusal {
 	case 3:
 		msg = fmt.Sprintf("Tollgate: this API key's concurrency limit of %d requests is reached", req.KeyConcurrency)
 	}
-	return &Refusal{Status: 429, Type: "tollgate_concurrency_limit", Message: msg + fmt.Sprintf(" (waited %s)", g.opts.MaxWait), RetryAfter: time.Second}
+	if waited > 0 {
+		msg += fmt.Sprintf(" (waited %s)", waited)
+	}
+	return &Refusal{Status: 429, Type: "tollgate_concurrency_limit", Message: msg, RetryAfter: time.Second}
 }
 
 // Failover moves an admitted request to another account: it releases the lease on the
 // failed one and chooses among the remaining candidates, in one call. It does not wait.
 func (g *Gate) Failover(ctx context.Context, lease *Lease, req Request) error {
+	if lease.local {
+		return g.failoverLocally(lease, req)
+	}
 	code, val, err := g.run(ctx, req, lease.AccountID, true)
 	if err != nil {
 		return err
@@ -427,7 +481,7 @@ func (g *Gate) Failover(ctx context.Context, lease *Lease, req Request) error {
 		return nil
 	case 5:
 		lease.AccountID = 0
-		return g.fullRefusal(5, req)
+		return g.fullRefusal(5, req, 0)
 	default:
 		lease.AccountID = 0
 		return ErrNoAccount
@@ -510,7 +564,13 @@ var ErrSwept = errors.New("request already billed from its checkpoint by an orph
 
 // Complete releases the lease and, when the attempt consumed tokens, appends its usage
 // event (JSON) to the stream and debits the balance snapshot — one atomic call.
+//
+// A lease admitted without Redis is released here and ErrLocal returned: the caller
+// records the usage in PostgreSQL.
 func (g *Gate) Complete(ctx context.Context, l Lease, stream string, event []byte, billedNano int64) error {
+	if l.local {
+		return g.completeLocally(l)
+	}
 	now := time.Now()
 	u, k, acc := g.users.get(l.UserID), g.keys.get(l.KeyID), g.accounts.get(l.AccountID)
 	ks, us := g.keys.spendNames(k, l.KeyID, now), g.users.spendNames(u, l.UserID, now)
@@ -578,7 +638,13 @@ func (g *Gate) Forget(ctx context.Context, requestID string) error {
 // its lease stops being renewed and Orphans hands the checkpoint to another proxy,
 // which bills it with Complete. It reports whether the checkpoint was kept (false when
 // the lease is already gone).
+//
+// A lease admitted without Redis has no lease in Redis to keep a checkpoint beside: it
+// returns (false, nil), and the proxy's own journal keeps the checkpoint.
 func (g *Gate) Checkpoint(ctx context.Context, l Lease, event []byte) (bool, error) {
+	if l.local {
+		return false, nil
+	}
 	a := evalArgs(checkpointScript, 3, 3)
 	a = append(a, g.accounts.get(l.AccountID).leases, g.c.journal, g.c.journalEvents,
 		l.RequestID, time.Now().Add(g.opts.LeaseTTL).UnixMilli(), event)
@@ -648,6 +714,7 @@ func (g *Gate) Block(ctx context.Context, accountID int64, until time.Time) erro
 	// proxies' reservations may still send it a request, for at most ReserveIdle; it fails
 	// over like any request the account fails.)
 	g.reserved.expireWhere(func(_ *shape, h *held) bool { return h.lease.AccountID == accountID })
+	g.local.block(accountID, until)
 	return g.rdb.Set(ctx, g.AccountStateKey(accountID), until.UnixMilli(), ttl+time.Second).Err()
 }
 

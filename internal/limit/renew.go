@@ -17,7 +17,11 @@ type tracked struct {
 }
 
 // Track registers (or updates, after a failover) a lease for renewal until Untrack.
+// A lease admitted without Redis has nothing in Redis to renew.
 func (g *Gate) Track(l Lease) {
+	if l.local {
+		return
+	}
 	g.tracked.mu.Lock()
 	if g.tracked.leases == nil {
 		g.tracked.leases = map[string]Lease{}

@@ -38,6 +38,10 @@ func instrumentGate(reg prometheus.Registerer, g *limit.Gate) {
 			return float64([]int64{made, taken, released}[i])
 		}))
 	}
+	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "tollgate_admissions_without_redis_total",
+		Help: "Requests admitted without Redis (REDIS_OUTAGE=serve): limits counted in this process, usage billed in PostgreSQL.",
+	}, func() float64 { return float64(g.AdmittedWithoutRedis()) }))
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "tollgate_counter_resets_pending",
 		Help: "Balance snapshots and spend counters of usage stored without Redis that Redis has not yet let the proxy reset (retried every PROXY_SPOOL_INTERVAL).",

@@ -220,7 +220,9 @@ func Build(ctx context.Context, cfg config.Proxy, log *slog.Logger) (*Deps, erro
 			if err := pool.Ping(ctx); err != nil {
 				return errors.New("database unreachable")
 			}
-			if err := rdb.Ping(ctx).Err(); err != nil {
+			// Serving without Redis (REDIS_OUTAGE=serve), a proxy stays in its load
+			// balancer's rotation while Redis is away.
+			if err := rdb.Ping(ctx).Err(); err != nil && cfg.Limits.RedisOutage != limit.OutageServe {
 				return errors.New("redis unreachable")
 			}
 			return nil

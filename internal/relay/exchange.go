@@ -683,8 +683,11 @@ func (x *exchange) complete(lease limit.Lease, attempt int, o *outcome) {
 		s.log.Warn("release leases (they expire by themselves)", "request_id", x.rid, "err", err)
 		return
 	}
-	s.metrics.recordFailed.Inc()
-	s.log.Warn("usage stream unavailable; recording directly", "request_id", x.rid, "err", err)
+	if !errors.Is(err, limit.ErrLocal) {
+		// (Admitted without Redis, REDIS_OUTAGE=serve: recording directly is the plan.)
+		s.metrics.recordFailed.Inc()
+		s.log.Warn("usage stream unavailable; recording directly", "request_id", x.rid, "err", err)
+	}
 	if s.cfg.Fallback != nil {
 		if err = s.cfg.Fallback(ctx, ev); err == nil {
 			delivered()

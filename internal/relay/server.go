@@ -271,12 +271,19 @@ func (s *Server) WaitCompletions(timeout time.Duration) bool {
 // Drain makes /readyz fail so load balancers stop sending new requests during shutdown.
 func (s *Server) Drain() { s.draining.Store(true) }
 
+// servesWithoutRedis reports REDIS_OUTAGE=serve (limit/local.go): the proxy is ready and
+// serves while Redis is away, its caches kept fresh by the periodic reloads and the key
+// cache's TTL until it can subscribe to invalidations.
+func (s *Server) servesWithoutRedis() bool {
+	return s.cfg.Gate != nil && s.cfg.Gate.Options().RedisOutage == limit.OutageServe
+}
+
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	if s.draining.Load() {
 		http.Error(w, "draining", http.StatusServiceUnavailable)
 		return
 	}
-	if !s.subscribed.Load() {
+	if !s.subscribed.Load() && !s.servesWithoutRedis() {
 		http.Error(w, "not ready: not yet subscribed to cache invalidations", http.StatusServiceUnavailable)
 		return
 	}
@@ -472,8 +479,9 @@ func (s *Server) invalidationLoop(ctx context.Context) {
 		}
 		switch m := msg.(type) {
 		case *redis.Subscription:
-			// (Re)subscribed: messages may have been missed while disconnected.
-			if s.subscribed.Swap(true) {
+			// (Re)subscribed: messages may have been missed while disconnected, or,
+			// serving without Redis, before this proxy first subscribed.
+			if s.subscribed.Swap(true) || s.servesWithoutRedis() {
 				s.cfg.Keys.Flush()
 				s.reloadSnapshots(ctx)
 			}
