@@ -38,6 +38,12 @@ func OpenLazy(url string, maxConns int32) (*pgxpool.Pool, error) {
 		cfg.MaxConns = maxConns
 	}
 	cfg.MaxConnIdleTime = 5 * time.Minute
+	// A server that accepts the TCP connection and then says nothing (hung, or a network
+	// dropping packets) would otherwise hold a new connection, and whoever waits for it,
+	// until the caller's deadline, if it has one. DATABASE_URL's connect_timeout wins.
+	if cfg.ConnConfig.ConnectTimeout == 0 {
+		cfg.ConnConfig.ConnectTimeout = 5 * time.Second
+	}
 	// Rollups truncate timestamps to hours; in UTC every hour is a whole hour.
 	cfg.ConnConfig.RuntimeParams["timezone"] = "UTC"
 	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)

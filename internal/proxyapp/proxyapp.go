@@ -110,7 +110,12 @@ func Build(ctx context.Context, cfg config.Proxy, log *slog.Logger) (*Deps, erro
 	q := sqlc.New()
 	accounts := schedule.NewStore(pool, box, log)
 	pricing := billing.NewPricing(pool)
-	keys := apikey.NewCache(apikey.DBLoader(pool), 5*time.Minute)
+	loadKey := apikey.DBLoader(pool)
+	keys := apikey.NewCache(func(ctx context.Context, hash []byte) (apikey.Info, error) {
+		ctx, cancel := context.WithTimeout(ctx, lookupTimeout)
+		defer cancel()
+		return loadKey(ctx, hash)
+	}, 5*time.Minute)
 	prefixes := func(ctx context.Context) ([][]byte, error) { return q.APIKeyHashPrefixList(ctx, pool) }
 	warm := func(ctx context.Context) error {
 		return errors.Join(accounts.Reload(ctx), pricing.Reload(ctx), keys.ReloadKnown(ctx, prefixes))
@@ -146,8 +151,12 @@ func Build(ctx context.Context, cfg config.Proxy, log *slog.Logger) (*Deps, erro
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	instrument(reg, pool, rdb)
 	gate := limit.NewGate(rdb, cfg.RedisPrefix, func(ctx context.Context, userID int64) (int64, error) {
+		ctx, cancel := context.WithTimeout(ctx, lookupTimeout)
+		defer cancel()
 		return q.UserBalanceGet(ctx, pool, userID)
 	}, func(ctx context.Context, userID, keyID int64, since time.Time) (int64, error) {
+		ctx, cancel := context.WithTimeout(ctx, spendTimeout)
+		defer cancel()
 		if keyID == 0 {
 			return q.UsageEventSpendByUserSince(ctx, pool, sqlc.UsageEventSpendByUserSinceParams{UserID: userID, Since: since})
 		}
@@ -237,6 +246,16 @@ func (d *Deps) Close() {
 	d.Pool.Close()
 	d.Journal.Close() //nolint:errcheck // a file left behind is replayed, harmlessly
 }
+
+// A request reads PostgreSQL only for what the caches and Redis lack: a key not cached
+// yet, a balance snapshot or a spend counter to load. Each such read has a deadline, so a
+// hung PostgreSQL (a failover under way, a network dropping packets) costs the request a
+// 503 after that long instead of holding it, and a pool connection, until the client
+// gives up; known keys are served meanwhile as usual.
+const (
+	lookupTimeout = 5 * time.Second  // one row by its key: an API key, a balance
+	spendTimeout  = 15 * time.Second // a key's or user's spend since the day or month began
+)
 
 // Serve runs the proxy on ln until ctx ends, then drains: /readyz turns 503, new
 // connections are refused, and in-flight requests and streams get ShutdownTimeout to

@@ -1,13 +1,16 @@
 package testenv
 
 import (
+	"bytes"
 	"fmt"
 	"net"
 	"os"
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"slices"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -20,12 +23,13 @@ type Server struct {
 	t     testing.TB
 	start func() error
 	stop  func() error
-	pid   func() int // the running server's process, 0 when stopped (Redis only)
+	pid   func() int // the running server's (main) process, 0 when stopped
 }
 
-// Freeze stops the server's process without closing anything (SIGSTOP): connections stay
-// open and new ones are accepted by the kernel, but nothing answers — a server that hangs,
-// or a network that drops packets. Thaw resumes it. Redis servers only.
+// Freeze stops the server's processes without closing anything (SIGSTOP): connections
+// stay open and new ones are accepted by the kernel, but nothing answers — a server that
+// hangs, or a network that drops packets. Thaw resumes it. For PostgreSQL, the postmaster
+// and every backend it has forked are stopped.
 func (s *Server) Freeze() { s.signal(syscall.SIGSTOP) }
 
 // Thaw resumes a frozen server (SIGCONT).
@@ -36,9 +40,41 @@ func (s *Server) signal(sig syscall.Signal) {
 	if s.pid == nil || s.pid() == 0 {
 		s.t.Fatal("no server process to signal")
 	}
-	if err := syscall.Kill(s.pid(), sig); err != nil {
-		s.t.Fatalf("signal server: %v", err)
+	pids := append([]int{s.pid()}, children(s.pid())...)
+	if sig == syscall.SIGCONT {
+		slices.Reverse(pids) // the backends first, so none sees a postmaster gone quiet
 	}
+	for _, pid := range pids {
+		if err := syscall.Kill(pid, sig); err != nil && pid == s.pid() {
+			s.t.Fatalf("signal server: %v", err)
+		}
+	}
+}
+
+// children lists the processes whose parent is pid (from /proc).
+func children(pid int) []int {
+	entries, _ := os.ReadDir("/proc")
+	var out []int
+	for _, e := range entries {
+		child, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid …; comm may hold spaces, so read after its last ')'.
+		i := bytes.LastIndexByte(b, ')')
+		if i < 0 {
+			continue
+		}
+		f := strings.Fields(string(b[i+1:]))
+		if len(f) > 1 && f[1] == strconv.Itoa(pid) {
+			out = append(out, child)
+		}
+	}
+	return out
 }
 
 // Start (re)starts the server on the same port with the same data.
@@ -107,6 +143,14 @@ func Postgres(t testing.TB) *Server {
 	port := freePort(t)
 	logFile := filepath.Join(dir, "postgres.log")
 	s := &Server{t: t, URL: fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable", port)}
+	s.pid = func() int { // the postmaster's, from the first line of postmaster.pid
+		b, err := os.ReadFile(filepath.Join(data, "postmaster.pid"))
+		if err != nil {
+			return 0
+		}
+		pid, _ := strconv.Atoi(strings.TrimSpace(strings.SplitN(string(b), "\n", 2)[0]))
+		return pid
+	}
 	s.start = func() error {
 		out, err := asPostgres("pg_ctl", "-D", data, "-l", logFile, "-w", "-t", "60", "-o",
 			fmt.Sprintf("-p %d -k %s -c listen_addresses=127.0.0.1 -c fsync=off", port, dir), "start").CombinedOutput()

@@ -1,6 +1,7 @@
 package web
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"net"
@@ -16,6 +17,21 @@ import (
 // (htmx is configured not to need them), no framing.
 const contentSecurityPolicy = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; " +
 	"connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'"
+
+// requestDeadline bounds the work a page asks of PostgreSQL and Redis. A hung database
+// (a failover under way, a network dropping packets) then costs a visitor the
+// "Temporarily unavailable" page after this long, not a page that never loads; the
+// heaviest console page takes well under a second.
+const requestDeadline = 10 * time.Second
+
+// withDeadline gives each request's context requestDeadline.
+func withDeadline(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), requestDeadline)
+		defer cancel()
+		next.ServeHTTP(w, r.WithContext(ctx))
+	})
+}
 
 // securityHeaders sets the headers every response carries. Pages are no-store since
 // some show secrets (a new API key); static assets override Cache-Control.

@@ -12,7 +12,7 @@ import (
 // routes is the whole route table of cmd/web.
 func (s *Server) routes() http.Handler {
 	r := chi.NewRouter()
-	r.Use(middleware.RequestID, s.logRequests, s.recoverPanics, s.securityHeaders, s.crossOrigin.Handler)
+	r.Use(middleware.RequestID, s.logRequests, s.recoverPanics, withDeadline, s.securityHeaders, s.crossOrigin.Handler)
 	r.NotFound(s.notFound)
 	r.MethodNotAllowed(s.methodNotAllowed)
 
