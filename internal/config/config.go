@@ -102,6 +102,12 @@ type Proxy struct {
 	// (usage.Journal). Put it on a persistent volume in production.
 	SpoolDir   string        `env:"PROXY_SPOOL_DIR"`
 	SpoolEvery time.Duration `env:"PROXY_SPOOL_INTERVAL" envDefault:"10s"`
+	// A streamed request's upstream must send its response headers within
+	// UpstreamHeaderTimeout (or the request fails over to another account, else 504),
+	// and then never go quiet for UpstreamIdleTimeout (or the stream is cut and billed for
+	// what it reported). 0 turns either off. (relay/stall.go)
+	UpstreamHeaderTimeout time.Duration `env:"UPSTREAM_HEADER_TIMEOUT" envDefault:"2m"`
+	UpstreamIdleTimeout   time.Duration `env:"UPSTREAM_IDLE_TIMEOUT" envDefault:"5m"`
 	// AdaptiveProcs: run on one thread while nearly idle, on every CPU under load
 	// (proxyapp.adaptProcs). Ignored when GOMAXPROCS is set.
 	AdaptiveProcs bool `env:"PROXY_ADAPTIVE_PROCS" envDefault:"true"`

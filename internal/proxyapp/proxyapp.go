@@ -214,6 +214,8 @@ func Build(ctx context.Context, cfg config.Proxy, log *slog.Logger) (*Deps, erro
 			return err
 		},
 		Registry:        reg,
+		HeaderTimeout:   cfg.UpstreamHeaderTimeout,
+		IdleTimeout:     cfg.UpstreamIdleTimeout,
 		Refresh:         refresher.Refresh,
 		QuotaFlushEvery: cfg.QuotaFlushEvery,
 		SetAccountQuota: func(ctx context.Context, id int64, snapshot []byte) error {

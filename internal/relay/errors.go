@@ -9,16 +9,17 @@ import (
 // them, but never collide with a provider's types: a client (or a person reading logs)
 // can always tell that Tollgate, not the provider, refused.
 const (
-	errInvalidRequest = "tollgate_invalid_request"
-	errAuthentication = "tollgate_authentication_error"
-	errPermission     = "tollgate_permission_error"
-	errTooLarge       = "tollgate_request_too_large"
-	errNoUpstream     = "tollgate_no_upstream"
-	errUpstreamFailed = "tollgate_upstream_unreachable"
-	errUnavailable    = "tollgate_unavailable"
-	errUnpricedModel  = "tollgate_unpriced_model"
-	errMethod         = "tollgate_method_not_allowed"
-	errNotFound       = "tollgate_not_found"
+	errInvalidRequest  = "tollgate_invalid_request"
+	errAuthentication  = "tollgate_authentication_error"
+	errPermission      = "tollgate_permission_error"
+	errTooLarge        = "tollgate_request_too_large"
+	errNoUpstream      = "tollgate_no_upstream"
+	errUpstreamFailed  = "tollgate_upstream_unreachable"
+	errUpstreamTimeout = "tollgate_upstream_timeout"
+	errUnavailable     = "tollgate_unavailable"
+	errUnpricedModel   = "tollgate_unpriced_model"
+	errMethod          = "tollgate_method_not_allowed"
+	errNotFound        = "tollgate_not_found"
 )
 
 // anthropicError writes {"type":"error","error":{"type":…,"message":…},"request_id":…}.

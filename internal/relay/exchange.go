@@ -397,6 +397,14 @@ func (x *exchange) attempt(acc *schedule.Account, body []byte, upstreamModel str
 	// charges (README, "Client disconnects"). StreamLimit bounds it.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(x.r.Context()), s.cfg.StreamLimit)
 	defer cancel()
+	// A stream's upstream that stops making progress is cut short (stall.go). A
+	// non-streamed answer's headers come with the whole answer, which can take minutes:
+	// only StreamLimit bounds it.
+	var guard *stallGuard
+	if x.clientStream && (s.cfg.HeaderTimeout > 0 || s.cfg.IdleTimeout > 0) {
+		guard = newStallGuard(cancel, s.cfg.HeaderTimeout)
+		defer guard.stop()
+	}
 	target := joinURL(acc.BaseURL, x.r.URL.Path, x.r.URL.RawQuery)
 	if x.p.upstreamURL != nil {
 		target = x.p.upstreamURL(acc, x.r, upstreamModel)
@@ -424,11 +432,22 @@ func (x *exchange) attempt(acc *schedule.Account, body []byte, upstreamModel str
 			o.local = true
 			return x.tollgateFailure(o, "proxy_overloaded", "the proxy is out of connections")
 		}
+		if guard != nil && guard.stalled() == stalledHeaders {
+			s.metrics.upstream.WithLabelValues(acc.Name, "timeout").Inc()
+			s.log.Warn("upstream sent no response in time", "request_id", x.rid, "account_id", acc.ID, "timeout", s.cfg.HeaderTimeout)
+			o = x.tollgateFailure(o, "upstream_timeout", "no response within "+s.cfg.HeaderTimeout.String())
+			o.status = http.StatusGatewayTimeout
+			return o
+		}
 		s.metrics.upstream.WithLabelValues(acc.Name, "connect_error").Inc()
 		s.log.Warn("upstream unreachable", "request_id", x.rid, "account_id", acc.ID, "err", err)
 		return x.tollgateFailure(o, "connect_error", "connection failed")
 	}
 	defer resp.Body.Close()
+	var respBody io.Reader = resp.Body
+	if guard != nil {
+		respBody = guard.watch(resp.Body, s.cfg.IdleTimeout)
+	}
 	o.ttfb = time.Since(x.start)
 	o.status = resp.StatusCode
 	o.upstreamID = resp.Header.Get("Request-Id")
@@ -438,7 +457,7 @@ func (x *exchange) attempt(acc *schedule.Account, body []byte, upstreamModel str
 
 	if class := failoverClass(resp.StatusCode); class != "" {
 		o.class = class
-		o.body, _ = io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
+		o.body, _ = io.ReadAll(io.LimitReader(respBody, maxErrorBody))
 		o.header = resp.Header.Clone()
 		classify(&o, resp.Header, time.Now())
 		return o
@@ -451,10 +470,15 @@ func (x *exchange) attempt(acc *schedule.Account, body []byte, upstreamModel str
 		o.stream = true
 		x.w.Header().Set("Cache-Control", "no-cache")
 		x.w.WriteHeader(resp.StatusCode)
-		x.pipeStream(&o, resp.Body, !sse)
+		x.pipeStream(&o, respBody, !sse)
+		if guard != nil && guard.stalled() == stalledIdle {
+			o.class = "upstream_stalled"
+			s.metrics.upstream.WithLabelValues(acc.Name, "stalled").Inc()
+			s.log.Warn("upstream stream stalled; cut", "request_id", x.rid, "account_id", acc.ID, "idle", s.cfg.IdleTimeout)
+		}
 		return o
 	}
-	b, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseBody))
+	b, err := io.ReadAll(io.LimitReader(respBody, maxResponseBody))
 	if err != nil {
 		o.class = "upstream_cut"
 	}
@@ -602,6 +626,11 @@ func lineBuffered(br *bufio.Reader) bool {
 // there was no upstream answer).
 func (x *exchange) deliver(o *outcome) {
 	if o.header == nil {
+		if o.class == "upstream_timeout" {
+			x.p.writeError(x.w, http.StatusGatewayTimeout, errUpstreamTimeout,
+				"Tollgate: the upstream provider did not answer in time ("+o.reason+")", x.rid)
+			return
+		}
 		x.p.writeError(x.w, http.StatusBadGateway, errUpstreamFailed,
 			"Tollgate could not reach an upstream provider ("+o.reason+")", x.rid)
 		return

@@ -59,6 +59,11 @@ type Config struct {
 	Registry       *prometheus.Registry
 	MaxBodyBytes   int64         // default 32 MiB
 	StreamLimit    time.Duration // longest an upstream exchange may run; default 30 min
+	// HeaderTimeout: a streamed request fails over (class upstream_timeout) when its
+	// upstream sends no response headers within it; IdleTimeout: a stream is cut (class
+	// upstream_stalled) when its upstream sends nothing for that long (stall.go). 0: only
+	// StreamLimit bounds them.
+	HeaderTimeout, IdleTimeout time.Duration
 	// Ready reports whether dependencies answer (PostgreSQL, Redis) for /readyz.
 	Ready func(ctx context.Context) error
 	// SetAccountState persists an account's state change (asynchronously, once per

@@ -1,0 +1,87 @@
+package e2e
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tollgate/tollgate/internal/fakellm"
+)
+
+// TestHungUpstream: an account whose upstream takes a streamed request and sends no
+// response headers is given up after UPSTREAM_HEADER_TIMEOUT; the request fails over to
+// the next account and succeeds, and the hung account leaves rotation. A stream whose
+// upstream goes quiet is cut after UPSTREAM_IDLE_TIMEOUT, billed once for what fakellm
+// had put on the wire, and its concurrency slot is free at once, not when StreamLimit
+// ends the exchange.
+func TestHungUpstream(t *testing.T) {
+	const limit = 300 * time.Millisecond
+	s := newStack(t, func(su *setup) {
+		su.noDemo = true
+		su.accounts = []accountSpec{
+			{name: "acct-a", apiKey: "sk-a", priority: 10, weight: 1}, // preferred
+			{name: "acct-b", apiKey: "sk-b", priority: 20, weight: 1},
+		}
+		su.headerTimeout, su.idleTimeout = limit, limit
+	})
+	s.exec(t, "UPDATE api_keys SET concurrency = 1")
+	body := `{"model":"` + model + `","max_tokens":64,"stream":true,"messages":[{"role":"user","content":"one two three four five six seven"}]}`
+	stream := func() (status int, text, rid string, took time.Duration) {
+		start := time.Now()
+		resp, b := rawPost(t, s.proxyURL, s.seeded.DemoKey, body, nil)
+		return resp.StatusCode, string(b), resp.Header.Get("X-Tollgate-Request-Id"), time.Since(start)
+	}
+
+	// acct-a hangs before its headers.
+	s.fake.SetScript(func(r *fakellm.Request) fakellm.Behavior {
+		if r.Header.Get("X-Api-Key") == "sk-a" {
+			return fakellm.Behavior{Delay: time.Minute}
+		}
+		return fakellm.Behavior{}
+	})
+	seq := s.fake.LastSeq()
+	status, text, _, took := stream()
+	if status != 200 || !strings.Contains(text, "message_stop") {
+		t.Fatalf("stream with the preferred account hung: %d after %s\n%s", status, took, text)
+	}
+	if by := s.servedBy(seq); len(by) != 2 || by[0] != "sk-a" || by[1] != "sk-b" {
+		t.Fatalf("served by %v, want the hung sk-a then sk-b", by)
+	}
+	t.Logf("failed over from the hung account after %s", took.Round(time.Millisecond))
+	s.accountState("acct-a", "cooling")
+	seq = s.fake.LastSeq()
+	if status, text, _, _ := stream(); status != 200 || !strings.Contains(text, "message_stop") {
+		t.Fatalf("next stream: %d\n%s", status, text)
+	}
+	if by := s.servedBy(seq); len(by) != 1 || by[0] != "sk-b" {
+		t.Fatalf("next stream served by %v, want only sk-b (sk-a out of rotation)", by)
+	}
+
+	// A stream that goes quiet after its first events.
+	s.fake.SetScript(func(r *fakellm.Request) fakellm.Behavior { return fakellm.Behavior{EventDelay: 3 * time.Second} })
+	s.ingest(2) // the two streams above, once each
+	seq = s.fake.LastSeq()
+	status, text, rid, took := stream()
+	if status != 200 || !strings.Contains(text, "message_start") || strings.Contains(text, "message_stop") || took > 2*time.Second {
+		t.Fatalf("quiet stream: %d after %s\n%s", status, took, text)
+	}
+	// Its slot (the key's only one) is free: the next request is not refused.
+	s.fake.SetScript(nil)
+	if status, e := s.post(t, s.seeded.DemoKey, smallBody); status != 200 {
+		t.Fatalf("after the cut stream: %d %+v", status, e)
+	}
+	served := s.waitServed(t, seq, 2)
+	s.ingest(4)
+	n, billed, classes := s.billedRows(t, []string{rid})
+	if n != 1 || len(classes) != 1 || classes[0] != "upstream_stalled" || billed != s.expectedBilled(served[0].Usage) || billed == 0 {
+		t.Fatalf("the cut stream: %d rows, %d nano, classes %v; fakellm put %+v on the wire", n, billed, classes, served[0].Usage)
+	}
+
+	// Every account hangs: a 504 in the protocol's shape, not a request that never ends.
+	s.fake.SetScript(func(r *fakellm.Request) fakellm.Behavior { return fakellm.Behavior{Delay: time.Minute} })
+	status, text, _, took = stream()
+	if status != http.StatusGatewayTimeout || !strings.Contains(text, "tollgate_upstream_timeout") {
+		t.Fatalf("every account hung: %d after %s\n%s", status, took, text)
+	}
+}
