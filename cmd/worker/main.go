@@ -77,6 +77,7 @@ func run(ctx context.Context, stderr io.Writer) error {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	host, _ := os.Hostname()
 	name := fmt.Sprintf("%s-%d", host, os.Getpid())
+	durability := watchDurability(rdb, log, reg)
 	consumer := usage.NewConsumer(rdb, pool, cfg.RedisPrefix, name, log, usage.WithMetrics(reg), usage.WithClaimIdle(cfg.UsageClaimIdle), usage.WithLinger(cfg.UsageLinger))
 
 	box, err := secret.NewBox(cfg.Secret(), secret.PurposeAccount)
@@ -118,6 +119,7 @@ func run(ctx context.Context, stderr io.Writer) error {
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return consumer.Run(gctx) })
+	go durability(gctx)
 	g.Go(func() error {
 		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("serve health: %w", err)

@@ -3,7 +3,9 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"io"
 	"os/exec"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -13,6 +15,7 @@ import (
 	"github.com/tollgate/tollgate/internal/account"
 	"github.com/tollgate/tollgate/internal/billing"
 	"github.com/tollgate/tollgate/internal/fakellm"
+	"github.com/tollgate/tollgate/internal/testenv"
 	"github.com/tollgate/tollgate/internal/usage"
 )
 
@@ -249,4 +252,52 @@ func TestTwoWorkersRunPeriodicJobsOnce(t *testing.T) {
 	if n := s.fake.Refreshes(); n != tokenRequests {
 		t.Fatalf("fakellm rotated %d tokens for %d token requests", n, tokenRequests)
 	}
+}
+
+// TestWorkerReportsRedisDurability: the worker tells whether Redis keeps an append-only
+// file (tollgate_redis_aof_enabled), since without one a Redis restart loses the usage
+// events not yet ingested: 1 on the test Redis (AOF, as make dev and make bench run it),
+// 0 on a Redis started without persistence.
+func TestWorkerReportsRedisDurability(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		own  bool // a Redis of the test's own, without persistence
+		want string
+	}{{"aof", false, "1"}, {"none", true, "0"}} {
+		t.Run(c.name, func(t *testing.T) {
+			s := newStack(t, func(su *setup) {
+				if c.own {
+					su.redis = testenv.RedisServer(t)
+				}
+			})
+			addr := freeAddr(t)
+			s.startProcess(t, "worker", "WORKER_HEALTH_ADDR="+addr)
+			waitUp(t, "http://"+addr+"/healthz", "worker")
+			for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+				resp, err := httpClient.Get("http://" + addr + "/metrics")
+				if err != nil {
+					t.Fatal(err)
+				}
+				b, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if strings.Contains(string(b), "\ntollgate_redis_aof_enabled "+c.want+"\n") {
+					return
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("worker metrics lack tollgate_redis_aof_enabled %s:\n%s", c.want, grepLines(string(b), "aof"))
+				}
+			}
+		})
+	}
+}
+
+// grepLines returns the lines of s that contain sub.
+func grepLines(s, sub string) string {
+	var out []string
+	for line := range strings.SplitSeq(s, "\n") {
+		if strings.Contains(line, sub) {
+			out = append(out, line)
+		}
+	}
+	return strings.Join(out, "\n")
 }

@@ -66,3 +66,19 @@ func Commands(ctx context.Context, rdb redis.UniversalClient) (map[string]Comman
 	}
 	return out, nil
 }
+
+// AOFEnabled reports whether Redis keeps an append-only file (INFO persistence:
+// aof_enabled). Without one, a Redis restart loses what it held, the usage events not
+// yet ingested among it.
+func AOFEnabled(ctx context.Context, rdb redis.UniversalClient) (bool, error) {
+	info, err := rdb.Info(ctx, "persistence").Result()
+	if err != nil {
+		return false, fmt.Errorf("redis INFO persistence: %w", err)
+	}
+	for line := range strings.SplitSeq(info, "\n") {
+		if k, v, ok := strings.Cut(strings.TrimSpace(line), ":"); ok && k == "aof_enabled" {
+			return v == "1", nil
+		}
+	}
+	return false, fmt.Errorf("redis INFO persistence has no aof_enabled")
+}
