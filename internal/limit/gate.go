@@ -292,15 +292,20 @@ func (g *Gate) BalanceKey(userID int64) string { return g.balanceKey(userID) }
 // With REDIS_OUTAGE=serve, a request Redis cannot admit is admitted without it
 // (local.go).
 func (g *Gate) Admit(ctx context.Context, req Request) (Lease, error) {
-	if g.local.serving.Load() && g.PendingResets() > 0 {
-		// Back from admitting without Redis: the counters of the usage stored meanwhile
-		// are reset before Redis admits anyone on them. While Redis still fails, this is
-		// the probe, and the request is admitted locally without a second one.
-		if err := g.ResetCounters(ctx); err != nil {
-			if g.serveWithoutRedis(ctx, err) {
-				return g.admitLocally(ctx, req)
+	if g.local.serving.Load() {
+		// Admitting without Redis: Redis is tried again at most every localProbeEvery.
+		if !g.local.probeDue(time.Now()) {
+			return g.admitLocally(ctx, req)
+		}
+		// The counters of the usage stored meanwhile are reset before Redis admits
+		// anyone on them; while Redis still fails, this is the probe.
+		if g.PendingResets() > 0 {
+			if err := g.ResetCounters(ctx); err != nil {
+				if g.serveWithoutRedis(ctx, err) {
+					return g.admitLocally(ctx, req)
+				}
+				return Lease{}, err
 			}
-			return Lease{}, err
 		}
 	}
 	l, err := g.admit(ctx, req)

@@ -33,8 +33,9 @@ import (
 // little more when several proxies admit the same user's requests at once. With
 // PostgreSQL down as well, nothing can be checked and requests get the 503.
 //
-// Each admission first tries Redis (the breaker in breaker.go makes a hung Redis fail at
-// once), so service returns to the shared limits as soon as Redis answers.
+// Redis is tried again every localProbeEvery (a hung one costs the probing request its
+// read timeout once, then the breaker in breaker.go fails calls at once), so service
+// returns to the shared limits within that of Redis answering.
 
 // ErrLocal is what Complete returns for a lease admitted without Redis: nothing was
 // billed in Redis, and the caller records the usage in PostgreSQL. It wraps
@@ -55,6 +56,18 @@ type local struct {
 	blocked  map[int64]time.Time   // per account: out of rotation until (Block)
 	admitted atomic.Int64          // admissions made without Redis
 	serving  atomic.Bool           // the last admission went without Redis (logged once per change)
+	probeAt  atomic.Int64          // Unix ns before which admissions go local without trying Redis
+}
+
+// localProbeEvery bounds how often a proxy admitting without Redis tries it again: its
+// requests do not each pay a failed round trip (or a dial), and service returns to the
+// shared limits within this of Redis answering.
+const localProbeEvery = 100 * time.Millisecond
+
+// probeDue reports whether this admission is the one that tries Redis again.
+func (l *local) probeDue(now time.Time) bool {
+	next := l.probeAt.Load()
+	return now.UnixNano() >= next && l.probeAt.CompareAndSwap(next, now.Add(localProbeEvery).UnixNano())
 }
 
 type localScope struct {
