@@ -254,6 +254,13 @@ func TestPostgresOutage(t *testing.T) {
 			}
 		})
 	}
+	// The proxy stays ready: a load balancer must keep sending it the traffic its caches
+	// carry.
+	if resp, err := httpClient.Get(s.proxyURL + "/readyz"); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("/readyz of the running proxy during the outage: %v %v", resp, err)
+	} else {
+		resp.Body.Close()
+	}
 	// A key the proxy has never seen cannot be checked: a clear 503, not a 401.
 	status, e := s.post(t, "tg-BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB", smallBody)
 	if status != 503 || e.Error.Type != "tollgate_unavailable" {

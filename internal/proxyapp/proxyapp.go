@@ -227,12 +227,13 @@ func Build(ctx context.Context, cfg config.Proxy, log *slog.Logger) (*Deps, erro
 			}
 			return invalidate.Publish(ctx, rdb, cfg.RedisPrefix, invalidate.Event{Kind: invalidate.Accounts})
 		},
+		// Ready: the proxy can serve. PostgreSQL is not on a request's path once the
+		// caches are warm (Build waited for that): known keys, accounts and prices are
+		// in memory and usage waits in Redis, so a proxy that cannot reach the database
+		// stays ready. Checking it here would let a load balancer take every proxy out
+		// of rotation during a database outage, stopping the traffic the caches carry.
+		// Redis is on every request's path, unless the operator chose to serve without it.
 		Ready: func(ctx context.Context) error {
-			if err := pool.Ping(ctx); err != nil {
-				return errors.New("database unreachable")
-			}
-			// Serving without Redis (REDIS_OUTAGE=serve), a proxy stays in its load
-			// balancer's rotation while Redis is away.
 			if err := rdb.Ping(ctx).Err(); err != nil && cfg.Limits.RedisOutage != limit.OutageServe {
 				return errors.New("redis unreachable")
 			}

@@ -64,7 +64,7 @@ type Config struct {
 	// upstream_stalled) when its upstream sends nothing for that long (stall.go). 0: only
 	// StreamLimit bounds them.
 	HeaderTimeout, IdleTimeout time.Duration
-	// Ready reports whether dependencies answer (PostgreSQL, Redis) for /readyz.
+	// Ready reports whether the dependencies requests need answer, for /readyz.
 	Ready func(ctx context.Context) error
 	// SetAccountState persists an account's state change (asynchronously, once per
 	// change) and announces it so every proxy reloads its snapshot.
