@@ -205,6 +205,7 @@ func Build(ctx context.Context, cfg config.Proxy, log *slog.Logger) (*Deps, erro
 			}
 			return err == nil, err
 		},
+		Redeliver:  ingest,
 		Spool:      spool,
 		SpoolEvery: cfg.SpoolEvery,
 		Deliver:    deliver,

@@ -82,3 +82,18 @@ func AOFEnabled(ctx context.Context, rdb redis.UniversalClient) (bool, error) {
 	}
 	return false, fmt.Errorf("redis INFO persistence has no aof_enabled")
 }
+
+// RunID is the identity of the Redis process answering (INFO server: run_id). It changes
+// whenever Redis restarts, and with the instance a failover promotes.
+func RunID(ctx context.Context, rdb redis.UniversalClient) (string, error) {
+	info, err := rdb.Info(ctx, "server").Result()
+	if err != nil {
+		return "", fmt.Errorf("redis INFO server: %w", err)
+	}
+	for line := range strings.SplitSeq(info, "\n") {
+		if k, v, ok := strings.Cut(strings.TrimSpace(line), ":"); ok && k == "run_id" && v != "" {
+			return v, nil
+		}
+	}
+	return "", fmt.Errorf("redis INFO server has no run_id")
+}

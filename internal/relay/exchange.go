@@ -697,6 +697,9 @@ func (x *exchange) complete(lease limit.Lease, attempt int, o *outcome) {
 	err := s.cfg.Gate.Complete(context.Background(), lease, usage.StreamKey(s.cfg.Prefix), payload, billed)
 	if err == nil {
 		delivered()
+		if payload != nil {
+			s.recent.add(payload) // until Redis has surely kept it (recent.go)
+		}
 		return
 	}
 	if errors.Is(err, limit.ErrSwept) {

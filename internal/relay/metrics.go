@@ -10,6 +10,7 @@ type metrics struct {
 	activeStreams prometheus.Gauge
 	recordFailed  prometheus.Counter
 	unjournaled   prometheus.Counter
+	redelivered   prometheus.Counter
 	queueWait     prometheus.Histogram
 }
 
@@ -38,11 +39,14 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		unjournaled: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "tollgate_usage_unjournaled_total", Help: "Usage events not kept in the local journal before delivery (no free slot, or larger than a slot): a proxy killed before delivering them would lose them.",
 		}),
+		redelivered: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tollgate_usage_redelivered_total", Help: "Usage events Redis had acknowledged shortly before it changed identity (restart, failover), stored again in PostgreSQL (recent.go).",
+		}),
 		queueWait: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "tollgate_admission_wait_seconds", Help: "Time requests waited for a concurrency slot.",
 			Buckets: []float64{0, .001, .01, .1, .5, 1, 5, 20},
 		}),
 	}
-	reg.MustRegister(m.requests, m.duration, m.ttfb, m.upstream, m.activeStreams, m.recordFailed, m.unjournaled, m.queueWait)
+	reg.MustRegister(m.requests, m.duration, m.ttfb, m.upstream, m.activeStreams, m.recordFailed, m.unjournaled, m.redelivered, m.queueWait)
 	return m
 }

@@ -47,8 +47,12 @@ type Config struct {
 	Recorded func(ctx context.Context, requestID string) (bool, error)
 	// Spool keeps events that neither Redis nor the fallback took; Deliver hands them
 	// on later (Redis stream, else PostgreSQL).
-	Spool      *usage.Spool
-	Deliver    func(ctx context.Context, evs []usage.Event) error
+	Spool   *usage.Spool
+	Deliver func(ctx context.Context, evs []usage.Event) error
+	// Redeliver stores events straight in PostgreSQL, idempotently, with whatever else
+	// that takes (the counters' reset): those Redis acknowledged shortly before it
+	// changed identity (recent.go).
+	Redeliver  func(ctx context.Context, evs []usage.Event) error
 	SpoolEvery time.Duration // how often spooled events are retried; default 10 s
 	// Journal keeps each usage event from the moment its answer is read until a store
 	// has it (usage.Journal); ReplayJournals delivers the events dead proxies left in
@@ -99,6 +103,8 @@ type Server struct {
 	afterQueue  chan func()
 	// inflight counts upstream exchanges in progress (memoryLoop).
 	inflight atomic.Int64
+	// recent keeps the usage events Redis acknowledged in its last seconds (recent.go).
+	recent recentEvents
 	// deferred holds the light-load completions waiting out lightCompletionDelay.
 	deferredMu  sync.Mutex
 	deferred    map[uint64]*deferredCompletion
@@ -312,6 +318,9 @@ func (s *Server) Run(ctx context.Context) {
 	go s.spoolLoop(ctx)
 	go s.sweepLoop(ctx)
 	go s.memoryLoop(ctx)
+	if s.cfg.Redis != nil {
+		go s.redisWatchLoop(ctx)
+	}
 	go s.cfg.Gate.Run(ctx)
 	s.invalidationLoop(ctx)
 }

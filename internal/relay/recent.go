@@ -1,0 +1,135 @@
+package relay
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/tollgate/tollgate/internal/redisinfo"
+	"github.com/tollgate/tollgate/internal/usage"
+)
+
+// Redis acknowledges a completion's usage event before it is safe: until its append-only
+// file reaches the disk (within a second or two with appendfsync everysec) a crash of its
+// machine loses it, and so does a failover to a replica the write had not reached yet, or
+// a restart of a Redis run without AOF. Events a worker has not stored by then are gone,
+// and their requests, served, would go unbilled.
+//
+// So the proxy keeps what Redis acknowledged in its last few seconds (recentEvents) and
+// watches Redis's identity (its run_id, which a restart or a failover changes). When the
+// identity changes, the events kept are stored straight in PostgreSQL (Config.Redeliver).
+// Storing is idempotent by request id, so those Redis did keep, or a worker had stored,
+// are billed once all the same. An event leaves the keep after it has lived
+// recentGenerations-1 to recentGenerations seconds of a Redis answering with the same
+// identity; while Redis does not answer, nothing leaves.
+//
+// A Redis without AOF loses, on a restart, events older than that too (any a worker had
+// not stored yet: normally none, as workers store within a fraction of a second); the
+// worker warns about such a Redis (tollgate_redis_aof_enabled).
+
+// recentGenerations: events are kept for two to three seconds of Redis's confirmed life.
+const recentGenerations = 3
+
+// recentEvents holds usage events (their JSON) by the second Redis acknowledged them in.
+type recentEvents struct {
+	mu   sync.Mutex
+	gens [recentGenerations][][]byte // gens[0] is the current second's
+}
+
+func (r *recentEvents) add(payload []byte) {
+	r.mu.Lock()
+	r.gens[0] = append(r.gens[0], payload)
+	r.mu.Unlock()
+}
+
+// age drops the oldest generation and starts a new one.
+func (r *recentEvents) age() {
+	r.mu.Lock()
+	copy(r.gens[1:], r.gens[:recentGenerations-1])
+	r.gens[0] = nil
+	r.mu.Unlock()
+}
+
+// take empties the keep and returns what it held.
+func (r *recentEvents) take() [][]byte {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var all [][]byte
+	for i := range r.gens {
+		all = append(all, r.gens[i]...)
+		r.gens[i] = nil
+	}
+	return all
+}
+
+// redisWatchLoop ages the keep every second Redis answers with the identity it had, and
+// hands the keep to redeliver when the identity changes. It looks at once, before
+// requests come, then every second.
+func (s *Server) redisWatchLoop(ctx context.Context) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	var known string
+	for {
+		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		id, err := redisinfo.RunID(cctx, s.cfg.Redis)
+		cancel()
+		switch {
+		case err != nil:
+			// Not answering: keep everything until it does.
+		case id == known:
+			s.recent.age()
+		default:
+			// A new identity, or the first one this process learns: events kept until
+			// now may have gone to a Redis that is not this one.
+			known = id
+			s.redeliver(ctx, s.recent.take())
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// redeliver stores, straight in PostgreSQL, the events a Redis that changed identity had
+// acknowledged in its last seconds; what PostgreSQL refuses goes to the spool.
+func (s *Server) redeliver(ctx context.Context, payloads [][]byte) {
+	if len(payloads) == 0 {
+		return
+	}
+	evs := make([]usage.Event, 0, len(payloads))
+	for _, p := range payloads {
+		var ev usage.Event
+		if err := usage.DecodeEvent(string(p), &ev); err != nil {
+			s.log.Error("undecodable usage event kept for Redis's loss; not stored again", "err", err, "event", string(p))
+			continue
+		}
+		evs = append(evs, ev)
+	}
+	stored, spooled := 0, 0
+	for len(evs) > 0 {
+		batch := evs[:min(len(evs), 500)]
+		evs = evs[len(batch):]
+		var err error
+		if s.cfg.Redeliver != nil {
+			rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+			err = s.cfg.Redeliver(rctx, batch)
+			cancel()
+		}
+		if err == nil && s.cfg.Redeliver != nil {
+			stored += len(batch)
+			continue
+		}
+		for _, ev := range batch {
+			if s.cfg.Spool == nil || s.cfg.Spool.Write(ev) != nil {
+				s.log.Error("usage event NOT stored again after Redis changed identity", "request_id", ev.RequestID, "err", err)
+				continue
+			}
+			spooled++
+		}
+	}
+	s.metrics.redelivered.Add(float64(stored + spooled))
+	s.log.Warn("Redis changed identity (restart or failover): the usage events it acknowledged in its last seconds were stored again in PostgreSQL (idempotent: those it kept are billed once)",
+		"stored", stored, "spooled", spooled)
+}
