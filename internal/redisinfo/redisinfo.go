@@ -5,6 +5,7 @@ package redisinfo
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -95,5 +96,8 @@ func RunID(ctx context.Context, rdb redis.UniversalClient) (string, error) {
 			return v, nil
 		}
 	}
-	return "", fmt.Errorf("redis INFO server has no run_id")
+	return "", ErrNoRunID
 }
+
+// ErrNoRunID: Redis answered INFO server without a run_id.
+var ErrNoRunID = errors.New("redis INFO server has no run_id")

@@ -2,8 +2,13 @@ package relay
 
 import (
 	"context"
+	"errors"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/tollgate/tollgate/internal/redisinfo"
 	"github.com/tollgate/tollgate/internal/usage"
@@ -30,35 +35,57 @@ import (
 // recentGenerations: events are kept for two to three seconds of Redis's confirmed life.
 const recentGenerations = 3
 
+// recentMax bounds the keep (about 65 MB of events): should the ages stop coming while
+// completions still succeed, the oldest generation goes.
+const recentMax = 100_000
+
 // recentEvents holds usage events (their JSON) by the second Redis acknowledged them in.
 type recentEvents struct {
 	mu   sync.Mutex
 	gens [recentGenerations][][]byte // gens[0] is the current second's
+	n    int                         // events held
+	// off: Redis's identity cannot be watched (INFO refused), so nothing is kept.
+	off atomic.Bool
 }
 
 func (r *recentEvents) add(payload []byte) {
+	if r.off.Load() {
+		return
+	}
 	r.mu.Lock()
+	for r.n >= recentMax {
+		r.n -= len(r.gens[recentGenerations-1])
+		r.shift()
+	}
 	r.gens[0] = append(r.gens[0], payload)
+	r.n++
 	r.mu.Unlock()
 }
 
 // age drops the oldest generation and starts a new one.
 func (r *recentEvents) age() {
 	r.mu.Lock()
+	r.n -= len(r.gens[recentGenerations-1])
+	r.shift()
+	r.mu.Unlock()
+}
+
+// shift moves every generation one older, the oldest out (the caller holds mu).
+func (r *recentEvents) shift() {
 	copy(r.gens[1:], r.gens[:recentGenerations-1])
 	r.gens[0] = nil
-	r.mu.Unlock()
 }
 
 // take empties the keep and returns what it held.
 func (r *recentEvents) take() [][]byte {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	var all [][]byte
+	all := make([][]byte, 0, r.n)
 	for i := range r.gens {
 		all = append(all, r.gens[i]...)
 		r.gens[i] = nil
 	}
+	r.n = 0
 	return all
 }
 
@@ -74,6 +101,13 @@ func (s *Server) redisWatchLoop(ctx context.Context) {
 		id, err := redisinfo.RunID(cctx, s.cfg.Redis)
 		cancel()
 		switch {
+		case infoRefused(err):
+			// Redis answers but will not say who it is (INFO renamed or not allowed):
+			// its identity cannot be watched, so nothing is kept.
+			s.recent.off.Store(true)
+			s.recent.take()
+			s.log.Warn("cannot watch Redis's identity (INFO server refused); usage events a restarted Redis loses are not stored again", "err", err)
+			return
 		case err != nil:
 			// Not answering: keep everything until it does.
 		case id == known:
@@ -132,4 +166,19 @@ func (s *Server) redeliver(ctx context.Context, payloads [][]byte) {
 	s.metrics.redelivered.Add(float64(stored + spooled))
 	s.log.Warn("Redis changed identity (restart or failover): the usage events it acknowledged in its last seconds were stored again in PostgreSQL (idempotent: those it kept are billed once)",
 		"stored", stored, "spooled", spooled)
+}
+
+// infoRefused reports a Redis that answers but will not run INFO for this client (the
+// command renamed away, or not in its ACL), as some managed services configure it; other
+// errors (loading, busy, unreachable) pass.
+func infoRefused(err error) bool {
+	var re redis.Error
+	if errors.Is(err, redisinfo.ErrNoRunID) {
+		return true
+	}
+	if !errors.As(err, &re) {
+		return false
+	}
+	msg := re.Error()
+	return strings.HasPrefix(msg, "NOPERM") || strings.Contains(msg, "unknown command")
 }

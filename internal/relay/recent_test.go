@@ -28,3 +28,24 @@ func TestRecentEventsAge(t *testing.T) {
 		t.Fatalf("after %d agings the keep still holds %q", recentGenerations, got)
 	}
 }
+
+// TestRecentEventsBounded: past recentMax events the oldest generation goes, and a keep
+// turned off keeps nothing.
+func TestRecentEventsBounded(t *testing.T) {
+	var r recentEvents
+	for range recentMax / 2 {
+		r.add(nil)
+	}
+	r.age()
+	for range recentMax/2 + 1 {
+		r.add(nil)
+	}
+	if got := len(r.take()); got != recentMax/2+1 {
+		t.Fatalf("kept %d events past the bound, want %d (the older generation gone)", got, recentMax/2+1)
+	}
+	r.off.Store(true)
+	r.add(nil)
+	if got := len(r.take()); got != 0 {
+		t.Fatalf("a keep turned off kept %d", got)
+	}
+}
