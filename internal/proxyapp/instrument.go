@@ -12,7 +12,7 @@ import (
 
 // instrument exposes the proxy's I/O budget as metrics: every PostgreSQL connection
 // acquisition and every Redis round trip (a command or a pipeline; connection handshakes
-// excluded). In steady state a request should move the first by zero and the second by
+// and the identity watch's INFO excluded). In steady state a request should move the first by zero and the second by
 // at most two (admission, completion; three for a stream, which checkpoints its first
 // usage report) — one less when its admission was reserved by the completion before it.
 func instrument(reg prometheus.Registerer, pool *pgxpool.Pool, rdb *redis.Client) {
@@ -54,7 +54,7 @@ func (r roundTrips) DialHook(next redis.DialHook) redis.DialHook { return next }
 
 func (r roundTrips) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
-		if !handshake(cmd.Name()) {
+		if !notRequestWork(cmd.Name()) {
 			r.c.Inc()
 		}
 		return next(ctx, cmd)
@@ -64,17 +64,18 @@ func (r roundTrips) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 func (r roundTrips) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
 	return func(ctx context.Context, cmds []redis.Cmder) error {
 		// A new connection's handshake (HELLO, CLIENT SETINFO) is not request work.
-		if len(cmds) == 0 || !handshake(cmds[0].Name()) {
+		if len(cmds) == 0 || !notRequestWork(cmds[0].Name()) {
 			r.c.Inc()
 		}
 		return next(ctx, cmds)
 	}
 }
 
-// handshake commands set up a new connection; they are not request work.
-func handshake(name string) bool {
+// notRequestWork: commands that set up a new connection, and INFO, which only the
+// once-a-second watch of Redis's identity sends (relay/recent.go).
+func notRequestWork(name string) bool {
 	switch name {
-	case "hello", "client", "auth", "select":
+	case "hello", "client", "auth", "select", "info":
 		return true
 	}
 	return false
