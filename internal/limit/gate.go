@@ -42,11 +42,12 @@ var (
 type script struct {
 	*redis.Script
 	sha any
+	src string
 }
 
 func newScript(src string) *script {
 	s := redis.NewScript(src)
-	return &script{Script: s, sha: s.Hash()}
+	return &script{Script: s, sha: s.Hash(), src: src}
 }
 
 // evalArgs starts the EVALSHA argument list of a call of s with nkeys keys, with room
@@ -764,6 +765,19 @@ func (g *Gate) FlushSessions(ctx context.Context, keyID int64) (int, error) {
 
 // SetLogger makes the gate log its background failures (lease renewal).
 func (g *Gate) SetLogger(log *slog.Logger) { g.log = log }
+
+// LoadScripts loads the gate's scripts into Redis in one round trip, so that the first
+// call of each (a stream's first checkpoint, say) does not meet NOSCRIPT and pay a
+// second round trip to load it. Calls load what Redis lacks by themselves, so a failure
+// here only costs that.
+func (g *Gate) LoadScripts(ctx context.Context) error {
+	pipe := g.rdb.Pipeline()
+	for _, s := range []*script{admitScript, completeScript, checkpointScript, releaseScript} {
+		pipe.ScriptLoad(ctx, s.src)
+	}
+	_, err := pipe.Exec(ctx)
+	return err
+}
 
 // Run renews tracked leases, and receives release notifications to wake local waiters,
 // until ctx ends.

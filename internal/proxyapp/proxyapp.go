@@ -292,6 +292,7 @@ func Serve(ctx context.Context, cfg config.Proxy, log *slog.Logger, ln net.Liste
 	defer deps.Close()
 	runCtx, stopRun := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopRun()
+	deps.Server.PrepareRedis(ctx)
 	go deps.Server.Run(runCtx)
 	if cfg.AdaptiveProcs && os.Getenv("GOMAXPROCS") == "" {
 		go adaptProcs(runCtx, log, 50*time.Millisecond)

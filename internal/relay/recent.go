@@ -89,14 +89,37 @@ func (r *recentEvents) take() [][]byte {
 	return all
 }
 
+// PrepareRedis readies Redis before the proxy serves: it reads Redis's identity, so that
+// the events of the first requests are known to be in that Redis's keep, and loads the
+// gate's scripts. Call it before Run. If Redis does not answer, the first identity the
+// watch learns is taken as theirs (they could only have been acknowledged once it
+// answered), and the scripts load on first use.
+func (s *Server) PrepareRedis(ctx context.Context) {
+	if s.cfg.Redis == nil {
+		return
+	}
+	cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if id, err := redisinfo.RunID(cctx, s.cfg.Redis); err == nil {
+		s.redisID = id
+	}
+	if s.cfg.Gate != nil {
+		s.cfg.Gate.LoadScripts(cctx) //nolint:errcheck // loaded on first use otherwise
+	}
+}
+
 // redisWatchLoop ages the keep every second Redis answers with the identity it had, and
-// hands the keep to redeliver when the identity changes. It looks at once, before
-// requests come, then every second.
+// hands the keep to redeliver when the identity changes.
 func (s *Server) redisWatchLoop(ctx context.Context) {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
-	var known string
+	known := s.redisID
 	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
 		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		id, err := redisinfo.RunID(cctx, s.cfg.Redis)
 		cancel()
@@ -110,18 +133,15 @@ func (s *Server) redisWatchLoop(ctx context.Context) {
 			return
 		case err != nil:
 			// Not answering: keep everything until it does.
-		case id == known:
+		case known == "" || id == known:
+			known = id
 			s.recent.age()
 		default:
-			// A new identity, or the first one this process learns: events kept until
-			// now may have gone to a Redis that is not this one.
 			known = id
+			if s.cfg.Gate != nil {
+				s.cfg.Gate.LoadScripts(ctx) //nolint:errcheck // a new Redis knows none of them
+			}
 			s.redeliver(ctx, s.recent.take())
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
 		}
 	}
 }

@@ -103,8 +103,10 @@ type Server struct {
 	afterQueue  chan func()
 	// inflight counts upstream exchanges in progress (memoryLoop).
 	inflight atomic.Int64
-	// recent keeps the usage events Redis acknowledged in its last seconds (recent.go).
-	recent recentEvents
+	// recent keeps the usage events Redis acknowledged in its last seconds (recent.go);
+	// redisID is Redis's identity when the proxy started (PrepareRedis).
+	recent  recentEvents
+	redisID string
 	// deferred holds the light-load completions waiting out lightCompletionDelay.
 	deferredMu  sync.Mutex
 	deferred    map[uint64]*deferredCompletion
