@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/anthropics/anthropic-sdk-go"
+
 	"github.com/tollgate/tollgate/internal/fakellm"
 )
 
@@ -63,7 +65,8 @@ func TestHungUpstream(t *testing.T) {
 	s.ingest(2) // the two streams above, once each
 	seq = s.fake.LastSeq()
 	status, text, rid, took := stream()
-	if status != 200 || !strings.Contains(text, "message_start") || strings.Contains(text, "message_stop") || took > 2*time.Second {
+	if status != 200 || !strings.Contains(text, "message_start") || strings.Contains(text, "message_stop") ||
+		!strings.Contains(text, "event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"tollgate_upstream_stalled\"") || took > 2*time.Second {
 		t.Fatalf("quiet stream: %d after %s\n%s", status, took, text)
 	}
 	// Its slot (the key's only one) is free: the next request is not refused.
@@ -77,6 +80,26 @@ func TestHungUpstream(t *testing.T) {
 	if n != 1 || len(classes) != 1 || classes[0] != "upstream_stalled" || billed != s.expectedBilled(served[0].Usage) || billed == 0 {
 		t.Fatalf("the cut stream: %d rows, %d nano, classes %v; fakellm put %+v on the wire", n, billed, classes, served[0].Usage)
 	}
+
+	// The SDK meets the end of such a stream as an error that names it, not as a whole
+	// answer; so it does when the upstream breaks a stream off.
+	sdkStream := func(want string) {
+		t.Helper()
+		client := s.sdk(s.seeded.DemoKey)
+		stream := client.Messages.NewStreaming(t.Context(), anthropic.MessageNewParams{Model: model, MaxTokens: 64,
+			Messages: []anthropic.MessageParam{anthropic.NewUserMessage(anthropic.NewTextBlock("one two three four five six seven"))}})
+		events := 0
+		for stream.Next() {
+			events++
+		}
+		if err := stream.Err(); err == nil || !strings.Contains(err.Error(), want) || events == 0 {
+			t.Fatalf("after %d events the SDK reported %v, want an error naming %s", events, err, want)
+		}
+	}
+	s.fake.SetScript(func(r *fakellm.Request) fakellm.Behavior { return fakellm.Behavior{EventDelay: 3 * time.Second} })
+	sdkStream("tollgate_upstream_stalled")
+	s.fake.SetScript(func(r *fakellm.Request) fakellm.Behavior { return fakellm.Behavior{CutAfterEvents: 3} })
+	sdkStream("tollgate_upstream_cut")
 
 	// Every account hangs: a 504 in the protocol's shape, not a request that never ends.
 	s.fake.SetScript(func(r *fakellm.Request) fakellm.Behavior { return fakellm.Behavior{Delay: time.Minute} })

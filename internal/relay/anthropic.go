@@ -17,6 +17,7 @@ var anthropicMessages = protocol{
 	endpoint:      "messages",
 	billable:      true,
 	writeError:    anthropicError,
+	streamError:   anthropicStreamError,
 	newTap:        func() tap { return &anthropicTap{} },
 	bodyUsage:     anthropicBodyUsage,
 	setCredential: setAnthropicCredential,

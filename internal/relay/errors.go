@@ -16,6 +16,8 @@ const (
 	errNoUpstream      = "tollgate_no_upstream"
 	errUpstreamFailed  = "tollgate_upstream_unreachable"
 	errUpstreamTimeout = "tollgate_upstream_timeout"
+	errUpstreamCut     = "tollgate_upstream_cut"
+	errUpstreamStalled = "tollgate_upstream_stalled"
 	errUnavailable     = "tollgate_unavailable"
 	errUnpricedModel   = "tollgate_unpriced_model"
 	errMethod          = "tollgate_method_not_allowed"

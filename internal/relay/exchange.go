@@ -266,7 +266,9 @@ type exchange struct {
 	clientIP netip.Addr
 	// clientStream: the client asked for a stream; filter edits what it receives.
 	clientStream bool
-	filter       lineFilter
+	// guard watches the current attempt's upstream for stalls (stall.go); nil if none.
+	guard  *stallGuard
+	filter lineFilter
 	// The attempt running now, for a stream's checkpoint (checkpoint).
 	lease         *limit.Lease
 	attemptNo     int
@@ -405,6 +407,7 @@ func (x *exchange) attempt(acc *schedule.Account, body []byte, upstreamModel str
 		guard = newStallGuard(cancel, s.cfg.HeaderTimeout)
 		defer guard.stop()
 	}
+	x.guard = guard
 	target := joinURL(acc.BaseURL, x.r.URL.Path, x.r.URL.RawQuery)
 	if x.p.upstreamURL != nil {
 		target = x.p.upstreamURL(acc, x.r, upstreamModel)
@@ -574,6 +577,9 @@ func (x *exchange) pipeStream(o *outcome, body io.Reader, flushLines bool) {
 			break
 		}
 	}
+	if o.class == "upstream_cut" && !clientGone && !flushLines && x.p.streamError != nil {
+		x.endBrokenStream()
+	}
 	if flusher != nil && !clientGone {
 		flusher.Flush()
 	}
@@ -584,6 +590,19 @@ func (x *exchange) pipeStream(o *outcome, body io.Reader, flushLines bool) {
 		o.class = "client_disconnected"
 	}
 	o.usage, o.sawUsage = t.Usage()
+}
+
+// endBrokenStream ends an SSE stream the upstream broke off, or that stalled, with an
+// error event in the protocol's shape (stream_errors.go). The blank lines first end
+// whatever event the upstream left unfinished, so the client's parser takes it apart
+// from the error (an event cut in the middle of a line is malformed, which the client
+// rejects as an error too).
+func (x *exchange) endBrokenStream() {
+	typ, msg := errUpstreamCut, "Tollgate: the upstream connection broke off in the middle of this answer; it is incomplete"
+	if x.guard != nil && x.guard.stalled() == stalledIdle {
+		typ, msg = errUpstreamStalled, "Tollgate: the upstream sent nothing for "+x.s.cfg.IdleTimeout.String()+"; this answer is incomplete"
+	}
+	x.w.Write(x.p.streamError([]byte("\n\n"), typ, msg)) //nolint:errcheck // the client went away
 }
 
 // checkpoint journals the usage a stream has reported so far (Anthropic's message_start:

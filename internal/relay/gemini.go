@@ -23,6 +23,7 @@ var geminiGenerate = protocol{
 	endpoint:      "generate",
 	billable:      true,
 	writeError:    geminiError,
+	streamError:   geminiStreamError,
 	newTap:        func() tap { return &geminiTap{} },
 	bodyUsage:     geminiBodyUsage,
 	setCredential: setGeminiCredential,

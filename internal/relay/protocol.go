@@ -15,8 +15,11 @@ type protocol struct {
 	billable bool   // count_tokens and the like are routed but never billed
 	// writeError renders Tollgate's own refusal in the protocol's error shape.
 	writeError func(w http.ResponseWriter, status int, typ, msg, requestID string)
-	newTap     func() tap
-	bodyUsage  func(body []byte) (billing.Usage, bool)
+	// streamError appends the SSE event that ends a stream Tollgate could not finish
+	// (stream_errors.go).
+	streamError func(b []byte, typ, msg string) []byte
+	newTap      func() tap
+	bodyUsage   func(body []byte) (billing.Usage, bool)
 	// setCredential puts the account's credential (and headers the provider requires
 	// for it) on the upstream request.
 	setCredential func(h http.Header, acc *schedule.Account)
