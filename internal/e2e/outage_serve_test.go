@@ -156,3 +156,61 @@ func (s *stack) userWithEmptyWallet(t *testing.T) string {
 	}
 	return key.Plaintext
 }
+
+// TestServingThroughHungRedis: with REDIS_OUTAGE=serve and Redis hung (frozen), the
+// first request pays the read timeout and is admitted without Redis; the following ones
+// do not touch Redis at all (a background probe looks for it), so none of them waits for
+// a timeout; once Redis answers, admission goes back to it, and what was served is
+// billed.
+func TestServingThroughHungRedis(t *testing.T) {
+	rs := testenv.RedisServer(t, "--appendonly", "yes", "--appendfsync", "always", "--dir", t.TempDir())
+	s := newStack(t, func(su *setup) {
+		su.redis = rs
+		su.limits = limit.Options{RedisOutage: limit.OutageServe}
+	})
+	if status, _ := s.post(t, s.seeded.DemoKey, smallBody); status != 200 {
+		t.Fatalf("before Redis hung: %d", status)
+	}
+	rs.Freeze()
+	thawed := false
+	defer func() {
+		if !thawed {
+			rs.Thaw()
+		}
+	}()
+	start := time.Now()
+	if status, e := s.post(t, s.seeded.DemoKey, smallBody); status != 200 {
+		t.Fatalf("first request with Redis hung: %d %+v", status, e)
+	}
+	t.Logf("first request with Redis hung: %s", time.Since(start).Round(time.Millisecond))
+	served, slowest := 1, time.Duration(0)
+	for start := time.Now(); time.Since(start) < 4*time.Second; served++ {
+		t0 := time.Now()
+		if status, e := s.post(t, s.seeded.DemoKey, smallBody); status != 200 {
+			t.Fatalf("request with Redis hung: %d %+v", status, e)
+		}
+		slowest = max(slowest, time.Since(t0))
+	}
+	t.Logf("then %d requests in 4 s, the slowest %s", served-1, slowest.Round(time.Millisecond))
+	// A request that tried Redis would wait for its read timeout (2 s).
+	if slowest > 1500*time.Millisecond {
+		t.Fatalf("a request with Redis hung took %s: it waited for Redis", slowest)
+	}
+	rs.Thaw()
+	thawed = true
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		admitted := s.metric(t, "tollgate_admissions_without_redis_total")
+		if status, _ := s.post(t, s.seeded.DemoKey, smallBody); status != 200 {
+			t.Fatalf("after Redis answered again: %d", status)
+		}
+		served++
+		if s.metric(t, "tollgate_admissions_without_redis_total") == admitted {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("still admitting without Redis 15 s after it answered again")
+		}
+	}
+	s.ingest(served + 1)
+	s.checkSnapshotHonest(t, s.seeded.DemoUserID)
+}

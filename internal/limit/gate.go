@@ -294,28 +294,12 @@ func (g *Gate) BalanceKey(userID int64) string { return g.balanceKey(userID) }
 // (local.go).
 func (g *Gate) Admit(ctx context.Context, req Request) (Lease, error) {
 	if g.local.serving.Load() {
-		// Admitting without Redis: Redis is tried again at most every localProbeEvery.
-		if !g.local.probeDue(time.Now()) {
-			return g.admitLocally(ctx, req)
-		}
-		// The counters of the usage stored meanwhile are reset before Redis admits
-		// anyone on them; while Redis still fails, this is the probe.
-		if g.PendingResets() > 0 {
-			if err := g.ResetCounters(ctx); err != nil {
-				if g.serveWithoutRedis(ctx, err) {
-					return g.admitLocally(ctx, req)
-				}
-				return Lease{}, err
-			}
-		}
+		return g.admitLocally(ctx, req) // until probeRedis finds Redis back
 	}
 	l, err := g.admit(ctx, req)
 	if err != nil && g.serveWithoutRedis(ctx, err) {
-		g.noteRedis(true, err)
+		g.serveLocally(err)
 		return g.admitLocally(ctx, req)
-	}
-	if err == nil && g.opts.RedisOutage == OutageServe {
-		g.noteRedis(false, nil)
 	}
 	return l, err
 }

@@ -8,6 +8,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 )
 
 // Serving without Redis (REDIS_OUTAGE=serve).
@@ -33,9 +35,9 @@ import (
 // little more when several proxies admit the same user's requests at once. With
 // PostgreSQL down as well, nothing can be checked and requests get the 503.
 //
-// Redis is tried again every localProbeEvery (a hung one costs the probing request its
-// read timeout once, then the breaker in breaker.go fails calls at once), so service
-// returns to the shared limits within that of Redis answering.
+// The first request to meet the failure pays it (a hung Redis: one read timeout); from
+// then on requests do not touch Redis, and a background probe every localProbeEvery
+// returns admission to the shared limits within that of Redis answering.
 
 // ErrLocal is what Complete returns for a lease admitted without Redis: nothing was
 // billed in Redis, and the caller records the usage in PostgreSQL. It wraps
@@ -55,20 +57,21 @@ type local struct {
 	rpm      map[int64]localWindow // per key
 	blocked  map[int64]time.Time   // per account: out of rotation until (Block)
 	admitted atomic.Int64          // admissions made without Redis
-	serving  atomic.Bool           // the last admission went without Redis (logged once per change)
-	probeAt  atomic.Int64          // Unix ns before which admissions go local without trying Redis
+	serving  atomic.Bool           // admitting without Redis until probeRedis finds it back
+	// touched: the users and keys admitted without Redis in this outage, whose counters
+	// are reset once more after their requests have completed (probeRedis).
+	touched map[localTouch]Stored
 }
 
-// localProbeEvery bounds how often a proxy admitting without Redis tries it again: its
-// requests do not each pay a failed round trip (or a dial), and service returns to the
-// shared limits within this of Redis answering.
+type localTouch struct {
+	user, key int64
+	day       int64 // Unix day: the spend counters are per day and month
+}
+
+// localProbeEvery is how often a proxy admitting without Redis looks whether it answers
+// again, in the background: requests meanwhile do not touch Redis at all, so a hung one
+// costs none of them its read timeout.
 const localProbeEvery = 100 * time.Millisecond
-
-// probeDue reports whether this admission is the one that tries Redis again.
-func (l *local) probeDue(now time.Time) bool {
-	next := l.probeAt.Load()
-	return now.UnixNano() >= next && l.probeAt.CompareAndSwap(next, now.Add(localProbeEvery).UnixNano())
-}
 
 type localScope struct {
 	kind byte // 'u' user, 'k' key, 'a' account
@@ -91,15 +94,72 @@ func (g *Gate) serveWithoutRedis(ctx context.Context, err error) bool {
 	return g.opts.RedisOutage == OutageServe && errors.Is(err, ErrUnavailable) && ctx.Err() == nil
 }
 
-// noteRedis logs the changes between admitting with and without Redis.
-func (g *Gate) noteRedis(without bool, err error) {
-	if g.local.serving.Swap(without) == without || g.log == nil {
+// serveLocally switches admission to this process's own counts after Redis failed err,
+// and starts probeRedis; once per outage.
+func (g *Gate) serveLocally(err error) {
+	if g.local.serving.Swap(true) {
 		return
 	}
-	if without {
+	if g.log != nil {
 		g.log.Warn("Redis unavailable: admitting without it (REDIS_OUTAGE=serve); limits are counted per proxy, usage is billed in PostgreSQL", "err", err)
-	} else {
-		g.log.Info("Redis answers again: admitting with the shared limits")
+	}
+	go g.probeRedis()
+}
+
+// probeRedis looks every localProbeEvery whether Redis answers again. Once it does, the
+// counters of the usage stored meanwhile are reset (ResetCounters) before admission goes
+// back to Redis, so that no admission there counts on them.
+func (g *Gate) probeRedis() {
+	for {
+		time.Sleep(localProbeEvery)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		err := g.rdb.Ping(ctx).Err()
+		if err == nil {
+			err = g.ResetCounters(ctx)
+		}
+		cancel()
+		if errors.Is(err, redis.ErrClosed) {
+			return // the process is closing its client
+		}
+		if err == nil {
+			g.local.serving.Store(false)
+			if g.log != nil {
+				g.log.Info("Redis answers again: admitting with the shared limits")
+			}
+			g.settleLocal()
+			return
+		}
+	}
+}
+
+// settleLocal runs once admission is back on Redis. Requests admitted without it may
+// still be completing, each storing its usage in PostgreSQL, and a balance snapshot Redis
+// loads from the ledger meanwhile can miss theirs (and a snapshot loaded just before a
+// completion's reset can land just after it). So once they have all completed, and a
+// moment more for loads under way, the counters of every user and key admitted without
+// Redis are reset once more.
+func (g *Gate) settleLocal() {
+	l := &g.local
+	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		l.mu.Lock()
+		n := len(l.inflight)
+		l.mu.Unlock()
+		if n == 0 {
+			break
+		}
+	}
+	time.Sleep(localProbeEvery)
+	l.mu.Lock()
+	touched := make([]Stored, 0, len(l.touched))
+	for _, s := range l.touched {
+		touched = append(touched, s)
+	}
+	l.touched = nil
+	l.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := g.ResetCounters(ctx, touched...); err != nil && g.log != nil {
+		g.log.Warn("reset the counters of the users admitted without Redis (retried)", "err", err)
 	}
 }
 
@@ -162,6 +222,12 @@ func (g *Gate) admitLocally(ctx context.Context, req Request) (Lease, error) {
 	lease := Lease{RequestID: req.RequestID, UserID: req.UserID, KeyID: req.KeyID, AccountID: acc,
 		Waited: time.Since(start), sets: heldSets(req), local: true}
 	l.take(lease, 1)
+	if t := (localTouch{req.UserID, req.KeyID, now.Unix() / 86400}); len(l.touched) < maxStaleCounters/4 {
+		if l.touched == nil {
+			l.touched = map[localTouch]Stored{}
+		}
+		l.touched[t] = Stored{UserID: req.UserID, KeyID: req.KeyID, Time: now}
+	}
 	l.admitted.Add(1)
 	return lease, nil
 }

@@ -18,7 +18,7 @@ import (
 // process; without the option it refuses. Once Redis answers, admissions go through it
 // again, after the counters of what was stored meanwhile are reset.
 func TestServingWithoutRedis(t *testing.T) {
-	rs := testenv.RedisServer(t)
+	rs := testenv.RedisServer(t, "--appendonly", "yes", "--appendfsync", "always", "--dir", t.TempDir())
 	opts, err := redis.ParseURL(rs.URL)
 	if err != nil {
 		t.Fatal(err)
@@ -60,6 +60,12 @@ func TestServingWithoutRedis(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// A snapshot saying the wallet is used up, which Redis keeps across the outage: Redis
+	// must not admit on it once back, as the usage stored meanwhile changed the ledger.
+	at := time.Now()
+	if err := rdb.Set(ctx, CounterKeys("p:", 9, 7, at)[0], "0", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
 	rs.Stop()
 	if _, err := refusing.Admit(ctx, req("refused")); !errors.Is(err, ErrUnavailable) {
 		t.Fatalf("the default gate admitted without Redis: %v", err)
@@ -159,19 +165,13 @@ func TestServingWithoutRedis(t *testing.T) {
 		t.Fatalf("%d admissions counted without Redis, want 8", n)
 	}
 
-	// Usage stored meanwhile left counters to reset; the first admission once Redis is
-	// back resets them before Redis admits on them, and goes through Redis.
-	at := time.Now()
+	// Usage stored meanwhile left counters to reset; once Redis is back the probe resets
+	// them before admission goes back to Redis.
 	if err := g.ResetCounters(ctx, Stored{UserID: 9, KeyID: 7, Time: at}); err == nil {
 		t.Fatal("a reset reached a stopped Redis")
 	}
 	rs.Start()
-	// A snapshot from before the outage saying the wallet was used up: admitted on it,
-	// the request would be refused; reset, the ledger's balance admits it.
-	if err := rdb.Set(ctx, CounterKeys("p:", 9, 7, at)[0], "0", 0).Err(); err != nil {
-		t.Fatal(err)
-	}
-	// Redis is tried again every localProbeEvery: admissions meanwhile stay local.
+	// Redis is probed every localProbeEvery: admissions meanwhile stay local.
 	deadline := time.Now().Add(10 * localProbeEvery)
 	for {
 		l, err = g.Admit(ctx, req("back"))
