@@ -26,6 +26,15 @@ const (
 
 // anthropicError writes {"type":"error","error":{"type":…,"message":…},"request_id":…}.
 func anthropicError(w http.ResponseWriter, status int, typ, msg, requestID string) {
+	body := anthropicErrorBody(typ, msg, requestID)
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("X-Should-Retry", map[bool]string{true: "true", false: "false"}[status == 429 || status >= 500])
+	w.WriteHeader(status)
+	w.Write(body) //nolint:errcheck
+}
+
+func anthropicErrorBody(typ, msg, requestID string) []byte {
 	body, _ := json.Marshal(struct {
 		Type  string `json:"type"`
 		Error struct {
@@ -37,9 +46,5 @@ func anthropicError(w http.ResponseWriter, status int, typ, msg, requestID strin
 		Type    string `json:"type"`
 		Message string `json:"message"`
 	}{typ, msg}, RequestID: requestID})
-	h := w.Header()
-	h.Set("Content-Type", "application/json")
-	h.Set("X-Should-Retry", map[bool]string{true: "true", false: "false"}[status == 429 || status >= 500])
-	w.WriteHeader(status)
-	w.Write(body) //nolint:errcheck
+	return body
 }

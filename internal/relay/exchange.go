@@ -602,7 +602,7 @@ func (x *exchange) endBrokenStream() {
 	if x.guard != nil && x.guard.stalled() == stalledIdle {
 		typ, msg = errUpstreamStalled, "Tollgate: the upstream sent nothing for "+x.s.cfg.IdleTimeout.String()+"; this answer is incomplete"
 	}
-	x.w.Write(x.p.streamError([]byte("\n\n"), typ, msg)) //nolint:errcheck // the client went away
+	x.w.Write(x.p.streamError([]byte("\n\n"), typ, msg, x.rid)) //nolint:errcheck // the client went away
 }
 
 // checkpoint journals the usage a stream has reported so far (Anthropic's message_start:

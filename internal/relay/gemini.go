@@ -90,6 +90,12 @@ var geminiStatus = map[int]string{400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED
 // geminiError writes Google's error shape; Tollgate's own error type goes in an
 // ErrorInfo detail (domain "tollgate"), where Google APIs put machine-readable reasons.
 func geminiError(w http.ResponseWriter, status int, typ, msg, requestID string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	w.Write(geminiErrorBody(status, typ, msg, requestID)) //nolint:errcheck
+}
+
+func geminiErrorBody(status int, typ, msg, requestID string) []byte {
 	st := geminiStatus[status]
 	if st == "" {
 		st = "UNKNOWN"
@@ -99,9 +105,7 @@ func geminiError(w http.ResponseWriter, status int, typ, msg, requestID string) 
 		"details": []any{map[string]any{"@type": "type.googleapis.com/google.rpc.ErrorInfo",
 			"reason": typ, "domain": "tollgate", "metadata": map[string]string{"request_id": requestID}}},
 	}})
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	w.Write(body) //nolint:errcheck
+	return body
 }
 
 // geminiUsage is usageMetadata. promptTokenCount includes cached tokens; thoughts are

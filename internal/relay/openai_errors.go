@@ -7,12 +7,16 @@ import (
 
 // openAIError writes {"error":{"message","type","param","code"}}, OpenAI's error shape.
 func openAIError(w http.ResponseWriter, status int, typ, msg, _ string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	w.Write(openAIErrorBody(typ, msg)) //nolint:errcheck
+}
+
+func openAIErrorBody(typ, msg string) []byte {
 	body, _ := json.Marshal(map[string]any{"error": map[string]any{
 		"message": msg, "type": typ, "param": nil, "code": typ,
 	}})
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	w.Write(body) //nolint:errcheck
+	return body
 }
 
 // openAIProtocolForErrors renders refusals for OpenAI-style callers of shared routes.

@@ -17,7 +17,7 @@ type protocol struct {
 	writeError func(w http.ResponseWriter, status int, typ, msg, requestID string)
 	// streamError appends the SSE event that ends a stream Tollgate could not finish
 	// (stream_errors.go).
-	streamError func(b []byte, typ, msg string) []byte
+	streamError func(b []byte, typ, msg, requestID string) []byte
 	newTap      func() tap
 	bodyUsage   func(body []byte) (billing.Usage, bool)
 	// setCredential puts the account's credential (and headers the provider requires

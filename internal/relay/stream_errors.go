@@ -7,45 +7,34 @@ import "encoding/json"
 // than just stopping: a client that saw only an unfinished stream could take a partial
 // answer for a whole one, while an error event makes the SDKs raise an error and the
 // agents (Claude Code, Codex) try again. The event carries Tollgate's own type, as every
-// error Tollgate makes does. Each function appends one whole event to b.
+// error Tollgate makes does, and the error body of the protocol's refusals where the
+// protocol streams errors in that shape. Each function appends one whole event to b.
 
-// anthropicStreamError is Anthropic's event: error.
-func anthropicStreamError(b []byte, typ, msg string) []byte {
-	b = append(b, "event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":"...)
-	b = appendJSONString(b, typ)
-	b = append(b, ",\"message\":"...)
-	b = appendJSONString(b, msg)
-	return append(b, "}}\n\n"...)
+func anthropicStreamError(b []byte, typ, msg, requestID string) []byte {
+	return appendSSE(b, "error", anthropicErrorBody(typ, msg, requestID))
 }
 
-// chatStreamError is the error chunk of an OpenAI Chat Completions stream.
-func chatStreamError(b []byte, typ, msg string) []byte {
-	b = append(b, "data: {\"error\":{\"message\":"...)
-	b = appendJSONString(b, msg)
-	b = append(b, ",\"type\":"...)
-	b = appendJSONString(b, typ)
-	return append(b, ",\"param\":null,\"code\":null}}\n\n"...)
+// chatStreamError is a Chat Completions chunk holding an error object.
+func chatStreamError(b []byte, typ, msg, _ string) []byte {
+	return appendSSE(b, "", openAIErrorBody(typ, msg))
 }
 
-// responsesStreamError is the error event of an OpenAI Responses stream.
-func responsesStreamError(b []byte, typ, msg string) []byte {
-	b = append(b, "event: error\ndata: {\"type\":\"error\",\"code\":"...)
-	b = appendJSONString(b, typ)
-	b = append(b, ",\"message\":"...)
-	b = appendJSONString(b, msg)
-	return append(b, ",\"param\":null}\n\n"...)
+// responsesStreamError is the Responses API's error event, a shape of its own.
+func responsesStreamError(b []byte, typ, msg, _ string) []byte {
+	body, _ := json.Marshal(map[string]any{"type": "error", "code": typ, "message": msg, "param": nil})
+	return appendSSE(b, "error", body)
 }
 
 // geminiStreamError is an error object as an event of a Gemini SSE stream (alt=sse).
-func geminiStreamError(b []byte, typ, msg string) []byte {
-	b = append(b, "data: {\"error\":{\"code\":502,\"message\":"...)
-	b = appendJSONString(b, msg)
-	b = append(b, ",\"status\":\"UNAVAILABLE\",\"details\":[{\"@type\":\"type.googleapis.com/google.rpc.ErrorInfo\",\"reason\":"...)
-	b = appendJSONString(b, typ)
-	return append(b, ",\"domain\":\"tollgate\"}]}}\n\n"...)
+func geminiStreamError(b []byte, typ, msg, requestID string) []byte {
+	return appendSSE(b, "", geminiErrorBody(502, typ, msg, requestID))
 }
 
-func appendJSONString(b []byte, s string) []byte {
-	q, _ := json.Marshal(s)
-	return append(b, q...)
+// appendSSE appends one SSE event: its event line when named, its data line, a blank line.
+func appendSSE(b []byte, event string, data []byte) []byte {
+	if event != "" {
+		b = append(append(append(b, "event: "...), event...), '\n')
+	}
+	b = append(append(append(b, "data: "...), data...), '\n', '\n')
+	return b
 }

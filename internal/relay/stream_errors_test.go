@@ -16,7 +16,7 @@ func TestStreamErrors(t *testing.T) {
  newline`
 	for _, c := range []struct {
 		name  string
-		f     func([]byte, string, string) []byte
+		f     func([]byte, string, string, string) []byte
 		event string // the event: line, if the protocol names its events
 		typ   func(map[string]any) any
 		msg   func(map[string]any) any
@@ -37,7 +37,7 @@ func TestStreamErrors(t *testing.T) {
 			func(m map[string]any) any { return m["error"].(map[string]any)["message"] }},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			out := c.f([]byte("prefix"), typ, msg)
+			out := c.f([]byte("prefix"), typ, msg, "req_1")
 			if !bytes.HasPrefix(out, []byte("prefix")) || !bytes.HasSuffix(out, []byte("\n\n")) {
 				t.Fatalf("not one event appended: %q", out)
 			}
