@@ -402,12 +402,11 @@ func (x *exchange) attempt(acc *schedule.Account, body []byte, upstreamModel str
 	// A stream's upstream that stops making progress is cut short (stall.go). A
 	// non-streamed answer's headers come with the whole answer, which can take minutes:
 	// only StreamLimit bounds it.
-	var guard *stallGuard
+	x.guard = nil
 	if x.clientStream && (s.cfg.HeaderTimeout > 0 || s.cfg.IdleTimeout > 0) {
-		guard = newStallGuard(cancel, s.cfg.HeaderTimeout)
-		defer guard.stop()
+		x.guard = newStallGuard(cancel, s.cfg.HeaderTimeout)
+		defer x.guard.stop()
 	}
-	x.guard = guard
 	target := joinURL(acc.BaseURL, x.r.URL.Path, x.r.URL.RawQuery)
 	if x.p.upstreamURL != nil {
 		target = x.p.upstreamURL(acc, x.r, upstreamModel)
@@ -435,7 +434,7 @@ func (x *exchange) attempt(acc *schedule.Account, body []byte, upstreamModel str
 			o.local = true
 			return x.tollgateFailure(o, "proxy_overloaded", "the proxy is out of connections")
 		}
-		if guard != nil && guard.stalled() == stalledHeaders {
+		if x.guard != nil && x.guard.stalled() == stalledHeaders {
 			s.metrics.upstream.WithLabelValues(acc.Name, "timeout").Inc()
 			s.log.Warn("upstream sent no response in time", "request_id", x.rid, "account_id", acc.ID, "timeout", s.cfg.HeaderTimeout)
 			o = x.tollgateFailure(o, "upstream_timeout", "no response within "+s.cfg.HeaderTimeout.String())
@@ -448,8 +447,8 @@ func (x *exchange) attempt(acc *schedule.Account, body []byte, upstreamModel str
 	}
 	defer resp.Body.Close()
 	var respBody io.Reader = resp.Body
-	if guard != nil {
-		respBody = guard.watch(resp.Body, s.cfg.IdleTimeout)
+	if x.guard != nil {
+		respBody = x.guard.watch(resp.Body, s.cfg.IdleTimeout)
 	}
 	o.ttfb = time.Since(x.start)
 	o.status = resp.StatusCode
@@ -474,8 +473,7 @@ func (x *exchange) attempt(acc *schedule.Account, body []byte, upstreamModel str
 		x.w.Header().Set("Cache-Control", "no-cache")
 		x.w.WriteHeader(resp.StatusCode)
 		x.pipeStream(&o, respBody, !sse)
-		if guard != nil && guard.stalled() == stalledIdle {
-			o.class = "upstream_stalled"
+		if o.class == "upstream_stalled" {
 			s.metrics.upstream.WithLabelValues(acc.Name, "stalled").Inc()
 			s.log.Warn("upstream stream stalled; cut", "request_id", x.rid, "account_id", acc.ID, "idle", s.cfg.IdleTimeout)
 		}
@@ -571,14 +569,17 @@ func (x *exchange) pipeStream(o *outcome, body io.Reader, flushLines bool) {
 			t.Line(nil, false) // end of stream: complete a pending line
 			if !errors.Is(err, io.EOF) {
 				o.class = "upstream_cut"
+				if x.guard != nil && x.guard.stalled() == stalledIdle {
+					o.class = "upstream_stalled" // cut by the stall guard
+				}
 			} else if !t.Finished() {
 				o.class = "upstream_incomplete"
 			}
 			break
 		}
 	}
-	if o.class == "upstream_cut" && !clientGone && !flushLines && x.p.streamError != nil {
-		x.endBrokenStream()
+	if (o.class == "upstream_cut" || o.class == "upstream_stalled") && !clientGone && !flushLines && x.p.streamError != nil {
+		x.endBrokenStream(o.class)
 	}
 	if flusher != nil && !clientGone {
 		flusher.Flush()
@@ -597,9 +598,9 @@ func (x *exchange) pipeStream(o *outcome, body io.Reader, flushLines bool) {
 // whatever event the upstream left unfinished, so the client's parser takes it apart
 // from the error (an event cut in the middle of a line is malformed, which the client
 // rejects as an error too).
-func (x *exchange) endBrokenStream() {
+func (x *exchange) endBrokenStream(class string) {
 	typ, msg := errUpstreamCut, "Tollgate: the upstream connection broke off in the middle of this answer; it is incomplete"
-	if x.guard != nil && x.guard.stalled() == stalledIdle {
+	if class == "upstream_stalled" {
 		typ, msg = errUpstreamStalled, "Tollgate: the upstream sent nothing for "+x.s.cfg.IdleTimeout.String()+"; this answer is incomplete"
 	}
 	x.w.Write(x.p.streamError([]byte("\n\n"), typ, msg, x.rid)) //nolint:errcheck // the client went away
@@ -641,17 +642,16 @@ func lineBuffered(br *bufio.Reader) bool {
 	return bytes.IndexByte(b, '\n') >= 0
 }
 
-// deliver sends an uncommitted failure to the client unchanged (or Tollgate's 502 when
-// there was no upstream answer).
+// deliver sends an uncommitted failure to the client unchanged, or, when there was no
+// upstream answer, Tollgate's own with the status tollgateFailure gave it (502; 504 when
+// the upstream did not answer in time).
 func (x *exchange) deliver(o *outcome) {
 	if o.header == nil {
-		if o.class == "upstream_timeout" {
-			x.p.writeError(x.w, http.StatusGatewayTimeout, errUpstreamTimeout,
-				"Tollgate: the upstream provider did not answer in time ("+o.reason+")", x.rid)
-			return
+		typ, msg := errUpstreamFailed, "Tollgate could not reach an upstream provider ("+o.reason+")"
+		if o.status == http.StatusGatewayTimeout {
+			typ, msg = errUpstreamTimeout, "Tollgate: the upstream provider did not answer in time ("+o.reason+")"
 		}
-		x.p.writeError(x.w, http.StatusBadGateway, errUpstreamFailed,
-			"Tollgate could not reach an upstream provider ("+o.reason+")", x.rid)
+		x.p.writeError(x.w, o.status, typ, msg, x.rid)
 		return
 	}
 	copyResponseHeader(x.w.Header(), o.header)
