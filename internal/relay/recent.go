@@ -165,13 +165,10 @@ func (s *Server) redeliver(ctx context.Context, payloads [][]byte) {
 	for len(evs) > 0 {
 		batch := evs[:min(len(evs), 500)]
 		evs = evs[len(batch):]
-		var err error
-		if s.cfg.Redeliver != nil {
-			rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-			err = s.cfg.Redeliver(rctx, batch)
-			cancel()
-		}
-		if err == nil && s.cfg.Redeliver != nil {
+		rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		err := s.cfg.Redeliver(rctx, batch)
+		cancel()
+		if err == nil {
 			stored += len(batch)
 			continue
 		}

@@ -242,8 +242,15 @@ func New(cfg Config) *Server {
 	if cfg.Registry == nil {
 		cfg.Registry = prometheus.NewRegistry()
 	}
-	return &Server{cfg: cfg, log: cfg.Log, metrics: newMetrics(cfg.Registry), states: make(chan stateChange, 1024)}
+	s := &Server{cfg: cfg, log: cfg.Log, metrics: newMetrics(cfg.Registry), states: make(chan stateChange, 1024)}
+	// The recent-events keep is aged and handed on only by redisWatchLoop.
+	s.recent.off.Store(!s.watchesRedis())
+	return s
 }
+
+// watchesRedis: Redis's identity is watched, so that the usage it loses is stored again
+// (recent.go).
+func (s *Server) watchesRedis() bool { return s.cfg.Redis != nil && s.cfg.Redeliver != nil }
 
 // Handler is the proxy's route table.
 func (s *Server) Handler() http.Handler {
@@ -320,7 +327,7 @@ func (s *Server) Run(ctx context.Context) {
 	go s.spoolLoop(ctx)
 	go s.sweepLoop(ctx)
 	go s.memoryLoop(ctx)
-	if s.cfg.Redis != nil {
+	if s.watchesRedis() {
 		go s.redisWatchLoop(ctx)
 	}
 	go s.cfg.Gate.Run(ctx)
