@@ -140,6 +140,7 @@ func NewGate(rdb redis.UniversalClient, prefix string, loadBalance BalanceLoader
 	g.c.stickyNone, g.c.releaseNone, g.c.sweptNone = prefix+"sticky:-", prefix+"conc:a:-", prefix+"swept:-"
 	g.c.rpmNone = prefix + "rpm:-"
 	g.reserved.seed = maphash.MakeSeed()
+	g.local.init()
 	g.batch.lost = func() { g.reserved.expireWhere(nil) } // Redis may have lost their leases
 	g.c.releaseChannel, g.c.journal, g.c.journalEvents = g.releaseChannel(), g.journalKey(), g.journalEventsKey()
 	g.c.maxWaitMs = (opts.MaxWait + time.Second).Milliseconds()
@@ -416,14 +417,13 @@ func (g *Gate) primeSpend(ctx context.Context, req Request, which int) error {
 		if which == 2 {
 			ttl = 32 * 24 * time.Hour
 		}
-		spent, err := g.loadSpend(ctx, req.UserID, keyID, since)
-		if err != nil {
-			return nil, fmt.Errorf("load spend: %w", err)
-		}
-		if err := g.rdb.SetNX(ctx, key, spent, ttl).Err(); err != nil {
-			return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
-		}
-		return nil, nil
+		return nil, g.prime(ctx, key, ttl, func() (int64, error) {
+			spent, err := g.loadSpend(ctx, req.UserID, keyID, since)
+			if err != nil {
+				return 0, fmt.Errorf("load spend: %w", err)
+			}
+			return spent, nil
+		})
 	})
 	return err
 }
@@ -534,17 +534,44 @@ func purgeFlag() int {
 
 func (g *Gate) primeBalance(ctx context.Context, userID int64) error {
 	_, err, _ := g.sf.Do(strconv.FormatInt(userID, 10), func() (any, error) {
-		bal, err := g.loadBalance(ctx, userID)
-		if err != nil {
-			return nil, fmt.Errorf("load balance of user %d: %w", userID, err)
-		}
-		// NX: a snapshot someone else set meanwhile (and maybe already debited) wins.
-		if err := g.rdb.SetNX(ctx, g.balanceKey(userID), bal, g.opts.SnapshotTTL).Err(); err != nil {
-			return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
-		}
-		return nil, nil
+		return nil, g.prime(ctx, g.balanceKey(userID), g.opts.SnapshotTTL, func() (int64, error) {
+			bal, err := g.loadBalance(ctx, userID)
+			if err != nil {
+				return 0, fmt.Errorf("load balance of user %d: %w", userID, err)
+			}
+			return bal, nil
+		})
 	})
 	return err
+}
+
+// prime sets a missing counter (a balance snapshot, a spend counter) to what load reads
+// from PostgreSQL. NX: a counter someone else set meanwhile (and maybe already moved)
+// wins.
+//
+// Usage stored without its completion (ResetCounters) deletes the counters it changed.
+// A load that read PostgreSQL before such usage was stored, and set its counter after
+// the delete, would keep counting without it until the counter expires: so when a reset
+// of this process ran while the load was under way, the counter just set is deleted and
+// loaded again. (Resets by other processes are not seen here.)
+func (g *Gate) prime(ctx context.Context, key string, ttl time.Duration, load func() (int64, error)) error {
+	for attempt := 1; ; attempt++ {
+		resets := g.stale.resets.Load()
+		v, err := load()
+		if err != nil {
+			return err
+		}
+		set, err := g.rdb.SetNX(ctx, key, v, ttl).Result()
+		if err != nil {
+			return fmt.Errorf("%w: %v", ErrUnavailable, err)
+		}
+		if !set || g.stale.resets.Load() == resets || attempt == 3 {
+			return nil
+		}
+		if err := g.rdb.Del(ctx, key).Err(); err != nil {
+			return fmt.Errorf("%w: %v", ErrUnavailable, err)
+		}
+	}
 }
 
 // ErrSwept: the other side billed the request — an orphan sweep billed the checkpoint

@@ -58,14 +58,10 @@ type local struct {
 	blocked  map[int64]time.Time   // per account: out of rotation until (Block)
 	admitted atomic.Int64          // admissions made without Redis
 	serving  atomic.Bool           // admitting without Redis until probeRedis finds it back
-	// touched: the users and keys admitted without Redis in this outage, whose counters
-	// are reset once more after their requests have completed (probeRedis).
-	touched map[localTouch]Stored
 }
 
-type localTouch struct {
-	user, key int64
-	day       int64 // Unix day: the spend counters are per day and month
+func (l *local) init() {
+	l.inflight, l.rpm, l.blocked = map[localScope]int32{}, map[int64]localWindow{}, map[int64]time.Time{}
 }
 
 // localProbeEvery is how often a proxy admitting without Redis looks whether it answers
@@ -126,40 +122,8 @@ func (g *Gate) probeRedis() {
 			if g.log != nil {
 				g.log.Info("Redis answers again: admitting with the shared limits")
 			}
-			g.settleLocal()
 			return
 		}
-	}
-}
-
-// settleLocal runs once admission is back on Redis. Requests admitted without it may
-// still be completing, each storing its usage in PostgreSQL, and a balance snapshot Redis
-// loads from the ledger meanwhile can miss theirs (and a snapshot loaded just before a
-// completion's reset can land just after it). So once they have all completed, and a
-// moment more for loads under way, the counters of every user and key admitted without
-// Redis are reset once more.
-func (g *Gate) settleLocal() {
-	l := &g.local
-	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		l.mu.Lock()
-		n := len(l.inflight)
-		l.mu.Unlock()
-		if n == 0 {
-			break
-		}
-	}
-	time.Sleep(localProbeEvery)
-	l.mu.Lock()
-	touched := make([]Stored, 0, len(l.touched))
-	for _, s := range l.touched {
-		touched = append(touched, s)
-	}
-	l.touched = nil
-	l.mu.Unlock()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := g.ResetCounters(ctx, touched...); err != nil && g.log != nil {
-		g.log.Warn("reset the counters of the users admitted without Redis (retried)", "err", err)
 	}
 }
 
@@ -194,9 +158,6 @@ func (g *Gate) admitLocally(ctx context.Context, req Request) (Lease, error) {
 	l := &g.local
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.inflight == nil {
-		l.inflight, l.rpm, l.blocked = map[localScope]int32{}, map[int64]localWindow{}, map[int64]time.Time{}
-	}
 	minute := now.Unix() / 60
 	w := l.rpm[req.KeyID]
 	if w.minute != minute {
@@ -222,12 +183,6 @@ func (g *Gate) admitLocally(ctx context.Context, req Request) (Lease, error) {
 	lease := Lease{RequestID: req.RequestID, UserID: req.UserID, KeyID: req.KeyID, AccountID: acc,
 		Waited: time.Since(start), sets: heldSets(req), local: true}
 	l.take(lease, 1)
-	if t := (localTouch{req.UserID, req.KeyID, now.Unix() / 86400}); len(l.touched) < maxStaleCounters/4 {
-		if l.touched == nil {
-			l.touched = map[localTouch]Stored{}
-		}
-		l.touched[t] = Stored{UserID: req.UserID, KeyID: req.KeyID, Time: now}
-	}
 	l.admitted.Add(1)
 	return lease, nil
 }
@@ -260,12 +215,14 @@ func (g *Gate) completeLocally(lease Lease) error {
 // take adds d to the counts the lease holds; a count back at zero is dropped, so the
 // maps hold only what is in flight.
 func (l *local) take(lease Lease, d int32) {
-	scopes := [3]localScope{{'a', lease.AccountID}, {'u', lease.UserID}, {'k', lease.KeyID}}
-	for i, s := range scopes {
-		if (i == 0 && s.id == 0) || (i == 1 && !lease.holdsUser()) || (i == 2 && !lease.holdsKey()) {
-			continue
-		}
-		l.add(s, d)
+	if lease.AccountID != 0 { // 0: a failover found no account
+		l.add(localScope{'a', lease.AccountID}, d)
+	}
+	if lease.holdsUser() {
+		l.add(localScope{'u', lease.UserID}, d)
+	}
+	if lease.holdsKey() {
+		l.add(localScope{'k', lease.KeyID}, d)
 	}
 }
 
@@ -328,9 +285,6 @@ func (g *Gate) localRefusal(err error, req Request) error {
 // block keeps an account out of this process's local choices until the given time.
 func (l *local) block(accountID int64, until time.Time) {
 	l.mu.Lock()
-	if l.blocked == nil {
-		l.inflight, l.rpm, l.blocked = map[localScope]int32{}, map[int64]localWindow{}, map[int64]time.Time{}
-	}
 	l.blocked[accountID] = until
 	l.mu.Unlock()
 }

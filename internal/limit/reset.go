@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -22,7 +23,17 @@ type staleCounters struct {
 	mu   sync.Mutex
 	keys map[string]uint64
 	call uint64
+	// resets counts the deletes asked for, for the loads they may race (prime).
+	resets atomic.Uint64
+	// failing: a delete failed since the last one that went through (Redis was away).
+	failing bool
 }
+
+// settleAfter: counters a retry finally deleted are deleted once more this much later.
+// While Redis was away the workers could not ingest the usage stream either, and the
+// events it held from before (which the deleted snapshot had counted) are not in the
+// ledger the first reload reads; a few seconds after Redis returns, they are.
+const settleAfter = 3 * time.Second
 
 // maxStaleCounters bounds the keys kept for a later retry while Redis is away (four per
 // stored event's user, key and day; a few MB at most). Keys past it are not kept: their
@@ -42,6 +53,9 @@ const maxStaleCounters = 1 << 16
 // then a balance snapshot may overstate the balance by those events, for at most
 // SnapshotTTL, and a spend counter may understate the spend until it is reset.
 func (g *Gate) ResetCounters(ctx context.Context, stored ...Stored) error {
+	if len(stored) > 0 {
+		g.stale.resets.Add(1)
+	}
 	g.stale.mu.Lock()
 	// The keys are tagged for the next call to delete: this one, or (when queued) the
 	// retry, since a call running now may have sent its delete before these events
@@ -65,6 +79,9 @@ func (g *Gate) ResetCounters(ctx context.Context, stored ...Stored) error {
 		return nil
 	}
 	if err := g.rdb.Del(ctx, keys...).Err(); err != nil {
+		g.stale.mu.Lock()
+		g.stale.failing = true
+		g.stale.mu.Unlock()
 		return fmt.Errorf("%w: reset %d counters of usage stored without its completion (retried): %v", ErrUnavailable, len(keys), err)
 	}
 	g.stale.mu.Lock()
@@ -73,8 +90,27 @@ func (g *Gate) ResetCounters(ctx context.Context, stored ...Stored) error {
 			delete(g.stale.keys, k)
 		}
 	}
+	settle := g.stale.failing
+	g.stale.failing = false
 	g.stale.mu.Unlock()
+	if settle {
+		time.AfterFunc(settleAfter, func() { g.settle(keys) })
+	}
 	return nil
+}
+
+// settle deletes keys once more (settleAfter); if Redis refuses, they join the keys
+// ResetCounters retries.
+func (g *Gate) settle(keys []string) {
+	g.stale.resets.Add(1)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := g.rdb.Del(ctx, keys...).Err(); err != nil {
+		g.stale.mu.Lock()
+		g.stale.add(keys, g.stale.call+1)
+		g.stale.failing = true
+		g.stale.mu.Unlock()
+	}
 }
 
 // add marks keys as asked for by call (the caller holds mu).
