@@ -72,32 +72,35 @@ func Commands(ctx context.Context, rdb redis.UniversalClient) (map[string]Comman
 // aof_enabled). Without one, a Redis restart loses what it held, the usage events not
 // yet ingested among it.
 func AOFEnabled(ctx context.Context, rdb redis.UniversalClient) (bool, error) {
-	info, err := rdb.Info(ctx, "persistence").Result()
-	if err != nil {
-		return false, fmt.Errorf("redis INFO persistence: %w", err)
-	}
-	for line := range strings.SplitSeq(info, "\n") {
-		if k, v, ok := strings.Cut(strings.TrimSpace(line), ":"); ok && k == "aof_enabled" {
-			return v == "1", nil
-		}
-	}
-	return false, fmt.Errorf("redis INFO persistence has no aof_enabled")
+	v, err := field(ctx, rdb, "persistence", "aof_enabled")
+	return v == "1", err
 }
 
 // RunID is the identity of the Redis process answering (INFO server: run_id). It changes
 // whenever Redis restarts, and with the instance a failover promotes.
 func RunID(ctx context.Context, rdb redis.UniversalClient) (string, error) {
-	info, err := rdb.Info(ctx, "server").Result()
-	if err != nil {
-		return "", fmt.Errorf("redis INFO server: %w", err)
+	v, err := field(ctx, rdb, "server", "run_id")
+	if errors.Is(err, errNoField) {
+		err = ErrNoRunID
 	}
-	for line := range strings.SplitSeq(info, "\n") {
-		if k, v, ok := strings.Cut(strings.TrimSpace(line), ":"); ok && k == "run_id" && v != "" {
-			return v, nil
-		}
-	}
-	return "", ErrNoRunID
+	return v, err
 }
 
 // ErrNoRunID: Redis answered INFO server without a run_id.
 var ErrNoRunID = errors.New("redis INFO server has no run_id")
+
+var errNoField = errors.New("no such field")
+
+// field reads one field of an INFO section.
+func field(ctx context.Context, rdb redis.UniversalClient, section, key string) (string, error) {
+	info, err := rdb.Info(ctx, section).Result()
+	if err != nil {
+		return "", fmt.Errorf("redis INFO %s: %w", section, err)
+	}
+	for line := range strings.SplitSeq(info, "\n") {
+		if k, v, ok := strings.Cut(strings.TrimSpace(line), ":"); ok && k == key && v != "" {
+			return v, nil
+		}
+	}
+	return "", fmt.Errorf("redis INFO %s has no %s: %w", section, key, errNoField)
+}
