@@ -26,7 +26,7 @@ import (
 // option during the outage serves too. When Redis returns, admission goes through it
 // again and the balance snapshot it brings back is reset for the usage stored meanwhile.
 func TestServingThroughRedisOutage(t *testing.T) {
-	rs := testenv.RedisServer(t, "--appendonly", "yes", "--appendfsync", "always", "--dir", t.TempDir())
+	rs := testenv.DurableRedisServer(t)
 	s := newStack(t, func(su *setup) {
 		su.redis = rs
 		su.limits = limit.Options{RedisOutage: limit.OutageServe}
@@ -163,7 +163,7 @@ func (s *stack) userWithEmptyWallet(t *testing.T) string {
 // a timeout; once Redis answers, admission goes back to it, and what was served is
 // billed.
 func TestServingThroughHungRedis(t *testing.T) {
-	rs := testenv.RedisServer(t, "--appendonly", "yes", "--appendfsync", "always", "--dir", t.TempDir())
+	rs := testenv.DurableRedisServer(t)
 	s := newStack(t, func(su *setup) {
 		su.redis = rs
 		su.limits = limit.Options{RedisOutage: limit.OutageServe}
@@ -172,12 +172,6 @@ func TestServingThroughHungRedis(t *testing.T) {
 		t.Fatalf("before Redis hung: %d", status)
 	}
 	rs.Freeze()
-	thawed := false
-	defer func() {
-		if !thawed {
-			rs.Thaw()
-		}
-	}()
 	start := time.Now()
 	if status, e := s.post(t, s.seeded.DemoKey, smallBody); status != 200 {
 		t.Fatalf("first request with Redis hung: %d %+v", status, e)
@@ -197,7 +191,6 @@ func TestServingThroughHungRedis(t *testing.T) {
 		t.Fatalf("a request with Redis hung took %s: it waited for Redis", slowest)
 	}
 	rs.Thaw()
-	thawed = true
 	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(100 * time.Millisecond) {
 		admitted := s.metric(t, "tollgate_admissions_without_redis_total")
 		if status, _ := s.post(t, s.seeded.DemoKey, smallBody); status != 200 {

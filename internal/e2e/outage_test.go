@@ -27,7 +27,7 @@ import (
 // (AOF) across the outage, so the balance snapshot it had returns with it: the proxy
 // resets it for the usage it stored meanwhile.
 func TestRedisOutage(t *testing.T) {
-	rs := testenv.RedisServer(t, "--appendonly", "yes", "--appendfsync", "always", "--dir", t.TempDir())
+	rs := testenv.DurableRedisServer(t)
 	s := newStack(t, func(su *setup) { su.redis = rs })
 	if status, _ := s.post(t, s.seeded.DemoKey, smallBody); status != 200 {
 		t.Fatalf("before the outage: %d", status)
@@ -335,7 +335,7 @@ func TestPostgresOutage(t *testing.T) {
 // are down is written to the proxy's disk spool and billed once they return; Redis keeps
 // its data (AOF), and the balance snapshot it brings back is reset for that usage.
 func TestUsageSpooledWhenRedisAndPostgresAreDown(t *testing.T) {
-	rs, pg := testenv.RedisServer(t, "--appendonly", "yes", "--appendfsync", "always", "--dir", t.TempDir()), testenv.Postgres(t)
+	rs, pg := testenv.DurableRedisServer(t), testenv.Postgres(t)
 	s := newStack(t, func(su *setup) { su.redis, su.pg = rs, pg })
 	before := s.balance(s.seeded.DemoUserID)
 	s.fake.SetScript(func(r *fakellm.Request) fakellm.Behavior { return fakellm.Behavior{EventDelay: 50 * time.Millisecond} })

@@ -8,8 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/tollgate/tollgate/internal/testenv"
 )
 
@@ -18,14 +16,8 @@ import (
 // process; without the option it refuses. Once Redis answers, admissions go through it
 // again, after the counters of what was stored meanwhile are reset.
 func TestServingWithoutRedis(t *testing.T) {
-	rs := testenv.RedisServer(t, "--appendonly", "yes", "--appendfsync", "always", "--dir", t.TempDir())
-	opts, err := redis.ParseURL(rs.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	opts.MaxRetries, opts.DialTimeout, opts.DialerRetries = -1, 200*time.Millisecond, 1
-	rdb := redis.NewClient(opts)
-	defer rdb.Close()
+	rs := testenv.DurableRedisServer(t)
+	rdb := rs.Client()
 	ctx := context.Background()
 	var balance, spent atomic.Int64
 	balance.Store(1_000_000_000)

@@ -6,8 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/tollgate/tollgate/internal/testenv"
 )
 
@@ -33,13 +31,7 @@ func TestCounterKeysMatchTheGate(t *testing.T) {
 // deleted by a later call.
 func TestResetCountersRetriesUntilRedisAnswers(t *testing.T) {
 	rs := testenv.RedisServer(t) // its own server: the test stops it
-	opts, err := redis.ParseURL(rs.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	opts.MaxRetries, opts.DialTimeout = -1, 200*time.Millisecond
-	rdb := redis.NewClient(opts)
-	defer rdb.Close()
+	rdb := rs.Client()
 	ctx := context.Background()
 	g := NewGate(rdb, "p:", nil, nil, Options{})
 	at := time.Date(2026, 12, 7, 9, 0, 0, 0, time.UTC)

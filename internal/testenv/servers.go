@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 )
 
 // Server is a PostgreSQL or Redis server of the test's own, for tests that stop and
@@ -24,37 +26,75 @@ type Server struct {
 	start func() error
 	stop  func() error
 	pid   func() int // the running server's (main) process, 0 when stopped
+	// frozen: Freeze ran and Thaw has not; the test's cleanup thaws it first.
+	frozen bool
 }
 
 // Freeze stops the server's processes without closing anything (SIGSTOP): connections
 // stay open and new ones are accepted by the kernel, but nothing answers — a server that
-// hangs, or a network that drops packets. Thaw resumes it. For PostgreSQL, the postmaster
-// and every backend it has forked are stopped.
-func (s *Server) Freeze() { s.signal(syscall.SIGSTOP) }
+// hangs, or a network that drops packets. Thaw resumes it, and so does the test's end
+// if the test did not (a frozen PostgreSQL would not stop). For PostgreSQL, the
+// postmaster and every backend it has forked are stopped.
+func (s *Server) Freeze() {
+	s.t.Helper()
+	s.signal(syscall.SIGSTOP)
+	if !s.frozen {
+		s.frozen = true
+		s.t.Cleanup(func() {
+			if s.frozen {
+				s.Thaw()
+			}
+		})
+	}
+}
 
 // Thaw resumes a frozen server (SIGCONT).
-func (s *Server) Thaw() { s.signal(syscall.SIGCONT) }
+func (s *Server) Thaw() {
+	s.t.Helper()
+	s.signal(syscall.SIGCONT)
+	s.frozen = false
+}
 
 func (s *Server) signal(sig syscall.Signal) {
 	s.t.Helper()
-	if s.pid == nil || s.pid() == 0 {
+	root := 0
+	if s.pid != nil {
+		root = s.pid()
+	}
+	if root == 0 {
 		s.t.Fatal("no server process to signal")
 	}
-	pids := append([]int{s.pid()}, children(s.pid())...)
+	pids := append([]int{root}, children(root)...)
 	if sig == syscall.SIGCONT {
 		slices.Reverse(pids) // the backends first, so none sees a postmaster gone quiet
 	}
 	for _, pid := range pids {
-		if err := syscall.Kill(pid, sig); err != nil && pid == s.pid() {
+		if err := syscall.Kill(pid, sig); err != nil && pid == root {
 			s.t.Fatalf("signal server: %v", err)
 		}
 	}
+}
+
+// Client is a client of the server (a Redis server) for a test that stops or freezes it:
+// no retries, one dial, a short dial timeout, so that calls fail at once while it is
+// away. It is closed when the test ends.
+func (s *Server) Client() *redis.Client {
+	s.t.Helper()
+	opts, err := redis.ParseURL(s.URL)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	opts.MaxRetries, opts.DialTimeout, opts.DialerRetries = -1, 200*time.Millisecond, 1
+	rdb := redis.NewClient(opts)
+	s.t.Cleanup(func() { rdb.Close() })
+	return rdb
 }
 
 // children lists the processes whose parent is pid (from /proc).
 func children(pid int) []int {
 	entries, _ := os.ReadDir("/proc")
 	var out []int
+	parent := strconv.Itoa(pid)
 	for _, e := range entries {
 		child, err := strconv.Atoi(e.Name())
 		if err != nil {
@@ -70,7 +110,7 @@ func children(pid int) []int {
 			continue
 		}
 		f := strings.Fields(string(b[i+1:]))
-		if len(f) > 1 && f[1] == strconv.Itoa(pid) {
+		if len(f) > 1 && f[1] == parent {
 			out = append(out, child)
 		}
 	}
@@ -172,6 +212,13 @@ func Postgres(t testing.TB) *Server {
 		os.RemoveAll(dir)
 	})
 	return s
+}
+
+// DurableRedisServer is a RedisServer that keeps its data across Stop and Start, as a
+// production Redis with AOF does (appendfsync always).
+func DurableRedisServer(t testing.TB) *Server {
+	t.Helper()
+	return RedisServer(t, "--appendonly", "yes", "--appendfsync", "always", "--dir", t.TempDir())
 }
 
 // RedisServer starts a Redis server on a free port: without persistence, unless args
