@@ -24,7 +24,8 @@ const contentSecurityPolicy = "default-src 'self'; script-src 'self'; style-src 
 // heaviest console page takes well under a second.
 const requestDeadline = 10 * time.Second
 
-// withDeadline gives each request's context requestDeadline.
+// withDeadline gives each request's context requestDeadline. (chi's middleware.Timeout
+// would also write a 504 after the handler returns, over the error page it rendered.)
 func withDeadline(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), requestDeadline)
