@@ -194,8 +194,12 @@ func LoadWorker() (Worker, error) {
 	if err := parse(&c); err != nil {
 		return c, err
 	}
-	if c.OAuthRefreshAhead < 0 || c.OAuthRefreshEvery <= 0 || c.OAuthRefreshAhead <= c.OAuthRefreshEvery {
-		return c, fmt.Errorf("OAUTH_REFRESH_AHEAD (%s) must be longer than OAUTH_REFRESH_INTERVAL (%s), which must be positive: a token must not expire between two runs",
+	if c.OAuthRefreshEvery < time.Second {
+		// Periodic runs are unique per interval, which River counts in whole seconds.
+		return c, fmt.Errorf("OAUTH_REFRESH_INTERVAL must be at least 1s, not %s", c.OAuthRefreshEvery)
+	}
+	if c.OAuthRefreshAhead <= c.OAuthRefreshEvery {
+		return c, fmt.Errorf("OAUTH_REFRESH_AHEAD (%s) must be longer than OAUTH_REFRESH_INTERVAL (%s): a token must not expire between two runs",
 			c.OAuthRefreshAhead, c.OAuthRefreshEvery)
 	}
 	return c, c.Common.validate()

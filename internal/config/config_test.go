@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -28,6 +29,28 @@ func TestRedisOutageSetting(t *testing.T) {
 		}
 		if err != nil || cfg.Limits.RedisOutage != c.want {
 			t.Fatalf("REDIS_OUTAGE=%q: %q, %v; want %q", c.value, cfg.Limits.RedisOutage, err, c.want)
+		}
+	}
+}
+
+// TestOAuthRefreshSettings: the refresh interval is at least a second (periodic runs are
+// unique per interval, in River's whole seconds) and the lead is longer than the interval.
+func TestOAuthRefreshSettings(t *testing.T) {
+	t.Setenv("DATABASE_URL", "postgres://127.0.0.1/x")
+	t.Setenv("REDIS_URL", "redis://127.0.0.1:6379")
+	t.Setenv("SECRET_KEY", strings.Repeat("ab", 32))
+	for _, c := range []struct{ every, ahead, err string }{
+		{"", "", ""},
+		{"2s", "2h", ""},
+		{"500ms", "2h", "OAUTH_REFRESH_INTERVAL must be at least 1s, not 500ms"},
+		{"0s", "2h", "OAUTH_REFRESH_INTERVAL must be at least 1s, not 0s"},
+		{"10m", "5m", "OAUTH_REFRESH_AHEAD (5m0s) must be longer than OAUTH_REFRESH_INTERVAL (10m0s): a token must not expire between two runs"},
+	} {
+		t.Setenv("OAUTH_REFRESH_INTERVAL", c.every)
+		t.Setenv("OAUTH_REFRESH_AHEAD", c.ahead)
+		_, err := LoadWorker()
+		if got := fmt.Sprint(err); (c.err == "" && err != nil) || (c.err != "" && got != c.err) {
+			t.Errorf("OAUTH_REFRESH_INTERVAL=%q OAUTH_REFRESH_AHEAD=%q: %v, want %q", c.every, c.ahead, err, c.err)
 		}
 	}
 }

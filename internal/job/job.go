@@ -35,7 +35,8 @@ type Periodic struct {
 }
 
 // Schedule lists the periodic jobs. River runs them on the elected leader only, so any
-// number of workers may share one schedule.
+// number of workers may share one schedule; NewClient makes each run once per period
+// even across a change of leader (see aligned).
 func Schedule() []Periodic {
 	return []Periodic{
 		// RunOnStart: dashboards should not wait a minute after a deploy.
@@ -84,9 +85,12 @@ func NewClient(pool *pgxpool.Pool, log *slog.Logger, cfg Config) (*river.Client[
 		if every := cfg.Every[p.ID]; every > 0 {
 			p.Every = every
 		}
+		// Unique by period, here and not in the Args' own InsertOpts, so that "run now"
+		// inserts stay free to run at any time.
+		opts := &river.InsertOpts{UniqueOpts: river.UniqueOpts{ByPeriod: p.Every}}
 		periodic = append(periodic, river.NewPeriodicJob(
-			river.PeriodicInterval(p.Every),
-			func() (river.JobArgs, *river.InsertOpts) { return p.Args, nil },
+			aligned(p.Every),
+			func() (river.JobArgs, *river.InsertOpts) { return p.Args, opts },
 			&river.PeriodicJobOpts{ID: p.ID, RunOnStart: p.RunOnStart},
 		))
 	}
@@ -105,4 +109,24 @@ func NewClient(pool *pgxpool.Pool, log *slog.Logger, cfg Config) (*river.Client[
 		return nil, fmt.Errorf("create river client: %w", err)
 	}
 	return client, nil
+}
+
+// aligned schedules a job at the multiples of every (UTC, counted from Go's zero time as
+// time.Truncate does), not every interval from whenever the leader started.
+//
+// With River's plain interval schedule, a newly elected leader runs the RunOnStart jobs at
+// once: a leader that stops gracefully hands over within a second, so a job that ran just
+// before ran again just after — twice in one interval. Here every run falls in the period
+// it is scheduled for, and the insert is unique by that period (UniqueOpts.ByPeriod, which
+// truncates the scheduled time the same way): a new leader's RunOnStart run is skipped by
+// PostgreSQL when the old leader already ran the period, and still runs when the period
+// had no run yet (a fresh start, or a leader that died before its turn). So each period
+// gets one run at most, whatever the number of workers and leader changes.
+func aligned(every time.Duration) river.PeriodicSchedule { return alignedSchedule(every) }
+
+type alignedSchedule time.Duration
+
+func (a alignedSchedule) Next(t time.Time) time.Time {
+	every := time.Duration(a)
+	return t.Truncate(every).Add(every)
 }
