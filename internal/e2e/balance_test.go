@@ -13,6 +13,7 @@ import (
 
 	"github.com/tollgate/tollgate/internal/apikey"
 	"github.com/tollgate/tollgate/internal/fakellm"
+	"github.com/tollgate/tollgate/internal/limit"
 )
 
 // TestZeroBalanceRefused: a user whose balance is used up gets a clear 402 in each
@@ -77,6 +78,70 @@ func TestOverdraftBound(t *testing.T) {
 	}
 	if ok < 4 || refused == 0 {
 		t.Fatalf("%d served, %d refused: the balance should serve 4 and refuse the rest", ok, refused)
+	}
+}
+
+// TestBalanceReloadCountsPendingUsage: a balance snapshot loaded from the ledger while
+// the usage of earlier requests still waits in the Redis stream (no worker has stored it:
+// workers down or behind) subtracts that usage (limit.PendingKey). Here no worker runs
+// and the snapshot expires before every request, so each admission loads it again: a
+// balance worth three and a half requests serves four and refuses the rest. Before the
+// pending sums, every reload read the ledger's untouched balance and all twelve were
+// served, three times the balance.
+func TestBalanceReloadCountsPendingUsage(t *testing.T) {
+	const ttl = 200 * time.Millisecond
+	s := newStack(t, func(su *setup) { su.limits.SnapshotTTL = ttl })
+	s.fake.SetScript(func(r *fakellm.Request) fakellm.Behavior {
+		return fakellm.Behavior{InputTokens: 1000, OutputTokens: 100}
+	})
+	one := s.expectedBilled(fakellm.Usage{InputTokens: 1000, OutputTokens: 100})
+	s.setBalance(t, one*7/2)
+	ctx := context.Background()
+	user := s.seeded.DemoUserID
+	pend := limit.PendingKey(s.prefix, user)
+
+	served := 0
+	for i := range 12 {
+		time.Sleep(ttl + 50*time.Millisecond) // the snapshot is gone: this admission reloads it
+		status, e := s.post(t, s.seeded.DemoKey, smallBody)
+		switch {
+		case status == 200:
+			served++
+		case status == 402 && e.Error.Type == "tollgate_insufficient_balance":
+		default:
+			t.Fatalf("request %d: %d %+v", i+1, status, e)
+		}
+		// The completion follows the answer by a moment.
+		for deadline := time.Now().Add(2 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+			n, _ := s.rdb.Get(ctx, pend).Int64()
+			if n == int64(served)*one {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("after %d served, %d nano-USD pending; want %d", served, n, int64(served)*one)
+			}
+		}
+	}
+	if served != 4 {
+		t.Fatalf("%d of 12 served with a balance worth 3.5 requests and nothing stored: want 4", served)
+	}
+
+	// Stored, the debits leave the pending sum, and a snapshot loaded earlier agrees with
+	// the ledger.
+	s.ingest(served)
+	if n, err := s.rdb.Exists(ctx, pend).Result(); err != nil || n != 0 {
+		t.Fatalf("pending sum still there after ingestion: %d %v", n, err)
+	}
+	want := s.balance(user)
+	if want != one*7/2-4*one {
+		t.Fatalf("ledger balance %d, want %d", want, one*7/2-4*one)
+	}
+	status, _ := s.post(t, s.seeded.DemoKey, smallBody) // loads the snapshot, refused
+	if status != 402 {
+		t.Fatalf("after ingestion: %d, want 402", status)
+	}
+	if got, err := s.rdb.Get(ctx, limit.CounterKeys(s.prefix, user, 0, time.Now())[0]).Int64(); err != nil || got != want {
+		t.Fatalf("snapshot %d (%v), ledger %d", got, err, want)
 	}
 }
 

@@ -8,6 +8,7 @@
 -- KEYS[10..12] waiting flags of the user, the key and the account
 -- KEYS[13] journal (sorted set)  KEYS[14] journal events (hash); see checkpoint.lua
 -- KEYS[15] the request's sweep mark (an unused key when ARGV[5] is '0')
+-- KEYS[16] the user's debits waiting in the stream (names.go, PendingKey)
 -- ARGV[1] usage event JSON ('' when the attempt consumed nothing)
 -- ARGV[2] billed nano-USD  ARGV[3] lease member  ARGV[4] wake message
 -- ARGV[5] journal mode, so that a request is billed once even when the proxy that served
@@ -53,8 +54,14 @@ end
 -- scopes (a redis.call costs about as much as the command, so one read, not two).
 local v = redis.call('MGET', KEYS[2], KEYS[7], KEYS[8], KEYS[9], KEYS[10], KEYS[11], KEYS[12])
 if ARGV[1] ~= '' and result == 1 then
-  redis.call('XADD', KEYS[1], '*', 'e', ARGV[1])
-  if tonumber(ARGV[2]) > 0 then
+  if tonumber(ARGV[2]) <= 0 then
+    redis.call('XADD', KEYS[1], '*', 'e', ARGV[1])
+  else
+    -- The debit waits in the stream until a worker stores it in the ledger; until then a
+    -- snapshot loaded from the ledger must subtract it. The entry names the amount and the
+    -- counter, for the worker to take the one off the other when it deletes the entry.
+    redis.call('XADD', KEYS[1], '*', 'e', ARGV[1], 'p', ARGV[2], 'pk', KEYS[16])
+    redis.call('INCRBY', KEYS[16], ARGV[2])
     -- A missing snapshot stays missing: the next admission loads the ledger balance.
     -- Spend counters, like the snapshot, only move when present: a missing one is
     -- loaded from the ledger's usage events at the next admission that needs it.

@@ -31,11 +31,15 @@ var (
 	checkpointLua string
 	//go:embed release.lua
 	releaseLua string
+	//go:embed prime_balance.lua
+	primeBalanceLua string
 
 	admitScript      = newScript(admitLua)
 	completeScript   = newScript(completeLua)
 	checkpointScript = newScript(checkpointLua)
 	releaseScript    = newScript(releaseLua)
+	// Not on the request path (a snapshot miss); run with go-redis's EVALSHA-then-EVAL.
+	primeBalanceScript = redis.NewScript(primeBalanceLua)
 )
 
 // script is a Lua script with its SHA boxed once for the EVALSHA argument lists.
@@ -417,13 +421,13 @@ func (g *Gate) primeSpend(ctx context.Context, req Request, which int) error {
 		if which == 2 {
 			ttl = 32 * 24 * time.Hour
 		}
-		return nil, g.prime(ctx, key, ttl, func() (int64, error) {
+		return nil, g.prime(ctx, key, func() (int64, error) {
 			spent, err := g.loadSpend(ctx, req.UserID, keyID, since)
 			if err != nil {
 				return 0, fmt.Errorf("load spend: %w", err)
 			}
 			return spent, nil
-		})
+		}, g.setNX(ctx, key, ttl))
 	})
 	return err
 }
@@ -532,46 +536,74 @@ func purgeFlag() int {
 	return 0
 }
 
+// primeBalance loads a missing balance snapshot: the ledger's balance less the debits
+// still waiting in the usage stream (PendingKey), which the ledger does not hold yet.
+//
+// The pending sum is read before the ledger, and again by the script that sets the
+// snapshot (prime_balance.lua), which subtracts the larger of the two: a worker that
+// stores a batch in between takes its debits off the sum only after they are in the
+// ledger (the first read has them), and a completion in between adds its debit to the
+// sum, not to the snapshot it finds missing (the second read has it). The snapshot so
+// errs, if at all, low, by a batch both the ledger and the first read hold.
 func (g *Gate) primeBalance(ctx context.Context, userID int64) error {
 	_, err, _ := g.sf.Do(strconv.FormatInt(userID, 10), func() (any, error) {
-		return nil, g.prime(ctx, g.balanceKey(userID), g.opts.SnapshotTTL, func() (int64, error) {
+		snapshot, pend := g.balanceKey(userID), g.users.get(userID).pend.(string)
+		var before int64
+		load := func() (int64, error) {
+			n, err := g.rdb.Get(ctx, pend).Int64()
+			switch {
+			case errors.Is(err, redis.Nil):
+				n = 0
+			case err != nil:
+				return 0, fmt.Errorf("%w: %v", ErrUnavailable, err)
+			}
+			before = n
 			bal, err := g.loadBalance(ctx, userID)
 			if err != nil {
 				return 0, fmt.Errorf("load balance of user %d: %w", userID, err)
 			}
 			return bal, nil
-		})
+		}
+		set := func(bal int64) (bool, error) {
+			return primeBalanceScript.Run(ctx, g.rdb, []string{snapshot, pend}, bal, before, g.opts.SnapshotTTL.Milliseconds()).Bool()
+		}
+		return nil, g.prime(ctx, snapshot, load, set)
 	})
 	return err
 }
 
 // prime sets a missing counter (a balance snapshot, a spend counter) to what load reads
-// from PostgreSQL. NX: a counter someone else set meanwhile (and maybe already moved)
-// wins.
+// from PostgreSQL, with set, which leaves a counter someone else set meanwhile (and
+// maybe already moved) as it is and reports whether it set it.
 //
 // Usage stored without its completion (ResetCounters) deletes the counters it changed.
 // A load that read PostgreSQL before such usage was stored, and set its counter after
 // the delete, would keep counting without it until the counter expires: so when a reset
 // of this process ran while the load was under way, the counter just set is deleted and
 // loaded again. (Resets by other processes are not seen here.)
-func (g *Gate) prime(ctx context.Context, key string, ttl time.Duration, load func() (int64, error)) error {
+func (g *Gate) prime(ctx context.Context, key string, load func() (int64, error), set func(int64) (bool, error)) error {
 	for attempt := 1; ; attempt++ {
 		resets := g.stale.resets.Load()
 		v, err := load()
 		if err != nil {
 			return err
 		}
-		set, err := g.rdb.SetNX(ctx, key, v, ttl).Result()
+		ok, err := set(v)
 		if err != nil {
 			return fmt.Errorf("%w: %v", ErrUnavailable, err)
 		}
-		if !set || g.stale.resets.Load() == resets || attempt == 3 {
+		if !ok || g.stale.resets.Load() == resets || attempt == 3 {
 			return nil
 		}
 		if err := g.rdb.Del(ctx, key).Err(); err != nil {
 			return fmt.Errorf("%w: %v", ErrUnavailable, err)
 		}
 	}
+}
+
+// setNX is prime's set for a plain counter.
+func (g *Gate) setNX(ctx context.Context, key string, ttl time.Duration) func(int64) (bool, error) {
+	return func(v int64) (bool, error) { return g.rdb.SetNX(ctx, key, v, ttl).Result() }
 }
 
 // ErrSwept: the other side billed the request — an orphan sweep billed the checkpoint
@@ -599,10 +631,10 @@ func (g *Gate) Complete(ctx context.Context, l Lease, stream string, event []byt
 	case l.Journaled:
 		mode, mark = "1", g.prefix+"swept:"+l.RequestID
 	}
-	a := evalArgs(completeScript, 15, 8)
+	a := evalArgs(completeScript, 16, 8)
 	a = append(a, g.c.stream.box(stream), u.own, u.leases, k.leases, acc.leases,
 		g.c.releaseChannel, ks.daily, ks.month, us.daily, u.waiting, k.waiting, acc.waiting,
-		g.c.journal, g.c.journalEvents, mark,
+		g.c.journal, g.c.journalEvents, mark, u.pend,
 		event, billedNano, l.RequestID, u.scope+" "+k.scope+" "+acc.scope, mode, now.UnixMilli(),
 		flag(l.holdsUser()), flag(l.holdsKey()))
 	c := &scriptCall{script: completeScript, args: a}

@@ -20,6 +20,7 @@ type names struct {
 	waiting any    // waiting:u|k|a:ID, raised while a request waits for a slot
 	scope   string // u|k|a:ID, the release channel's payload word
 	own     any    // users: bal:ID; accounts: astate:ID; keys: nil
+	pend    any    // users: pend:ID (PendingKey); others: nil
 
 	spend atomic.Pointer[datedNames] // users and keys: today's (and this month's) spend counters
 	rpm   atomic.Pointer[minuteName] // keys: this minute's request counter
@@ -59,7 +60,7 @@ func (c *nameCache) get(id int64) *names {
 		scope: c.kind + ":" + s}
 	switch c.kind {
 	case "u":
-		n.own = balanceName(c.prefix, s)
+		n.own, n.pend = balanceName(c.prefix, s), pendingName(c.prefix, s)
 	case "a":
 		n.own = c.prefix + "astate:" + s
 	}
@@ -113,6 +114,27 @@ func (b *boxedString) box(s string) any {
 
 // balanceName is a user's balance snapshot: "bal:ID".
 func balanceName(prefix, user string) string { return prefix + "bal:" + user }
+
+// pendingName is a user's debits waiting in the usage stream: "pend:ID".
+func pendingName(prefix, user string) string { return prefix + "pend:" + user }
+
+// PendingKey counts, in nano-USD, the user's debits that wait in the usage stream for a
+// worker to store them in the ledger. A completion that debits the balance snapshot adds
+// its amount (complete.lua) and names the key in its stream entry (PendingField); the
+// worker takes the amount off when it deletes the stored entry; a balance snapshot loaded
+// from the ledger subtracts what is left (Gate.primeBalance). Without it, a snapshot
+// loaded while a worker was down or behind forgot every debit in the stream, and the user
+// could spend them again. The key exists only while something is pending.
+func PendingKey(prefix string, userID int64) string {
+	return pendingName(prefix, strconv.FormatInt(userID, 10))
+}
+
+// The fields of a usage stream entry that carries a debit: its amount in nano-USD and the
+// PendingKey it was added to.
+const (
+	PendingField    = "p"
+	PendingKeyField = "pk"
+)
 
 // spendName is a key's ("k") or user's ("u") spend counter of a UTC day (period "d",
 // stamp "20060102") or month ("m", "200601"): "spend:k:ID:d:20060102".

@@ -10,7 +10,8 @@ import (
 )
 
 // TestCounterKeysMatchTheGate: the names CounterKeys gives are the ones admission and
-// completion use, on any day (the gate's names are cached per day, CounterKeys' are not).
+// completion use, on any day (the gate's names are cached per day, CounterKeys' are not);
+// so is PendingKey's.
 func TestCounterKeysMatchTheGate(t *testing.T) {
 	g := NewGate(nil, "tg:", nil, nil, Options{})
 	for _, at := range []time.Time{
@@ -23,6 +24,9 @@ func TestCounterKeysMatchTheGate(t *testing.T) {
 		if got := CounterKeys("tg:", 7, 42, at); !slices.Equal(got, want) {
 			t.Fatalf("at %v: CounterKeys %q, the gate uses %q", at, got, want)
 		}
+	}
+	if got, want := PendingKey("tg:", 7), g.users.get(7).pend; got != want {
+		t.Fatalf("PendingKey %q, the gate uses %q", got, want)
 	}
 }
 

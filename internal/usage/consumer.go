@@ -2,11 +2,13 @@ package usage
 
 import (
 	"context"
+	_ "embed"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -270,10 +272,16 @@ func (c *Consumer) settle(ctx context.Context, msgs []redis.XMessage) error {
 		newest  time.Time
 	)
 	ids := make([]string, len(msgs))
+	present := 0                  // entries still in the stream, for the acknowledgement to delete
+	pending := map[string]int64{} // debits they add to users' pending sums, by limit.PendingKey
 	for i, m := range msgs {
 		ids[i] = m.ID
 		if len(m.Values) == 0 {
 			continue // deleted after it was stored; only its acknowledgement was lost
+		}
+		present++
+		if key, amount, ok := pendingDebit(m); ok {
+			pending[key] += amount
 		}
 		e, err := decodeEntry(m)
 		if err != nil {
@@ -302,8 +310,7 @@ func (c *Consumer) settle(ctx context.Context, msgs []redis.XMessage) error {
 	if stale := c.staleCounters(events, rejected); len(stale) > 0 {
 		pipe.Del(ctx, stale...)
 	}
-	pipe.XAck(ctx, c.stream, ConsumerGroup, ids...)
-	pipe.XDel(ctx, c.stream, ids...)
+	ack(ctx, pipe, c.stream, ids, present, pending)
 	if _, err := pipe.Exec(ctx); err != nil {
 		return fmt.Errorf("acknowledge %d entries of stream %s: %w", len(ids), c.stream, err)
 	}
@@ -325,6 +332,41 @@ func (c *Consumer) settle(ctx context.Context, msgs []redis.XMessage) error {
 	}
 	c.log.Debug("usage batch stored", "entries", len(msgs), "inserted", inserted, "dead_lettered", len(dead), "lag", lag)
 	return nil
+}
+
+//go:embed ack.lua
+var ackLua string
+
+// ack acknowledges and deletes the entries ids (present of them still in the stream)
+// and takes their debits off the users' pending sums (limit.PendingKey) — in one script,
+// so that the sums move exactly when the entries leave the stream. It is sent as EVAL,
+// once per batch, so that it can sit in the transaction without a NOSCRIPT to handle.
+func ack(ctx context.Context, pipe redis.Pipeliner, stream string, ids []string, present int, pending map[string]int64) {
+	keys := make([]string, 1, 1+len(pending))
+	keys[0] = stream
+	args := make([]any, 0, 3+len(ids)+len(pending))
+	args = append(args, ConsumerGroup, len(ids))
+	for _, id := range ids {
+		args = append(args, id)
+	}
+	args = append(args, present)
+	for key, amount := range pending {
+		keys = append(keys, key)
+		args = append(args, amount)
+	}
+	pipe.Eval(ctx, ackLua, keys, args...)
+}
+
+// pendingDebit reads the debit an entry added to its user's pending sum, if any (the
+// fields limit.PendingField and limit.PendingKeyField).
+func pendingDebit(m redis.XMessage) (key string, amount int64, ok bool) {
+	key, _ = m.Values[limit.PendingKeyField].(string)
+	raw, _ := m.Values[limit.PendingField].(string)
+	amount, err := strconv.ParseInt(raw, 10, 64)
+	if key == "" || err != nil || amount <= 0 {
+		return "", 0, false
+	}
+	return key, amount, true
 }
 
 // staleCounters are the counter keys of the Late events stored (limit.CounterKeys).

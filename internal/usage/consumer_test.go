@@ -497,6 +497,11 @@ func TestConsumerResetsCountersOfLateEvents(t *testing.T) {
 	}
 	must(t, usage.Append(ctx, b.rdb, b.prefix, []usage.Event{late}))
 	b.add(t, onTime)
+	// Its debit waits in the user's pending sum until it is stored.
+	pend := limit.PendingKey(b.prefix, late.UserID)
+	if got, err := b.rdb.Get(ctx, pend).Int64(); err != nil || got != late.BilledNano {
+		t.Fatalf("pending sum %d (%v), want %d", got, err, late.BilledNano)
+	}
 
 	n, err := b.consumer("w1").ProcessOnce(ctx)
 	must(t, err)
@@ -511,6 +516,9 @@ func TestConsumerResetsCountersOfLateEvents(t *testing.T) {
 	}
 	if left := b.rdb.Exists(ctx, keys(onTime)...).Val(); left != 4 {
 		t.Fatalf("the on-time event's counters were reset: %d of 4 left", left)
+	}
+	if left := b.rdb.Exists(ctx, pend).Val(); left != 0 {
+		t.Fatal("the pending sum is left after the late event was stored")
 	}
 	b.requireLedgerConsistent(t)
 	b.requireStreamSettled(t)

@@ -12,6 +12,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/tollgate/tollgate/internal/limit"
+
 	"github.com/tollgate/tollgate/internal/billing"
 )
 
@@ -61,18 +63,26 @@ const ConsumerGroup = "ingest"
 // StreamField is the single field of each stream entry; its value is the event's JSON.
 const StreamField = "e"
 
-// Append adds events to the usage stream in one pipeline (the spool's and the journal's
-// way back in; the proxy's normal path appends inside its completion script). Each is
-// appended Late: no completion moved its counters.
+// Append adds events to the usage stream in one transaction (the spool's and the
+// journal's way back in; the proxy's normal path appends inside its completion script).
+// Each is appended Late: no completion moved its counters. Its debit is added to the
+// user's pending sum (limit.PendingKey), as a completion's is, so that a balance snapshot
+// loaded before a worker stores it subtracts it.
 func Append(ctx context.Context, rdb redis.UniversalClient, prefix string, evs []Event) error {
-	pipe := rdb.Pipeline()
+	pipe := rdb.TxPipeline()
 	for _, ev := range evs {
 		ev.Late = true
 		b, err := json.Marshal(ev)
 		if err != nil {
 			return err
 		}
-		pipe.XAdd(ctx, &redis.XAddArgs{Stream: StreamKey(prefix), Values: []any{StreamField, b}})
+		values := []any{StreamField, b}
+		if ev.BilledNano > 0 {
+			pend := limit.PendingKey(prefix, ev.UserID)
+			values = append(values, limit.PendingField, ev.BilledNano, limit.PendingKeyField, pend)
+			pipe.IncrBy(ctx, pend, ev.BilledNano)
+		}
+		pipe.XAdd(ctx, &redis.XAddArgs{Stream: StreamKey(prefix), Values: values})
 	}
 	_, err := pipe.Exec(ctx)
 	return err

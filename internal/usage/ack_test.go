@@ -1,0 +1,97 @@
+package usage
+
+import (
+	"context"
+	"testing"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/tollgate/tollgate/internal/limit"
+	"github.com/tollgate/tollgate/internal/testenv"
+)
+
+// TestAckTakesDebitsOffPendingSums: acknowledging stored entries takes their debits off
+// their users' pending sums, deletes a sum that reaches zero, and — when another
+// consumer already deleted some of the entries (both settled them) — deletes the sums
+// instead of taking the amounts off twice.
+func TestAckTakesDebitsOffPendingSums(t *testing.T) {
+	rdb, prefix := testenv.Redis(t)
+	ctx := context.Background()
+	stream := StreamKey(prefix)
+	u1, u2 := limit.PendingKey(prefix, 1), limit.PendingKey(prefix, 2)
+	if err := rdb.XGroupCreateMkStream(ctx, stream, ConsumerGroup, "0").Err(); err != nil {
+		t.Fatal(err)
+	}
+	add := func(key string, amount int64) {
+		t.Helper()
+		if err := rdb.XAdd(ctx, &redis.XAddArgs{Stream: stream, Values: []any{StreamField, "{}",
+			limit.PendingField, amount, limit.PendingKeyField, key}}).Err(); err != nil {
+			t.Fatal(err)
+		}
+		rdb.IncrBy(ctx, key, amount)
+	}
+	add(u1, 40)
+	add(u1, 60)
+	add(u2, 25)
+	read := func() []redis.XMessage {
+		t.Helper()
+		res, err := rdb.XReadGroup(ctx, &redis.XReadGroupArgs{Group: ConsumerGroup, Consumer: "c",
+			Streams: []string{stream, "0"}, Count: 2}).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res[0].Messages
+	}
+	if _, err := rdb.XReadGroup(ctx, &redis.XReadGroupArgs{Group: ConsumerGroup, Consumer: "c",
+		Streams: []string{stream, ">"}}).Result(); err != nil {
+		t.Fatal(err)
+	}
+	settle := func(msgs []redis.XMessage) {
+		t.Helper()
+		ids, pending := make([]string, len(msgs)), map[string]int64{}
+		for i, m := range msgs {
+			ids[i] = m.ID
+			if key, amount, ok := pendingDebit(m); ok {
+				pending[key] += amount
+			}
+		}
+		pipe := rdb.TxPipeline()
+		ack(ctx, pipe, stream, ids, len(msgs), pending)
+		if _, err := pipe.Exec(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sums := func(want1, want2 int64) {
+		t.Helper()
+		for key, want := range map[string]int64{u1: want1, u2: want2} {
+			got, err := rdb.Get(ctx, key).Int64()
+			if err == redis.Nil && want == 0 {
+				continue
+			}
+			if err != nil || got != want {
+				t.Fatalf("%s: %d %v, want %d", key, got, err, want)
+			}
+		}
+	}
+
+	first := read() // u1's 40 and 60
+	settle(first[:1])
+	sums(60, 25)
+	// Settled again (a consumer that claimed it from one still alive): this call deletes
+	// nothing, so it cannot know whose debit was taken off; u1's sum goes rather than
+	// dropping the 60 still pending by another 40.
+	settle(first[:1])
+	sums(0, 25)
+	if n := rdb.Exists(ctx, u1).Val(); n != 0 {
+		t.Fatal("u1's sum kept after a double settlement")
+	}
+	rdb.IncrBy(ctx, u1, 60) // as it was
+	settle(read())          // u1's 60 and u2's 25
+	sums(0, 0)
+	if n := rdb.Exists(ctx, u1, u2).Val(); n != 0 {
+		t.Fatalf("%d sums at zero kept", n)
+	}
+	if n := rdb.XLen(ctx, stream).Val(); n != 0 {
+		t.Fatalf("%d entries left", n)
+	}
+}
