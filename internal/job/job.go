@@ -87,10 +87,11 @@ func NewClient(pool *pgxpool.Pool, log *slog.Logger, cfg Config) (*river.Client[
 		}
 		// Unique by period, here and not in the Args' own InsertOpts, so that "run now"
 		// inserts stay free to run at any time.
-		opts := &river.InsertOpts{UniqueOpts: river.UniqueOpts{ByPeriod: p.Every}}
 		periodic = append(periodic, river.NewPeriodicJob(
 			aligned(p.Every),
-			func() (river.JobArgs, *river.InsertOpts) { return p.Args, opts },
+			func() (river.JobArgs, *river.InsertOpts) {
+				return p.Args, &river.InsertOpts{UniqueOpts: river.UniqueOpts{ByPeriod: p.Every}}
+			},
 			&river.PeriodicJobOpts{ID: p.ID, RunOnStart: p.RunOnStart},
 		))
 	}
