@@ -108,6 +108,11 @@ type Proxy struct {
 	// what it reported). 0 turns either off. (relay/stall.go)
 	UpstreamHeaderTimeout time.Duration `env:"UPSTREAM_HEADER_TIMEOUT" envDefault:"2m"`
 	UpstreamIdleTimeout   time.Duration `env:"UPSTREAM_IDLE_TIMEOUT" envDefault:"5m"`
+	// UpstreamResponseTimeout: a non-streamed answer (whose headers come with the whole
+	// answer) must come within it, or the request fails as a streamed one without headers
+	// does. 10 min: the official SDKs' own default timeout, and the longest Anthropic
+	// serves a non-streamed request.
+	UpstreamResponseTimeout time.Duration `env:"UPSTREAM_RESPONSE_TIMEOUT" envDefault:"10m"`
 	// AdaptiveProcs: run on one thread while nearly idle, on every CPU under load
 	// (proxyapp.adaptProcs). Ignored when GOMAXPROCS is set.
 	AdaptiveProcs bool `env:"PROXY_ADAPTIVE_PROCS" envDefault:"true"`

@@ -68,8 +68,9 @@ type setup struct {
 	upstream   func(http.Handler) http.Handler // wraps fakellm (to observe or break it)
 	quotaFlush time.Duration                   // default 200 ms
 	pg, redis  *testenv.Server                 // servers of the test's own (fault tests)
-	// UPSTREAM_HEADER_TIMEOUT and UPSTREAM_IDLE_TIMEOUT of the in-process proxy (0: off)
-	headerTimeout, idleTimeout time.Duration
+	// UPSTREAM_HEADER_TIMEOUT, UPSTREAM_IDLE_TIMEOUT and UPSTREAM_RESPONSE_TIMEOUT of the
+	// in-process proxy (0: off)
+	headerTimeout, idleTimeout, responseTimeout time.Duration
 }
 
 type accountSpec struct {
@@ -138,7 +139,7 @@ func newStack(t *testing.T, opts ...func(*setup)) *stack {
 	cfg := config.Proxy{Common: config.Common{
 		Env: "test", LogLevel: "info", LogFormat: "text", DatabaseURL: dbURL,
 		RedisURL: redisURL, RedisPrefix: prefix, SecretKey: secretKey,
-	}, SpoolDir: spoolDir, SpoolEvery: 200 * time.Millisecond, ReadHeaderTimeout: time.Second, ReadTimeout: 2 * time.Second, Limits: su.limits, UpstreamHeaderTimeout: su.headerTimeout, UpstreamIdleTimeout: su.idleTimeout, QuotaFlushEvery: cmp.Or(su.quotaFlush, 200*time.Millisecond), OAuth: config.OAuth{AnthropicTokenURL: fakeSrv.URL + "/v1/oauth/token", AnthropicClientID: "tollgate-test-client"}}
+	}, SpoolDir: spoolDir, SpoolEvery: 200 * time.Millisecond, ReadHeaderTimeout: time.Second, ReadTimeout: 2 * time.Second, Limits: su.limits, UpstreamHeaderTimeout: su.headerTimeout, UpstreamIdleTimeout: su.idleTimeout, UpstreamResponseTimeout: su.responseTimeout, QuotaFlushEvery: cmp.Or(su.quotaFlush, 200*time.Millisecond), OAuth: config.OAuth{AnthropicTokenURL: fakeSrv.URL + "/v1/oauth/token", AnthropicClientID: "tollgate-test-client"}}
 	proxyCtx, stopProxy := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- proxyapp.Serve(proxyCtx, cfg, quietLog(), ln) }()

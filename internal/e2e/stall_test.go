@@ -108,3 +108,56 @@ func TestHungUpstream(t *testing.T) {
 		t.Fatalf("every account hung: %d after %s\n%s", status, took, text)
 	}
 }
+
+// TestHungUpstreamNonStreamed: a non-streamed request whose answer does not come within
+// UPSTREAM_RESPONSE_TIMEOUT fails like a stream without headers: it fails over to the
+// next account (which serves it), the hung account leaves rotation, and when no account
+// answers the client gets a 504 in the protocol's shape instead of waiting for
+// StreamLimit (30 min) with its concurrency slot held.
+func TestHungUpstreamNonStreamed(t *testing.T) {
+	const limit = 300 * time.Millisecond
+	s := newStack(t, func(su *setup) {
+		su.noDemo = true
+		su.accounts = []accountSpec{
+			{name: "acct-a", apiKey: "sk-a", priority: 10, weight: 1}, // preferred
+			{name: "acct-b", apiKey: "sk-b", priority: 20, weight: 1},
+		}
+		su.responseTimeout = limit
+	})
+	s.exec(t, "UPDATE api_keys SET concurrency = 1")
+	hang := func(keys ...string) {
+		s.fake.SetScript(func(r *fakellm.Request) fakellm.Behavior {
+			for _, k := range keys {
+				if r.Header.Get("X-Api-Key") == k {
+					return fakellm.Behavior{Delay: time.Minute}
+				}
+			}
+			return fakellm.Behavior{}
+		})
+	}
+
+	hang("sk-a")
+	seq := s.fake.LastSeq()
+	start := time.Now()
+	if status, e := s.post(t, s.seeded.DemoKey, smallBody); status != 200 {
+		t.Fatalf("with the preferred account hung: %d %+v", status, e)
+	}
+	took := time.Since(start)
+	if by := s.servedBy(seq); len(by) != 2 || by[0] != "sk-a" || by[1] != "sk-b" {
+		t.Fatalf("served by %v, want the hung sk-a then sk-b", by)
+	}
+	if took < limit || took > 5*time.Second {
+		t.Fatalf("failed over after %s with the limit at %s", took, limit)
+	}
+	s.accountState("acct-a", "cooling")
+
+	// No account answers (sk-a is out of rotation, sk-b hangs): a 504 once the limit has
+	// passed.
+	hang("sk-a", "sk-b")
+	start = time.Now()
+	status, e := s.post(t, s.seeded.DemoKey, smallBody)
+	if took := time.Since(start); status != http.StatusGatewayTimeout || e.Error.Type != "tollgate_upstream_timeout" || took > 5*time.Second {
+		t.Fatalf("every account hung: %d %+v after %s", status, e, took)
+	}
+	s.accountState("acct-b", "cooling")
+}

@@ -217,6 +217,7 @@ func Build(ctx context.Context, cfg config.Proxy, log *slog.Logger) (*Deps, erro
 		Registry:        reg,
 		HeaderTimeout:   cfg.UpstreamHeaderTimeout,
 		IdleTimeout:     cfg.UpstreamIdleTimeout,
+		ResponseTimeout: cfg.UpstreamResponseTimeout,
 		Refresh:         refresher.Refresh,
 		QuotaFlushEvery: cfg.QuotaFlushEvery,
 		SetAccountQuota: func(ctx context.Context, id int64, snapshot []byte) error {

@@ -399,12 +399,16 @@ func (x *exchange) attempt(acc *schedule.Account, body []byte, upstreamModel str
 	// charges (README, "Client disconnects"). StreamLimit bounds it.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(x.r.Context()), s.cfg.StreamLimit)
 	defer cancel()
-	// A stream's upstream that stops making progress is cut short (stall.go). A
-	// non-streamed answer's headers come with the whole answer, which can take minutes:
-	// only StreamLimit bounds it.
+	// An upstream that stops making progress is cut short (stall.go). A non-streamed
+	// answer's headers come with the whole answer, which can take minutes: it has
+	// ResponseTimeout to come, and then is read without an idle limit.
+	headerTimeout, idleTimeout := s.cfg.HeaderTimeout, s.cfg.IdleTimeout
+	if !x.clientStream {
+		headerTimeout, idleTimeout = s.cfg.ResponseTimeout, 0
+	}
 	x.guard = nil
-	if x.clientStream && (s.cfg.HeaderTimeout > 0 || s.cfg.IdleTimeout > 0) {
-		x.guard = newStallGuard(cancel, s.cfg.HeaderTimeout)
+	if headerTimeout > 0 || idleTimeout > 0 {
+		x.guard = newStallGuard(cancel, headerTimeout)
 		defer x.guard.stop()
 	}
 	target := joinURL(acc.BaseURL, x.r.URL.Path, x.r.URL.RawQuery)
@@ -436,8 +440,8 @@ func (x *exchange) attempt(acc *schedule.Account, body []byte, upstreamModel str
 		}
 		if x.guard != nil && x.guard.stalled() == stalledHeaders {
 			s.metrics.upstream.WithLabelValues(acc.Name, "timeout").Inc()
-			s.log.Warn("upstream sent no response in time", "request_id", x.rid, "account_id", acc.ID, "timeout", s.cfg.HeaderTimeout)
-			o = x.tollgateFailure(o, "upstream_timeout", "no response within "+s.cfg.HeaderTimeout.String())
+			s.log.Warn("upstream sent no response in time", "request_id", x.rid, "account_id", acc.ID, "timeout", headerTimeout)
+			o = x.tollgateFailure(o, "upstream_timeout", "no response within "+headerTimeout.String())
 			o.status = http.StatusGatewayTimeout
 			return o
 		}
@@ -448,7 +452,7 @@ func (x *exchange) attempt(acc *schedule.Account, body []byte, upstreamModel str
 	defer resp.Body.Close()
 	var respBody io.Reader = resp.Body
 	if x.guard != nil {
-		respBody = x.guard.watch(resp.Body, s.cfg.IdleTimeout)
+		respBody = x.guard.watch(resp.Body, idleTimeout)
 	}
 	o.ttfb = time.Since(x.start)
 	o.status = resp.StatusCode

@@ -65,9 +65,10 @@ type Config struct {
 	StreamLimit    time.Duration // longest an upstream exchange may run; default 30 min
 	// HeaderTimeout: a streamed request fails over (class upstream_timeout) when its
 	// upstream sends no response headers within it; IdleTimeout: a stream is cut (class
-	// upstream_stalled) when its upstream sends nothing for that long (stall.go). 0: only
-	// StreamLimit bounds them.
-	HeaderTimeout, IdleTimeout time.Duration
+	// upstream_stalled) when its upstream sends nothing for that long (stall.go);
+	// ResponseTimeout: a non-streamed request fails like a streamed one without headers
+	// when its answer has not come within it. 0: only StreamLimit bounds them.
+	HeaderTimeout, IdleTimeout, ResponseTimeout time.Duration
 	// Ready reports whether the dependencies requests need answer, for /readyz.
 	Ready func(ctx context.Context) error
 	// SetAccountState persists an account's state change (asynchronously, once per
