@@ -110,8 +110,8 @@ type Proxy struct {
 	UpstreamIdleTimeout   time.Duration `env:"UPSTREAM_IDLE_TIMEOUT" envDefault:"5m"`
 	// UpstreamResponseTimeout: a non-streamed answer (whose headers come with the whole
 	// answer) must come within it, or the request fails as a streamed one without headers
-	// does. 10 min: the official SDKs' own default timeout, and the longest Anthropic
-	// serves a non-streamed request.
+	// does. 10 min: the official SDKs' own default timeout; Anthropic requires streaming
+	// for anything that may take longer.
 	UpstreamResponseTimeout time.Duration `env:"UPSTREAM_RESPONSE_TIMEOUT" envDefault:"10m"`
 	// AdaptiveProcs: run on one thread while nearly idle, on every CPU under load
 	// (proxyapp.adaptProcs). Ignored when GOMAXPROCS is set.
