@@ -271,18 +271,27 @@ func TestTwoWorkersRunPeriodicJobsOnce(t *testing.T) {
 
 // TestWorkerReportsRedisDurability: the worker tells whether Redis keeps an append-only
 // file (tollgate_redis_aof_enabled), since without one a Redis restart loses the usage
-// events not yet ingested: 1 on the test Redis (AOF, as make dev and make bench run it),
-// 0 on a Redis started without persistence.
+// events not yet ingested, and whether it may evict keys without an expiry, the usage
+// stream among them (tollgate_redis_eviction_safe): on the test Redis (AOF, no memory
+// limit, as make dev and make bench run it) both are 1; on a Redis without persistence
+// AOF is 0; on one with a memory limit, eviction is safe under noeviction and volatile-lru
+// and not under allkeys-lru.
 func TestWorkerReportsRedisDurability(t *testing.T) {
 	for _, c := range []struct {
 		name string
-		own  bool // a Redis of the test's own, without persistence
-		want string
-	}{{"aof", false, "1"}, {"none", true, "0"}} {
+		args []string // a Redis of the test's own with these options; nil: the test Redis
+		want []string // metric lines
+	}{
+		{"aof", nil, []string{"tollgate_redis_aof_enabled 1", "tollgate_redis_eviction_safe 1"}},
+		{"none", []string{}, []string{"tollgate_redis_aof_enabled 0", "tollgate_redis_eviction_safe 1"}},
+		{"noeviction", []string{"--maxmemory", "64mb", "--maxmemory-policy", "noeviction"}, []string{"tollgate_redis_eviction_safe 1"}},
+		{"volatile", []string{"--maxmemory", "64mb", "--maxmemory-policy", "volatile-lru"}, []string{"tollgate_redis_eviction_safe 1"}},
+		{"allkeys", []string{"--maxmemory", "64mb", "--maxmemory-policy", "allkeys-lru"}, []string{"tollgate_redis_eviction_safe 0"}},
+	} {
 		t.Run(c.name, func(t *testing.T) {
 			s := newStack(t, func(su *setup) {
-				if c.own {
-					su.redis = testenv.RedisServer(t)
+				if c.args != nil {
+					su.redis = testenv.RedisServer(t, c.args...)
 				}
 			})
 			addr := freeAddr(t)
@@ -295,11 +304,18 @@ func TestWorkerReportsRedisDurability(t *testing.T) {
 				}
 				b, _ := io.ReadAll(resp.Body)
 				resp.Body.Close()
-				if strings.Contains(string(b), "\ntollgate_redis_aof_enabled "+c.want+"\n") {
+				missing := ""
+				for _, line := range c.want {
+					if !strings.Contains(string(b), "\n"+line+"\n") {
+						missing = line
+						break
+					}
+				}
+				if missing == "" {
 					return
 				}
 				if time.Now().After(deadline) {
-					t.Fatalf("worker metrics lack tollgate_redis_aof_enabled %s:\n%s", c.want, grepLines(string(b), "aof"))
+					t.Fatalf("worker metrics lack %q:\n%s", missing, grepLines(string(b), "tollgate_redis_"))
 				}
 			}
 		})

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -76,6 +77,21 @@ func AOFEnabled(ctx context.Context, rdb redis.UniversalClient) (bool, error) {
 	return v == "1", err
 }
 
+// EvictsUnexpiring reports whether Redis, when it reaches its memory limit, may evict
+// keys that have no expiry (INFO memory: a maxmemory set and an allkeys-* policy). The
+// usage stream, the users' pending sums and the journal of checkpoints have none: an
+// evicted stream is usage served and never billed. noeviction (writes fail instead, and
+// the proxy falls back to PostgreSQL) and the volatile-* policies (only keys with an
+// expiry: snapshots and counters, which are loaded again) keep them.
+func EvictsUnexpiring(ctx context.Context, rdb redis.UniversalClient) (bool, string, error) {
+	v, err := fields(ctx, rdb, "memory", "maxmemory", "maxmemory_policy")
+	if err != nil {
+		return false, "", err
+	}
+	policy := v["maxmemory_policy"]
+	return v["maxmemory"] != "0" && strings.HasPrefix(policy, "allkeys-"), policy, nil
+}
+
 // RunID is the identity of the Redis process answering (INFO server: run_id). It changes
 // whenever Redis restarts, and with the instance a failover promotes.
 func RunID(ctx context.Context, rdb redis.UniversalClient) (string, error) {
@@ -93,14 +109,26 @@ var errNoField = errors.New("no such field")
 
 // field reads one field of an INFO section.
 func field(ctx context.Context, rdb redis.UniversalClient, section, key string) (string, error) {
+	v, err := fields(ctx, rdb, section, key)
+	return v[key], err
+}
+
+// fields reads fields of an INFO section in one round trip; each must be there.
+func fields(ctx context.Context, rdb redis.UniversalClient, section string, keys ...string) (map[string]string, error) {
 	info, err := rdb.Info(ctx, section).Result()
 	if err != nil {
-		return "", fmt.Errorf("redis INFO %s: %w", section, err)
+		return nil, fmt.Errorf("redis INFO %s: %w", section, err)
 	}
+	out := make(map[string]string, len(keys))
 	for line := range strings.SplitSeq(info, "\n") {
-		if k, v, ok := strings.Cut(strings.TrimSpace(line), ":"); ok && k == key && v != "" {
-			return v, nil
+		if k, v, ok := strings.Cut(strings.TrimSpace(line), ":"); ok && v != "" && slices.Contains(keys, k) {
+			out[k] = v
 		}
 	}
-	return "", fmt.Errorf("redis INFO %s has no %s: %w", section, key, errNoField)
+	for _, k := range keys {
+		if _, ok := out[k]; !ok {
+			return nil, fmt.Errorf("redis INFO %s has no %s: %w", section, k, errNoField)
+		}
+	}
+	return out, nil
 }
