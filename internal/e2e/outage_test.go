@@ -370,10 +370,18 @@ func TestUsageSpooledWhenRedisAndPostgresAreDown(t *testing.T) {
 			t.Fatal("no spool file while both stores are down")
 		}
 	}
+	if n := s.metric(t, "tollgate_usage_spool_bytes"); n <= 0 {
+		t.Fatalf("tollgate_usage_spool_bytes %v with an event spooled", n)
+	}
 	time.Sleep(500 * time.Millisecond)
 	rs.Start()
 	pg.Start()
 	s.ingest(1)
+	for deadline := time.Now().Add(10 * time.Second); s.metric(t, "tollgate_usage_spool_bytes") != 0; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the spool still holds bytes after its event was stored")
+		}
+	}
 	served := s.fake.ServedSince(seq)
 	if got, want := s.balance(s.seeded.DemoUserID), before-s.expectedBilled(served[0].Usage); got != want {
 		t.Fatalf("balance %d, want %d", got, want)

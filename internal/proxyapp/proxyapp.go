@@ -150,6 +150,10 @@ func Build(ctx context.Context, cfg config.Proxy, log *slog.Logger) (*Deps, erro
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	instrument(reg, pool, rdb)
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "tollgate_usage_spool_bytes",
+		Help: "Usage events on the proxy's local spool (PROXY_SPOOL_DIR), waiting for Redis or PostgreSQL to take them.",
+	}, func() float64 { return float64(spool.Bytes()) }))
 	gate := limit.NewGate(rdb, cfg.RedisPrefix, func(ctx context.Context, userID int64) (int64, error) {
 		ctx, cancel := context.WithTimeout(ctx, lookupTimeout)
 		defer cancel()

@@ -86,6 +86,20 @@ func (s *Spool) Replay(ctx context.Context, deliver func(context.Context, []Even
 	return errors.Join(errs...)
 }
 
+// Bytes is the size of the spool's files: usage events waiting on this disk for Redis or
+// PostgreSQL (this process's and any a dead process left). Not zero means both stores
+// refused an event, or a file holds a line nobody can read.
+func (s *Spool) Bytes() int64 {
+	files, _ := filepath.Glob(filepath.Join(s.dir, "usage-*.jsonl"))
+	var n int64
+	for _, name := range files {
+		if fi, err := os.Stat(name); err == nil {
+			n += fi.Size()
+		}
+	}
+	return n
+}
+
 func (s *Spool) replayFile(ctx context.Context, name string, deliver func(context.Context, []Event) error) error {
 	f, err := openOrphan(name)
 	if f == nil || err != nil {
