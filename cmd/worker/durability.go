@@ -9,6 +9,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/tollgate/tollgate/internal/redisinfo"
+	"github.com/tollgate/tollgate/internal/usage"
 )
 
 // durabilityEvery is how often the worker looks at Redis's persistence and eviction
@@ -107,4 +108,25 @@ func durabilityLoop(ctx context.Context, log *slog.Logger, checks []*redisCheck)
 		case <-time.After(wait):
 		}
 	}
+}
+
+// registerBacklog exposes tollgate_usage_backlog: the usage events in Redis's stream that
+// no worker has stored and acknowledged yet (its length, read at each scrape; -1 when
+// Redis does not answer). It grows while PostgreSQL is away or the workers fall behind,
+// and falls back to a batch's worth once they catch up: the lag metric says how late the
+// stored events were, this how many wait.
+func registerBacklog(rdb redis.UniversalClient, prefix string, reg prometheus.Registerer) {
+	stream := usage.StreamKey(prefix)
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "tollgate_usage_backlog",
+		Help: "Usage events in the Redis stream not yet stored and acknowledged by a worker; -1 when Redis does not answer.",
+	}, func() float64 {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		n, err := rdb.XLen(ctx, stream).Result()
+		if err != nil {
+			return -1
+		}
+		return float64(n)
+	}))
 }

@@ -78,6 +78,7 @@ func run(ctx context.Context, stderr io.Writer) error {
 	host, _ := os.Hostname()
 	name := fmt.Sprintf("%s-%d", host, os.Getpid())
 	durability := watchDurability(rdb, log, reg)
+	registerBacklog(rdb, cfg.RedisPrefix, reg)
 	consumer := usage.NewConsumer(rdb, pool, cfg.RedisPrefix, name, log, usage.WithMetrics(reg), usage.WithClaimIdle(cfg.UsageClaimIdle), usage.WithLinger(cfg.UsageLinger))
 
 	box, err := secret.NewBox(cfg.Secret(), secret.PurposeAccount)

@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -228,9 +229,30 @@ func TestPostgresOutage(t *testing.T) {
 		t.Fatalf("sign-in before the outage: %d\n%s", status, page)
 	}
 	// A worker process ingests throughout: it must ride out the outage and catch up by
-	// itself.
-	worker := s.startWorker(t)
-	workerExited := exited(worker)
+	// itself, and says meanwhile how many events wait (tollgate_usage_backlog).
+	workerAddr := freeAddr(t)
+	workerExited := exited(s.startProcess(t, "worker", "WORKER_HEALTH_ADDR="+workerAddr, "USAGE_CLAIM_IDLE=1s"))
+	waitUp(t, "http://"+workerAddr+"/healthz", "worker")
+	backlog := func() float64 {
+		t.Helper()
+		resp, err := httpClient.Get("http://" + workerAddr + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		for line := range strings.SplitSeq(string(b), "\n") {
+			if v, ok := strings.CutPrefix(line, "tollgate_usage_backlog "); ok {
+				n, err := strconv.ParseFloat(v, 64)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return n
+			}
+		}
+		t.Fatal("the worker reports no tollgate_usage_backlog")
+		return 0
+	}
 	before := s.balance(s.seeded.DemoUserID)
 	seq := s.fake.LastSeq()
 	if status, _ := s.post(t, s.seeded.DemoKey, smallBody); status != 200 {
@@ -302,6 +324,10 @@ func TestPostgresOutage(t *testing.T) {
 		return
 	}
 	stillRunning(t, map[string]<-chan error{"proxy": lateProxy, "worker": lateWorker, "web app": lateWebExited})
+	// What was served waits in Redis's stream, and the worker says how much.
+	if n := backlog(); n < float64(during.Load())/2 || n > float64(during.Load())+2 {
+		t.Fatalf("tollgate_usage_backlog %v with %d requests served during the outage", n, during.Load())
+	}
 	pg.Start()
 	t.Logf("%d requests served during the %s outage", during.Load(), outage)
 	// The web apps recover by themselves, the one started during the outage included.
@@ -327,6 +353,11 @@ func TestPostgresOutage(t *testing.T) {
 	// The worker processes, still running, store every request served during the outage
 	// (and the one just served).
 	s.waitIngestedBy(t, workerExited, int(during.Load())+2, 30*time.Second)
+	for deadline := time.Now().Add(10 * time.Second); backlog() != 0; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("tollgate_usage_backlog %v after everything was stored", backlog())
+		}
+	}
 	var wantNano int64
 	for _, e := range s.fake.ServedSince(seq) {
 		wantNano += s.expectedBilled(e.Usage)
