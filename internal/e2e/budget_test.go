@@ -16,7 +16,8 @@ func (s *stack) metric(t *testing.T, name string) float64 {
 	return metricAt(t, s.proxyURL, name)
 }
 
-// metricAt reads one unlabelled sample from the /metrics of the proxy at url.
+// metricAt reads one unlabelled sample from the /metrics of the process (a proxy, a
+// worker) at url.
 func metricAt(t *testing.T, url, name string) float64 {
 	t.Helper()
 	resp, err := httpClient.Get(url + "/metrics")

@@ -9,7 +9,6 @@ import (
 	"net/url"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -233,26 +232,7 @@ func TestPostgresOutage(t *testing.T) {
 	workerAddr := freeAddr(t)
 	workerExited := exited(s.startProcess(t, "worker", "WORKER_HEALTH_ADDR="+workerAddr, "USAGE_CLAIM_IDLE=1s"))
 	waitUp(t, "http://"+workerAddr+"/healthz", "worker")
-	backlog := func() float64 {
-		t.Helper()
-		resp, err := httpClient.Get("http://" + workerAddr + "/metrics")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		for line := range strings.SplitSeq(string(b), "\n") {
-			if v, ok := strings.CutPrefix(line, "tollgate_usage_backlog "); ok {
-				n, err := strconv.ParseFloat(v, 64)
-				if err != nil {
-					t.Fatal(err)
-				}
-				return n
-			}
-		}
-		t.Fatal("the worker reports no tollgate_usage_backlog")
-		return 0
-	}
+	backlog := func() float64 { return metricAt(t, "http://"+workerAddr, "tollgate_usage_backlog") }
 	before := s.balance(s.seeded.DemoUserID)
 	seq := s.fake.LastSeq()
 	if status, _ := s.post(t, s.seeded.DemoKey, smallBody); status != 200 {

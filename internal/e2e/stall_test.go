@@ -19,15 +19,7 @@ import (
 // ends the exchange.
 func TestHungUpstream(t *testing.T) {
 	const limit = 300 * time.Millisecond
-	s := newStack(t, func(su *setup) {
-		su.noDemo = true
-		su.accounts = []accountSpec{
-			{name: "acct-a", apiKey: "sk-a", priority: 10, weight: 1}, // preferred
-			{name: "acct-b", apiKey: "sk-b", priority: 20, weight: 1},
-		}
-		su.headerTimeout, su.idleTimeout = limit, limit
-	})
-	s.exec(t, "UPDATE api_keys SET concurrency = 1")
+	s := twoAccountStack(t, func(su *setup) { su.headerTimeout, su.idleTimeout = limit, limit })
 	body := `{"model":"` + model + `","max_tokens":64,"stream":true,"messages":[{"role":"user","content":"one two three four five six seven"}]}`
 	stream := func() (status int, text, rid string, took time.Duration) {
 		start := time.Now()
@@ -116,15 +108,7 @@ func TestHungUpstream(t *testing.T) {
 // StreamLimit (30 min) with its concurrency slot held.
 func TestHungUpstreamNonStreamed(t *testing.T) {
 	const limit = 300 * time.Millisecond
-	s := newStack(t, func(su *setup) {
-		su.noDemo = true
-		su.accounts = []accountSpec{
-			{name: "acct-a", apiKey: "sk-a", priority: 10, weight: 1}, // preferred
-			{name: "acct-b", apiKey: "sk-b", priority: 20, weight: 1},
-		}
-		su.responseTimeout = limit
-	})
-	s.exec(t, "UPDATE api_keys SET concurrency = 1")
+	s := twoAccountStack(t, func(su *setup) { su.responseTimeout = limit })
 	hang := func(keys ...string) {
 		s.fake.SetScript(func(r *fakellm.Request) fakellm.Behavior {
 			for _, k := range keys {
@@ -160,4 +144,19 @@ func TestHungUpstreamNonStreamed(t *testing.T) {
 		t.Fatalf("every account hung: %d %+v after %s", status, e, took)
 	}
 	s.accountState("acct-b", "cooling")
+}
+
+// twoAccountStack is a stack whose pool holds acct-a (key sk-a, preferred) and acct-b
+// (sk-b) instead of the demo account, with the demo key limited to one request at a time.
+func twoAccountStack(t *testing.T, opt func(*setup)) *stack {
+	s := newStack(t, func(su *setup) {
+		su.noDemo = true
+		su.accounts = []accountSpec{
+			{name: "acct-a", apiKey: "sk-a", priority: 10, weight: 1}, // preferred
+			{name: "acct-b", apiKey: "sk-b", priority: 20, weight: 1},
+		}
+		opt(su)
+	})
+	s.exec(t, "UPDATE api_keys SET concurrency = 1")
+	return s
 }
