@@ -9,9 +9,7 @@ import (
 // TestRedisOutageSetting: REDIS_OUTAGE defaults to refuse, takes serve, and refuses
 // anything else with a sentence naming it.
 func TestRedisOutageSetting(t *testing.T) {
-	t.Setenv("DATABASE_URL", "postgres://127.0.0.1/x")
-	t.Setenv("REDIS_URL", "redis://127.0.0.1:6379")
-	t.Setenv("SECRET_KEY", strings.Repeat("ab", 32))
+	setRequired(t)
 	for _, c := range []struct{ value, want, err string }{
 		{"", "refuse", ""},
 		{"serve", "serve", ""},
@@ -36,9 +34,7 @@ func TestRedisOutageSetting(t *testing.T) {
 // TestOAuthRefreshSettings: the refresh interval is at least a second (periodic runs are
 // unique per interval, in River's whole seconds) and the lead is longer than the interval.
 func TestOAuthRefreshSettings(t *testing.T) {
-	t.Setenv("DATABASE_URL", "postgres://127.0.0.1/x")
-	t.Setenv("REDIS_URL", "redis://127.0.0.1:6379")
-	t.Setenv("SECRET_KEY", strings.Repeat("ab", 32))
+	setRequired(t)
 	for _, c := range []struct{ every, ahead, err string }{
 		{"", "", ""},
 		{"2s", "2h", ""},
@@ -53,4 +49,11 @@ func TestOAuthRefreshSettings(t *testing.T) {
 			t.Errorf("OAUTH_REFRESH_INTERVAL=%q OAUTH_REFRESH_AHEAD=%q: %v, want %q", c.every, c.ahead, err, c.err)
 		}
 	}
+}
+
+// setRequired sets the variables every process requires.
+func setRequired(t *testing.T) {
+	t.Setenv("DATABASE_URL", "postgres://127.0.0.1/x")
+	t.Setenv("REDIS_URL", "redis://127.0.0.1:6379")
+	t.Setenv("SECRET_KEY", strings.Repeat("ab", 32))
 }
