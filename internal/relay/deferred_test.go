@@ -7,8 +7,9 @@ import (
 )
 
 // TestSettleWaitsForAStartedCompletion: the same user's next admission waits for a
-// deferred completion whose timer has already started it, runs one not started yet, and
-// leaves other users' alone.
+// deferred completion whose timer has already started it, runs one not started yet —
+// one registered while its answer is being flushed, its delay not armed — and leaves
+// other users' alone.
 func TestSettleWaitsForAStartedCompletion(t *testing.T) {
 	s := &Server{}
 	started, release := make(chan struct{}), make(chan struct{})
@@ -17,21 +18,17 @@ func TestSettleWaitsForAStartedCompletion(t *testing.T) {
 		close(started)
 		<-release
 		finished.Store(true)
-	})
+	})()
 	select {
 	case <-started: // the timer ran it
 	case <-time.After(5 * time.Second):
 		t.Fatal("the deferred completion did not start after lightCompletionDelay")
 	}
-	// Another user's completion, and one of user 1 queued behind its timer.
+	// Another user's completion, and one of user 1 registered but not armed (its answer
+	// still being flushed).
 	var other, second atomic.Bool
-	s.deferCompletion(2, func() { other.Store(true) })
-	s.deferredMu.Lock()
-	s.deferredSeq++
-	id := s.deferredSeq
-	s.deferred[id] = &deferredCompletion{id: id, user: 1, run: func() { second.Store(true) }, done: make(chan struct{})}
-	s.deferredN.Add(1)
-	s.deferredMu.Unlock()
+	s.deferCompletion(2, func() { other.Store(true) })()
+	s.deferCompletion(1, func() { second.Store(true) })
 
 	settled := make(chan struct{})
 	go func() {

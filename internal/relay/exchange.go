@@ -683,8 +683,9 @@ func (x *exchange) completeAfterResponse(lease limit.Lease, attempt int, o outco
 		x.complete(lease, attempt, &o)
 	}
 	if f, ok := x.w.(http.Flusher); ok && !o.stream && x.s.inflight.Load() == 0 {
+		arm := x.s.deferCompletion(x.key.UserID, complete)
 		f.Flush()
-		x.s.deferCompletion(x.key.UserID, complete)
+		arm()
 		return
 	}
 	x.s.after(complete)

@@ -126,9 +126,13 @@ type deferredCompletion struct {
 	done    chan struct{}
 }
 
-// deferCompletion runs complete after lightCompletionDelay, or before the admission of
-// the same user's next request if that comes first (settleDeferred).
-func (s *Server) deferCompletion(user int64, complete func()) {
+// deferCompletion runs complete after lightCompletionDelay from the call of the function
+// it returns, or before the admission of the same user's next request if that comes
+// first (settleDeferred). The caller registers the completion before its answer leaves
+// and arms the delay after: registered only after the flush, a completion could be missed
+// by the next request of a client that read the answer first (its admission then found
+// the previous request's slot still taken: a 429 where limits are not waited for).
+func (s *Server) deferCompletion(user int64, complete func()) (arm func()) {
 	s.deferredMu.Lock()
 	if s.deferred == nil {
 		s.deferred = make(map[uint64]*deferredCompletion)
@@ -138,18 +142,20 @@ func (s *Server) deferCompletion(user int64, complete func()) {
 	s.deferred[id] = &deferredCompletion{id: id, user: user, run: complete, done: make(chan struct{})}
 	s.deferredN.Add(1)
 	s.deferredMu.Unlock()
-	time.AfterFunc(lightCompletionDelay, func() {
-		s.deferredMu.Lock()
-		d := s.deferred[id]
-		start := d != nil && !d.started
-		if start {
-			d.started = true
-		}
-		s.deferredMu.Unlock()
-		if start {
-			s.runDeferred(d)
-		}
-	})
+	return func() {
+		time.AfterFunc(lightCompletionDelay, func() {
+			s.deferredMu.Lock()
+			d := s.deferred[id]
+			start := d != nil && !d.started
+			if start {
+				d.started = true
+			}
+			s.deferredMu.Unlock()
+			if start {
+				s.runDeferred(d)
+			}
+		})
+	}
 }
 
 // runDeferred runs a deferred completion its caller has marked started, then forgets it.
