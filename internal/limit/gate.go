@@ -735,22 +735,14 @@ func (g *Gate) Orphans(ctx context.Context, n int64) ([]Orphan, error) {
 	return out, nil
 }
 
-// Credit moves a user's balance snapshot after a committed ledger credit (top-up,
-// refund, redeem) so admission sees it at once. Without a snapshot nothing is done: the
-// next admission loads the ledger balance.
-func (g *Gate) Credit(ctx context.Context, userID, amountNano int64) error {
-	key := g.balanceKey(userID)
-	return g.rdb.Watch(ctx, func(tx *redis.Tx) error {
-		n, err := tx.Exists(ctx, key).Result()
-		if err != nil || n == 0 {
-			return err
-		}
-		_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
-			p.IncrBy(ctx, key, amountNano)
-			return nil
-		})
-		return err
-	}, key)
+// RefreshBalance makes admission see a committed change of the user's balance outside
+// usage (a top-up, a refund, a redeemed code, an adjustment) at once: it drops the user's
+// balance snapshot, and the next admission loads it from the ledger, less the debits
+// still waiting in the usage stream (primeBalance), which is exact. Dropping, unlike
+// moving the snapshot by the amount, can be repeated: a caller whose call failed, or
+// whose reply was lost, calls again without counting the change twice.
+func (g *Gate) RefreshBalance(ctx context.Context, userID int64) error {
+	return g.rdb.Del(ctx, g.balanceKey(userID)).Err()
 }
 
 // Block takes an account out of rotation until the given time, for every proxy at once.

@@ -52,13 +52,46 @@ func (s *Server) publish(ctx context.Context, events ...invalidate.Event) {
 	}
 }
 
-// creditSnapshot moves the user's balance snapshot after a committed ledger entry. A
-// failure is logged: the snapshot is re-read from the ledger when it expires.
-func (s *Server) creditSnapshot(ctx context.Context, userID, amountNano int64) {
-	if err := s.gate.Credit(ctx, userID, amountNano); err != nil {
-		s.log.ErrorContext(ctx, "move balance snapshot; admission sees the change when the snapshot expires",
-			"request_id", middleware.GetReqID(ctx), "user_id", userID, "amount_nano", amountNano, "error", err)
+// balanceRefreshFor is how long a failed snapshot drop is retried: the default
+// BALANCE_SNAPSHOT_TTL, after which a snapshot from before the change has expired anyway.
+const balanceRefreshFor = 15 * time.Minute
+
+// refreshBalance makes the proxies' admission see a committed ledger entry at once: it
+// drops the user's balance snapshot (limit.Gate.RefreshBalance). When Redis does not
+// answer, the drop is retried every second in the background for balanceRefreshFor, so
+// that a user who topped up during a Redis outage is not refused, for want of money, for
+// up to a snapshot's lifetime after Redis returns. (A web process stopped meanwhile
+// leaves it to the snapshot's expiry.)
+func (s *Server) refreshBalance(ctx context.Context, userID int64) {
+	err := s.gate.RefreshBalance(ctx, userID)
+	if err == nil {
+		return
 	}
+	s.log.WarnContext(ctx, "drop balance snapshot; retrying in the background",
+		"request_id", middleware.GetReqID(ctx), "user_id", userID, "error", err)
+	if _, running := s.refreshing.LoadOrStore(userID, true); running {
+		return // the retry under way drops it: a drop covers every change before it
+	}
+	go func() {
+		defer s.refreshing.Delete(userID)
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for deadline := time.Now().Add(balanceRefreshFor); time.Now().Before(deadline); {
+			select {
+			case <-s.life.Done():
+				return
+			case <-t.C:
+			}
+			rctx, cancel := context.WithTimeout(s.life, 2*time.Second)
+			err = s.gate.RefreshBalance(rctx, userID)
+			cancel()
+			if err == nil {
+				s.log.Info("balance snapshot dropped after Redis returned", "user_id", userID)
+				return
+			}
+		}
+		s.log.Error("balance snapshot not dropped; admission sees the change when it expires", "user_id", userID, "error", err)
+	}()
 }
 
 // fxStatus is the exchange rate as the console shows it.

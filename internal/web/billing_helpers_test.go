@@ -3,6 +3,7 @@ package web_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"regexp"
 	"testing"
@@ -105,13 +106,13 @@ func (b *testBundle) setSnapshot(t *testing.T, userID, nano int64) string {
 	return key
 }
 
-func (b *testBundle) snapshot(t *testing.T, key string) int64 {
+// requireSnapshotDropped: the balance snapshot is gone, for the proxies' next admission
+// to load the changed balance from the ledger.
+func (b *testBundle) requireSnapshotDropped(t *testing.T, key string) {
 	t.Helper()
-	v, err := b.rdb.Get(context.Background(), key).Int64()
-	if err != nil {
-		t.Fatal(err)
+	if v, err := b.rdb.Get(context.Background(), key).Result(); !errors.Is(err, redis.Nil) {
+		t.Fatalf("balance snapshot %q (%v) after a credit: want it dropped", v, err)
 	}
-	return v
 }
 
 func (b *testBundle) balance(t *testing.T, userID int64) int64 {

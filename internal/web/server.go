@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"sync"
 	"time"
 
 	"github.com/alexedwards/scs/pgxstore"
@@ -60,9 +61,13 @@ type Server struct {
 	loginThrottle *auth.Throttle
 	// redeemThrottle slows down guessing of redeem codes.
 	redeemThrottle *auth.Throttle
-	// gate moves users' balance snapshots in Redis after committed credits, so the
-	// proxies' admission sees them at once (only Credit is used; no loaders needed).
-	gate    *limit.Gate
+	// gate drops users' balance snapshots in Redis after committed credits, so the
+	// proxies' admission sees them at once (only RefreshBalance is used; no loaders
+	// needed). refreshing holds the users whose drop is being retried (admin.go).
+	gate       *limit.Gate
+	refreshing sync.Map
+	// life ends with Close: background work (the session sweep, retried drops) stops.
+	life    context.Context
 	handler http.Handler
 }
 
@@ -109,7 +114,7 @@ func New(cfg Config) (*Server, error) {
 	s.handler = s.routes()
 
 	ctx, cancel := context.WithCancel(context.Background())
-	s.stopCleanup, s.cleanupDone = cancel, make(chan struct{})
+	s.life, s.stopCleanup, s.cleanupDone = ctx, cancel, make(chan struct{})
 	go s.sweepSessions(ctx, 10*time.Minute)
 	return s, nil
 }

@@ -82,7 +82,7 @@ func (s *Server) userAdjust(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if applied {
-		s.creditSnapshot(ctx, id, amount)
+		s.refreshBalance(ctx, id)
 		s.flash(r, "success", "Balance adjusted by "+signedUSD(amount)+".")
 	} else {
 		s.flash(r, "success", "This adjustment was applied already; the balance was not changed again.")

@@ -7,6 +7,10 @@ import (
 	"regexp"
 	"strconv"
 	"testing"
+	"time"
+
+	"github.com/tollgate/tollgate/internal/limit"
+	"github.com/tollgate/tollgate/internal/testenv"
 )
 
 func TestAdjustBalance(t *testing.T) {
@@ -58,9 +62,7 @@ func TestAdjustBalance(t *testing.T) {
 	if got := b.balance(t, userID); got != 10_000_000_000 {
 		t.Fatalf("balance %d, want $10", got)
 	}
-	if got := b.snapshot(t, snap); got != 10_000_000_000 {
-		t.Fatalf("snapshot %d, want $10", got)
-	}
+	b.requireSnapshotDropped(t, snap)
 	var rows int
 	var actor int64
 	if err := b.db.QueryRow(ctx, "SELECT count(*), max(actor_id) FROM wallet_tx WHERE kind = 'adjust' AND user_id = $1", userID).Scan(&rows, &actor); err != nil || rows != 2 {
@@ -76,5 +78,45 @@ func TestAdjustBalance(t *testing.T) {
 	mustContain(t, b.get(t, user, "/wallet", nil).body, "adjust", "-$2.5000", "goodwill reversed", "+$12.5000", "refund for the outage")
 	if res := b.postForm(t, admin, "/admin/users/999999/adjust", credit, nil); res.status != http.StatusNotFound {
 		t.Fatalf("unknown user: %d", res.status)
+	}
+}
+
+// TestAdjustBalanceWhileRedisIsDown: a credit committed while Redis does not answer
+// reaches the proxies' admission once Redis returns — the user's balance snapshot is
+// dropped by a retry in the background — not only when the stale snapshot expires.
+func TestAdjustBalanceWhileRedisIsDown(t *testing.T) {
+	t.Parallel()
+	rs := testenv.DurableRedisServer(t) // keeps the stale snapshot across the outage
+	rdb := rs.Client()
+	b := setupWith(t, setupOpts{redis: rdb})
+	ctx := context.Background()
+	admin, _, userID := b.adminAndUser(t)
+	snap := limit.NewGate(rdb, b.prefix, nil, nil, limit.Options{}).BalanceKey(userID)
+	if err := rdb.Set(ctx, snap, 0, time.Hour).Err(); err != nil { // a used-up wallet, as the proxies saw it
+		t.Fatal(err)
+	}
+	path := "/admin/users/" + strconv.FormatInt(userID, 10)
+	nonce := regexp.MustCompile(`name="nonce" value="([0-9a-f]{32})"`).FindStringSubmatch(b.get(t, admin, path, nil).body)
+	if nonce == nil {
+		t.Fatal("no nonce in the form")
+	}
+
+	rs.Stop()
+	res := b.postForm(t, admin, path+"/adjust", url.Values{"amount": {"5"}, "note": {"top-up during the outage"}, "nonce": {nonce[1]}}, nil)
+	if res.status != http.StatusSeeOther {
+		t.Fatalf("adjust with Redis down: %d\n%s", res.status, res.body)
+	}
+	if got := b.balance(t, userID); got != 5_000_000_000 {
+		t.Fatalf("balance %d, want $5", got)
+	}
+	rs.Start()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		n, err := rdb.Exists(ctx, snap).Result()
+		if err == nil && n == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the stale snapshot is still there 10 s after Redis returned (%d, %v)", n, err)
+		}
 	}
 }

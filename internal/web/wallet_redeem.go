@@ -46,7 +46,7 @@ func (s *Server) walletRedeem(w http.ResponseWriter, r *http.Request) {
 		s.serverError(w, r, err)
 		return
 	}
-	s.creditSnapshot(ctx, user.ID, credited)
+	s.refreshBalance(ctx, user.ID)
 	done := "Code redeemed: " + money.FormatUSD(credited) + " added to your balance."
 	if isHTMX(r) {
 		s.renderWallet(w, r, http.StatusOK, views.RedeemForm{Success: done})
