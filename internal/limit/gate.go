@@ -7,6 +7,7 @@
 package limit
 
 import (
+	"cmp"
 	"context"
 	_ "embed"
 	"errors"
@@ -547,25 +548,26 @@ func purgeFlag() int {
 // errs, if at all, low, by a batch both the ledger and the first read hold.
 func (g *Gate) primeBalance(ctx context.Context, userID int64) error {
 	_, err, _ := g.sf.Do(strconv.FormatInt(userID, 10), func() (any, error) {
-		snapshot, pend := g.balanceKey(userID), g.users.get(userID).pend.(string)
-		var before int64
+		u := g.users.get(userID)
+		snapshot, pend, gen := u.own.(string), u.pend.(string), u.gen.(string)
+		var before, genBefore string // as Redis had them before the ledger was read
 		load := func() (int64, error) {
-			n, err := g.rdb.Get(ctx, pend).Int64()
-			switch {
-			case errors.Is(err, redis.Nil):
-				n = 0
-			case err != nil:
+			v, err := g.rdb.MGet(ctx, pend, gen).Result()
+			if err != nil {
 				return 0, fmt.Errorf("%w: %v", ErrUnavailable, err)
 			}
-			before = n
+			before, _ = v[0].(string)
+			genBefore, _ = v[1].(string)
 			bal, err := g.loadBalance(ctx, userID)
 			if err != nil {
 				return 0, fmt.Errorf("load balance of user %d: %w", userID, err)
 			}
 			return bal, nil
 		}
-		set := func(bal int64) (bool, error) {
-			return primeBalanceScript.Run(ctx, g.rdb, []string{snapshot, pend}, bal, before, g.opts.SnapshotTTL.Milliseconds()).Bool()
+		set := func(bal int64) (bool, bool, error) {
+			n, err := primeBalanceScript.Run(ctx, g.rdb, []string{snapshot, pend, gen}, bal, cmp.Or(before, "0"),
+				g.opts.SnapshotTTL.Milliseconds(), genBefore).Int()
+			return n == 1, n == 2, err
 		}
 		return nil, g.prime(ctx, snapshot, load, set)
 	})
@@ -574,23 +576,29 @@ func (g *Gate) primeBalance(ctx context.Context, userID int64) error {
 
 // prime sets a missing counter (a balance snapshot, a spend counter) to what load reads
 // from PostgreSQL, with set, which leaves a counter someone else set meanwhile (and
-// maybe already moved) as it is and reports whether it set it.
+// maybe already moved) as it is and reports whether it set it — or, for a balance
+// snapshot, that it was dropped while load read (Drop): then prime reads again.
 //
 // Usage stored without its completion (ResetCounters) deletes the counters it changed.
 // A load that read PostgreSQL before such usage was stored, and set its counter after
 // the delete, would keep counting without it until the counter expires: so when a reset
 // of this process ran while the load was under way, the counter just set is deleted and
-// loaded again. (Resets by other processes are not seen here.)
-func (g *Gate) prime(ctx context.Context, key string, load func() (int64, error), set func(int64) (bool, error)) error {
+// loaded again. Drops by other processes (Drop: the web app's, the worker's) are seen
+// for balance snapshots only, through their generation; a spend counter's load does not
+// see them.
+func (g *Gate) prime(ctx context.Context, key string, load func() (int64, error), set func(int64) (ok, dropped bool, err error)) error {
 	for attempt := 1; ; attempt++ {
 		resets := g.stale.resets.Load()
 		v, err := load()
 		if err != nil {
 			return err
 		}
-		ok, err := set(v)
+		ok, dropped, err := set(v)
 		if err != nil {
 			return fmt.Errorf("%w: %v", ErrUnavailable, err)
+		}
+		if dropped && attempt < 3 {
+			continue
 		}
 		if !ok || g.stale.resets.Load() == resets || attempt == 3 {
 			return nil
@@ -602,8 +610,11 @@ func (g *Gate) prime(ctx context.Context, key string, load func() (int64, error)
 }
 
 // setNX is prime's set for a plain counter.
-func (g *Gate) setNX(ctx context.Context, key string, ttl time.Duration) func(int64) (bool, error) {
-	return func(v int64) (bool, error) { return g.rdb.SetNX(ctx, key, v, ttl).Result() }
+func (g *Gate) setNX(ctx context.Context, key string, ttl time.Duration) func(int64) (bool, bool, error) {
+	return func(v int64) (bool, bool, error) {
+		ok, err := g.rdb.SetNX(ctx, key, v, ttl).Result()
+		return ok, false, err
+	}
 }
 
 // ErrSwept: the other side billed the request — an orphan sweep billed the checkpoint
@@ -742,7 +753,8 @@ func (g *Gate) Orphans(ctx context.Context, n int64) ([]Orphan, error) {
 // moving the snapshot by the amount, can be repeated: a caller whose call failed, or
 // whose reply was lost, calls again without counting the change twice.
 func (g *Gate) RefreshBalance(ctx context.Context, userID int64) error {
-	return g.rdb.Del(ctx, g.balanceKey(userID)).Err()
+	_, err := g.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error { Drop(ctx, p, g.prefix, g.balanceKey(userID)); return nil })
+	return err
 }
 
 // Block takes an account out of rotation until the given time, for every proxy at once.

@@ -1,10 +1,14 @@
 package limit
 
 import (
+	"context"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 )
 
 // The script calls name up to twenty Redis keys each. Building those names per request
@@ -21,6 +25,7 @@ type names struct {
 	scope   string // u|k|a:ID, the release channel's payload word
 	own     any    // users: bal:ID; accounts: astate:ID; keys: nil
 	pend    any    // users: pend:ID (PendingKey); others: nil
+	gen     any    // users: bgen:ID, bumped by every drop of the balance snapshot (Drop)
 
 	spend atomic.Pointer[datedNames] // users and keys: today's (and this month's) spend counters
 	rpm   atomic.Pointer[minuteName] // keys: this minute's request counter
@@ -60,7 +65,7 @@ func (c *nameCache) get(id int64) *names {
 		scope: c.kind + ":" + s}
 	switch c.kind {
 	case "u":
-		n.own, n.pend = balanceName(c.prefix, s), pendingName(c.prefix, s)
+		n.own, n.pend, n.gen = balanceName(c.prefix, s), pendingName(c.prefix, s), c.prefix+"bgen:"+s
 	case "a":
 		n.own = c.prefix + "astate:" + s
 	}
@@ -127,6 +132,27 @@ func pendingName(prefix, user string) string { return prefix + "pend:" + user }
 // could spend them again. The key exists only while something is pending.
 func PendingKey(prefix string, userID int64) string {
 	return pendingName(prefix, strconv.FormatInt(userID, 10))
+}
+
+// Drop queues on pipe the deletion of counter keys (CounterKeys: balance snapshots and
+// spend counters), for the next admission to load them again, and bumps the generation
+// of each balance snapshot among them (bgen:ID, kept a day). A load of that snapshot
+// under way in any process — it read the ledger before the change the drop is for —
+// then finds the generation moved and reads again instead of setting what it read
+// (prime_balance.lua): without it, the drop would be lost, and the snapshot short (or
+// long) until it expired. Run pipe as a transaction.
+func Drop(ctx context.Context, pipe redis.Pipeliner, prefix string, keys ...string) {
+	if len(keys) == 0 {
+		return
+	}
+	pipe.Del(ctx, keys...)
+	for _, k := range keys {
+		if user, ok := strings.CutPrefix(k, prefix+"bal:"); ok {
+			gen := prefix + "bgen:" + user
+			pipe.Incr(ctx, gen)
+			pipe.Expire(ctx, gen, 24*time.Hour)
+		}
+	}
 }
 
 // The fields of a usage stream entry that carries a debit: its amount in nano-USD and the

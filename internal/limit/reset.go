@@ -6,6 +6,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 )
 
 // Stored names a usage event that reached PostgreSQL without its completion moving the
@@ -78,7 +80,7 @@ func (g *Gate) ResetCounters(ctx context.Context, stored ...Stored) error {
 	if len(keys) == 0 {
 		return nil
 	}
-	if err := g.rdb.Del(ctx, keys...).Err(); err != nil {
+	if _, err := g.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error { Drop(ctx, p, g.prefix, keys...); return nil }); err != nil {
 		g.stale.mu.Lock()
 		g.stale.failing = true
 		g.stale.mu.Unlock()
@@ -105,7 +107,7 @@ func (g *Gate) settle(keys []string) {
 	g.stale.resets.Add(1)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := g.rdb.Del(ctx, keys...).Err(); err != nil {
+	if _, err := g.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error { Drop(ctx, p, g.prefix, keys...); return nil }); err != nil {
 		g.stale.mu.Lock()
 		g.stale.add(keys, g.stale.call+1)
 		g.stale.failing = true

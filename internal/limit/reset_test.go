@@ -117,3 +117,40 @@ func TestResetCountersRetriesUntilRedisAnswers(t *testing.T) {
 		t.Fatalf("the second delete took another user's counters: %d of 4 left", n)
 	}
 }
+
+// TestBalanceLoadSeesADropUnderWay: a balance snapshot dropped for a change of balance
+// (RefreshBalance; a top-up in the web app) while a proxy is loading it from the ledger —
+// the load read the ledger before the change committed — is not set from that read: the
+// load reads again, and the snapshot holds the changed balance. Without the generation,
+// the drop came before the set and was lost: the snapshot kept the old balance until it
+// expired.
+func TestBalanceLoadSeesADropUnderWay(t *testing.T) {
+	rdb, prefix := testenv.Redis(t)
+	ctx := context.Background()
+	ledger := int64(0) // a used-up wallet
+	var g *Gate
+	loads := 0
+	g = NewGate(rdb, prefix, func(ctx context.Context, user int64) (int64, error) {
+		loads++
+		read := ledger
+		if loads == 1 {
+			// The top-up commits and drops the snapshot just after this load read the
+			// ledger, before it sets the snapshot.
+			ledger = 5_000_000_000
+			if err := g.RefreshBalance(ctx, user); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return read, nil
+	}, nil, Options{})
+	one := []Candidate{{ID: 1, Priority: 1, Weight: 1}}
+	if _, err := g.Admit(ctx, Request{RequestID: "r1", UserID: 9, KeyID: 7, Candidates: one}); err != nil {
+		t.Fatalf("admission after the top-up: %v", err)
+	}
+	if got, err := rdb.Get(ctx, g.BalanceKey(9)).Int64(); err != nil || got != ledger {
+		t.Fatalf("snapshot %d (%v) after %d loads, ledger %d", got, err, loads, ledger)
+	}
+	if loads != 2 {
+		t.Fatalf("%d loads, want 2: the first one's read is stale", loads)
+	}
+}

@@ -307,9 +307,7 @@ func (c *Consumer) settle(ctx context.Context, msgs []redis.XMessage) error {
 	// Late events (replays) moved no counter when they completed: now that the ledger
 	// and the usage events hold them, their counters are deleted for the next admission
 	// to reload, in the transaction that acknowledges them.
-	if stale := c.staleCounters(events, rejected); len(stale) > 0 {
-		pipe.Del(ctx, stale...)
-	}
+	limit.Drop(ctx, pipe, c.prefix, c.staleCounters(events, rejected)...)
 	ack(ctx, pipe, c.stream, ids, present, pending)
 	if _, err := pipe.Exec(ctx); err != nil {
 		return fmt.Errorf("acknowledge %d entries of stream %s: %w", len(ids), c.stream, err)
