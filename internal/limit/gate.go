@@ -32,15 +32,15 @@ var (
 	checkpointLua string
 	//go:embed release.lua
 	releaseLua string
-	//go:embed prime_balance.lua
-	primeBalanceLua string
+	//go:embed prime.lua
+	primeLua string
 
 	admitScript      = newScript(admitLua)
 	completeScript   = newScript(completeLua)
 	checkpointScript = newScript(checkpointLua)
 	releaseScript    = newScript(releaseLua)
-	// Not on the request path (a snapshot miss); run with go-redis's EVALSHA-then-EVAL.
-	primeBalanceScript = redis.NewScript(primeBalanceLua)
+	// Not on the request path (a counter miss); run with go-redis's EVALSHA-then-EVAL.
+	primeScript = redis.NewScript(primeLua)
 )
 
 // script is a Lua script with its SHA boxed once for the EVALSHA argument lists.
@@ -321,7 +321,7 @@ func (g *Gate) admit(ctx context.Context, req Request) (Lease, error) {
 		}
 	}
 	deadline := start.Add(g.opts.MaxWait)
-	primed, reclaimed := false, false
+	primes, reclaimed := 0, false
 	for {
 		code, val, err := g.run(ctx, req, 0, false)
 		if err != nil {
@@ -343,13 +343,15 @@ func (g *Gate) admit(ctx context.Context, req Request) (Lease, error) {
 			return Lease{RequestID: req.RequestID, UserID: req.UserID, KeyID: req.KeyID, AccountID: val, Waited: time.Since(start),
 				sets: heldSets(req), shape: sh}, nil
 		case -1:
-			if primed {
+			// A snapshot loaded can be dropped again before this admission runs (usage
+			// stored, a top-up): load it again, a few times.
+			if primes == 3 {
 				return Lease{}, fmt.Errorf("%w: balance snapshot did not settle", ErrUnavailable)
 			}
 			if err := g.primeBalance(ctx, req.UserID); err != nil {
 				return Lease{}, err
 			}
-			primed = true
+			primes++
 			continue
 		case 0:
 			return Lease{}, balanceRefusal()
@@ -422,13 +424,13 @@ func (g *Gate) primeSpend(ctx context.Context, req Request, which int) error {
 		if which == 2 {
 			ttl = 32 * 24 * time.Hour
 		}
-		return nil, g.prime(ctx, key, func() (int64, error) {
+		return nil, g.prime(ctx, req.UserID, key, ttl, false, func() (int64, error) {
 			spent, err := g.loadSpend(ctx, req.UserID, keyID, since)
 			if err != nil {
 				return 0, fmt.Errorf("load spend: %w", err)
 			}
 			return spent, nil
-		}, g.setNX(ctx, key, ttl))
+		})
 	})
 	return err
 }
@@ -541,80 +543,76 @@ func purgeFlag() int {
 // still waiting in the usage stream (PendingKey), which the ledger does not hold yet.
 //
 // The pending sum is read before the ledger, and again by the script that sets the
-// snapshot (prime_balance.lua), which subtracts the larger of the two: a worker that
-// stores a batch in between takes its debits off the sum only after they are in the
-// ledger (the first read has them), and a completion in between adds its debit to the
-// sum, not to the snapshot it finds missing (the second read has it). The snapshot so
-// errs, if at all, low, by a batch both the ledger and the first read hold.
+// snapshot (prime.lua), which subtracts the larger of the two: a worker that stores a
+// batch in between takes its debits off the sum only after they are in the ledger (the
+// first read has them), and a completion in between adds its debit to the sum, not to
+// the snapshot it finds missing (the second read has it). The snapshot so errs, if at
+// all, low, by a batch both the ledger and the first read hold.
 func (g *Gate) primeBalance(ctx context.Context, userID int64) error {
 	_, err, _ := g.sf.Do(strconv.FormatInt(userID, 10), func() (any, error) {
-		u := g.users.get(userID)
-		snapshot, pend, gen := u.own.(string), u.pend.(string), u.gen.(string)
-		var before, genBefore string // as Redis had them before the ledger was read
-		load := func() (int64, error) {
-			v, err := g.rdb.MGet(ctx, pend, gen).Result()
-			if err != nil {
-				return 0, fmt.Errorf("%w: %v", ErrUnavailable, err)
-			}
-			before, _ = v[0].(string)
-			genBefore, _ = v[1].(string)
+		return nil, g.prime(ctx, userID, g.balanceKey(userID), g.opts.SnapshotTTL, true, func() (int64, error) {
 			bal, err := g.loadBalance(ctx, userID)
 			if err != nil {
 				return 0, fmt.Errorf("load balance of user %d: %w", userID, err)
 			}
 			return bal, nil
-		}
-		set := func(bal int64) (bool, bool, error) {
-			n, err := primeBalanceScript.Run(ctx, g.rdb, []string{snapshot, pend, gen}, bal, cmp.Or(before, "0"),
-				g.opts.SnapshotTTL.Milliseconds(), genBefore).Int()
-			return n == 1, n == 2, err
-		}
-		return nil, g.prime(ctx, snapshot, load, set)
+		})
 	})
 	return err
 }
 
-// prime sets a missing counter (a balance snapshot, a spend counter) to what load reads
-// from PostgreSQL, with set, which leaves a counter someone else set meanwhile (and
-// maybe already moved) as it is and reports whether it set it — or, for a balance
-// snapshot, that it was dropped while load read (Drop): then prime reads again.
+// prime sets a missing counter of the user's — a balance snapshot (withPending: less
+// the pending debits, primeBalance) or a spend counter — to what load reads from
+// PostgreSQL, for ttl; a counter someone else set meanwhile (and maybe already moved)
+// wins.
 //
-// Usage stored without its completion (ResetCounters) deletes the counters it changed.
-// A load that read PostgreSQL before such usage was stored, and set its counter after
-// the delete, would keep counting without it until the counter expires: so when a reset
-// of this process ran while the load was under way, the counter just set is deleted and
-// loaded again. Drops by other processes (Drop: the web app's, the worker's) are seen
-// for balance snapshots only, through their generation; a spend counter's load does not
-// see them.
-func (g *Gate) prime(ctx context.Context, key string, load func() (int64, error), set func(int64) (ok, dropped bool, err error)) error {
+// A counter is dropped (Drop) when usage was stored without its completion, or the
+// balance changed outside usage: a load that read PostgreSQL before that change, and set
+// its counter after the drop, would keep counting without it until the counter expires.
+// So the user's generation, which every drop bumps in whichever process, is read before
+// the load, and the counter is set only if it has not moved since; else the load runs
+// again. The third try sets what it read regardless, so that admission always ends.
+func (g *Gate) prime(ctx context.Context, userID int64, key string, ttl time.Duration, withPending bool, load func() (int64, error)) error {
+	u := g.users.get(userID)
+	keys := []string{key, u.gen.(string)}
+	if withPending {
+		keys = append(keys, u.pend.(string))
+	}
 	for attempt := 1; ; attempt++ {
-		resets := g.stale.resets.Load()
+		before, err := g.rdb.MGet(ctx, keys[1:]...).Result()
+		if err != nil {
+			return fmt.Errorf("%w: %v", ErrUnavailable, err)
+		}
+		gen, _ := before[0].(string)
+		if attempt == 3 {
+			gen = "*"
+		}
 		v, err := load()
 		if err != nil {
 			return err
 		}
-		ok, dropped, err := set(v)
+		args := []any{v, ttl.Milliseconds(), gen}
+		if withPending {
+			pending, _ := before[1].(string)
+			args = append(args, cmp.Or(pending, "0"))
+		}
+		n, err := primeScript.Run(ctx, g.rdb, keys, args...).Int()
 		if err != nil {
 			return fmt.Errorf("%w: %v", ErrUnavailable, err)
 		}
-		if dropped && attempt < 3 {
-			continue
-		}
-		if !ok || g.stale.resets.Load() == resets || attempt == 3 {
+		if n != 2 {
 			return nil
-		}
-		if err := g.rdb.Del(ctx, key).Err(); err != nil {
-			return fmt.Errorf("%w: %v", ErrUnavailable, err)
 		}
 	}
 }
 
-// setNX is prime's set for a plain counter.
-func (g *Gate) setNX(ctx context.Context, key string, ttl time.Duration) func(int64) (bool, bool, error) {
-	return func(v int64) (bool, bool, error) {
-		ok, err := g.rdb.SetNX(ctx, key, v, ttl).Result()
-		return ok, false, err
-	}
+// drop runs Drop on keys in a transaction of its own.
+func (g *Gate) drop(ctx context.Context, keys ...string) error {
+	_, err := g.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		Drop(ctx, p, g.prefix, keys...)
+		return nil
+	})
+	return err
 }
 
 // ErrSwept: the other side billed the request — an orphan sweep billed the checkpoint
@@ -753,8 +751,7 @@ func (g *Gate) Orphans(ctx context.Context, n int64) ([]Orphan, error) {
 // moving the snapshot by the amount, can be repeated: a caller whose call failed, or
 // whose reply was lost, calls again without counting the change twice.
 func (g *Gate) RefreshBalance(ctx context.Context, userID int64) error {
-	_, err := g.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error { Drop(ctx, p, g.prefix, g.balanceKey(userID)); return nil })
-	return err
+	return g.drop(ctx, g.balanceKey(userID))
 }
 
 // Block takes an account out of rotation until the given time, for every proxy at once.

@@ -25,7 +25,7 @@ type names struct {
 	scope   string // u|k|a:ID, the release channel's payload word
 	own     any    // users: bal:ID; accounts: astate:ID; keys: nil
 	pend    any    // users: pend:ID (PendingKey); others: nil
-	gen     any    // users: bgen:ID, bumped by every drop of the balance snapshot (Drop)
+	gen     any    // users: bgen:ID, bumped by every drop of the user's counters (Drop)
 
 	spend atomic.Pointer[datedNames] // users and keys: today's (and this month's) spend counters
 	rpm   atomic.Pointer[minuteName] // keys: this minute's request counter
@@ -65,7 +65,7 @@ func (c *nameCache) get(id int64) *names {
 		scope: c.kind + ":" + s}
 	switch c.kind {
 	case "u":
-		n.own, n.pend, n.gen = balanceName(c.prefix, s), pendingName(c.prefix, s), c.prefix+"bgen:"+s
+		n.own, n.pend, n.gen = balanceName(c.prefix, s), pendingName(c.prefix, s), genName(c.prefix, s)
 	case "a":
 		n.own = c.prefix + "astate:" + s
 	}
@@ -123,6 +123,9 @@ func balanceName(prefix, user string) string { return prefix + "bal:" + user }
 // pendingName is a user's debits waiting in the usage stream: "pend:ID".
 func pendingName(prefix, user string) string { return prefix + "pend:" + user }
 
+// genName is the generation of a user's counters, bumped by every drop (Drop): "bgen:ID".
+func genName(prefix, user string) string { return prefix + "bgen:" + user }
+
 // PendingKey counts, in nano-USD, the user's debits that wait in the usage stream for a
 // worker to store them in the ledger. A completion that debits the balance snapshot adds
 // its amount (complete.lua) and names the key in its stream entry (PendingField); the
@@ -136,19 +139,21 @@ func PendingKey(prefix string, userID int64) string {
 
 // Drop queues on pipe the deletion of counter keys (CounterKeys: balance snapshots and
 // spend counters), for the next admission to load them again, and bumps the generation
-// of each balance snapshot among them (bgen:ID, kept a day). A load of that snapshot
-// under way in any process — it read the ledger before the change the drop is for —
-// then finds the generation moved and reads again instead of setting what it read
-// (prime_balance.lua): without it, the drop would be lost, and the snapshot short (or
-// long) until it expired. Run pipe as a transaction.
+// of the users whose balance snapshot is among them (bgen:ID, kept a day). A load of any
+// of those users' counters under way in any process — it read PostgreSQL before the
+// change the drop is for — then finds the generation moved and reads again instead of
+// setting what it read (Gate.prime): without it, the drop would be lost, and the counter
+// off until it expired. Every drop names the user's balance snapshot with the user's
+// other counters (CounterKeys; RefreshBalance drops the snapshot alone). Run pipe as a
+// transaction.
 func Drop(ctx context.Context, pipe redis.Pipeliner, prefix string, keys ...string) {
 	if len(keys) == 0 {
 		return
 	}
 	pipe.Del(ctx, keys...)
 	for _, k := range keys {
-		if user, ok := strings.CutPrefix(k, prefix+"bal:"); ok {
-			gen := prefix + "bgen:" + user
+		if user, ok := strings.CutPrefix(k, balanceName(prefix, "")); ok {
+			gen := genName(prefix, user)
 			pipe.Incr(ctx, gen)
 			pipe.Expire(ctx, gen, 24*time.Hour)
 		}

@@ -4,10 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
-	"sync/atomic"
 	"time"
-
-	"github.com/redis/go-redis/v9"
 )
 
 // Stored names a usage event that reached PostgreSQL without its completion moving the
@@ -25,8 +22,6 @@ type staleCounters struct {
 	mu   sync.Mutex
 	keys map[string]uint64
 	call uint64
-	// resets counts the deletes asked for, for the loads they may race (prime).
-	resets atomic.Uint64
 	// failing: a delete failed since the last one that went through (Redis was away).
 	failing bool
 }
@@ -55,9 +50,6 @@ const maxStaleCounters = 1 << 16
 // then a balance snapshot may overstate the balance by those events, for at most
 // SnapshotTTL, and a spend counter may understate the spend until it is reset.
 func (g *Gate) ResetCounters(ctx context.Context, stored ...Stored) error {
-	if len(stored) > 0 {
-		g.stale.resets.Add(1)
-	}
 	g.stale.mu.Lock()
 	// The keys are tagged for the next call to delete: this one, or (when queued) the
 	// retry, since a call running now may have sent its delete before these events
@@ -80,7 +72,7 @@ func (g *Gate) ResetCounters(ctx context.Context, stored ...Stored) error {
 	if len(keys) == 0 {
 		return nil
 	}
-	if _, err := g.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error { Drop(ctx, p, g.prefix, keys...); return nil }); err != nil {
+	if err := g.drop(ctx, keys...); err != nil {
 		g.stale.mu.Lock()
 		g.stale.failing = true
 		g.stale.mu.Unlock()
@@ -104,10 +96,9 @@ func (g *Gate) ResetCounters(ctx context.Context, stored ...Stored) error {
 // settle deletes keys once more (settleAfter); if Redis refuses, they join the keys
 // ResetCounters retries.
 func (g *Gate) settle(keys []string) {
-	g.stale.resets.Add(1)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if _, err := g.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error { Drop(ctx, p, g.prefix, keys...); return nil }); err != nil {
+	if err := g.drop(ctx, keys...); err != nil {
 		g.stale.mu.Lock()
 		g.stale.add(keys, g.stale.call+1)
 		g.stale.failing = true

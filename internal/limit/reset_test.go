@@ -2,6 +2,7 @@ package limit
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"testing"
 	"time"
@@ -149,6 +150,40 @@ func TestBalanceLoadSeesADropUnderWay(t *testing.T) {
 	}
 	if got, err := rdb.Get(ctx, g.BalanceKey(9)).Int64(); err != nil || got != ledger {
 		t.Fatalf("snapshot %d (%v) after %d loads, ledger %d", got, err, loads, ledger)
+	}
+	if loads != 2 {
+		t.Fatalf("%d loads, want 2: the first one's read is stale", loads)
+	}
+}
+
+// TestSpendLoadSeesAResetUnderWay: the same for a spend counter — usage stored without
+// its completion (ResetCounters) while the key's daily spend is being loaded, from a read
+// of the usage events that lacks it, makes the load read again: the counter holds the
+// spend with that usage, and the key's daily cap refuses.
+func TestSpendLoadSeesAResetUnderWay(t *testing.T) {
+	rdb, prefix := testenv.Redis(t)
+	ctx := context.Background()
+	spent := int64(0)
+	var g *Gate
+	loads := 0
+	g = NewGate(rdb, prefix, func(context.Context, int64) (int64, error) { return 1_000_000_000, nil },
+		func(ctx context.Context, user, key int64, since time.Time) (int64, error) {
+			loads++
+			read := spent
+			if loads == 1 {
+				// A request's usage, stored straight in PostgreSQL, reaches the cap.
+				spent = 100
+				if err := g.ResetCounters(ctx, Stored{UserID: user, KeyID: 7, Time: time.Now()}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			return read, nil
+		}, Options{})
+	one := []Candidate{{ID: 1, Priority: 1, Weight: 1}}
+	_, err := g.Admit(ctx, Request{RequestID: "r1", UserID: 9, KeyID: 7, KeyDailyCap: 100, Candidates: one})
+	var refusal *Refusal
+	if !errors.As(err, &refusal) || refusal.Type != "tollgate_spend_cap" {
+		t.Fatalf("admission with the cap reached during the load: %v", err)
 	}
 	if loads != 2 {
 		t.Fatalf("%d loads, want 2: the first one's read is stale", loads)
