@@ -73,7 +73,7 @@ func (s *Spool) Replay(ctx context.Context, deliver func(context.Context, []Even
 		s.f = nil
 	}
 	s.mu.Unlock()
-	files, err := filepath.Glob(filepath.Join(s.dir, "usage-*.jsonl"))
+	files, err := s.files()
 	if err != nil {
 		return err
 	}
@@ -90,7 +90,7 @@ func (s *Spool) Replay(ctx context.Context, deliver func(context.Context, []Even
 // PostgreSQL (this process's and any a dead process left). Not zero means both stores
 // refused an event, or a file holds a line nobody can read.
 func (s *Spool) Bytes() int64 {
-	files, _ := filepath.Glob(filepath.Join(s.dir, "usage-*.jsonl"))
+	files, _ := s.files()
 	var n int64
 	for _, name := range files {
 		if fi, err := os.Stat(name); err == nil {
@@ -98,6 +98,11 @@ func (s *Spool) Bytes() int64 {
 		}
 	}
 	return n
+}
+
+// files are the spool's files: usage-<ns>-<pid>.jsonl, as Write names them.
+func (s *Spool) files() ([]string, error) {
+	return filepath.Glob(filepath.Join(s.dir, "usage-*.jsonl"))
 }
 
 func (s *Spool) replayFile(ctx context.Context, name string, deliver func(context.Context, []Event) error) error {
