@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redis/go-redis/v9"
 
@@ -201,7 +202,12 @@ func (r *Refresher) redeem(ctx context.Context, acc sqlc.Account, cred Credentia
 	// The refresh token is spent: losing the new one would lose the account, so the write
 	// is retried against a short outage before giving up.
 	for try := 0; ; try++ {
-		err = sqlc.New().AccountSetCredential(ctx, r.pool, sqlc.AccountSetCredentialParams{ID: acc.ID, SecretEnc: sealed, TokenExpiresAt: expires})
+		err = pgx.BeginFunc(ctx, r.pool, func(tx pgx.Tx) error {
+			if err := sqlc.New().AccountSetCredential(ctx, tx, sqlc.AccountSetCredentialParams{ID: acc.ID, SecretEnc: sealed, TokenExpiresAt: expires}); err != nil {
+				return err
+			}
+			return invalidate.Record(ctx, tx, invalidate.Event{Kind: invalidate.Accounts})
+		})
 		if err == nil || try == 4 {
 			break
 		}

@@ -7,7 +7,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/tollgate/tollgate/internal/apikey"
+	"github.com/tollgate/tollgate/internal/invalidate"
+	"github.com/tollgate/tollgate/internal/limit"
+	"github.com/tollgate/tollgate/internal/testenv"
 )
 
 // TestKeyOptionsAndInvalidation: a key's IP allowlist, expiry and revocation are
@@ -49,6 +54,66 @@ func TestKeyOptionsAndInvalidation(t *testing.T) {
 	s.exec(t, "UPDATE api_keys SET status = 'revoked', revoked_at = now()")
 	s.publish("key:" + hash)
 	waitFor("revoked", 401, "revoked")
+}
+
+// TestRecordedInvalidationsReachTheProxy: a change recorded in PostgreSQL with its
+// invalidation (invalidate.Record, as the web app does) reaches the proxy without a Redis
+// message — one that was lost, and one that could not be sent because Redis was down
+// while the proxy served without it (REDIS_OUTAGE=serve). Without the proxy's reading of
+// the recorded events, the key stays cached, and usable, for five minutes.
+func TestRecordedInvalidationsReachTheProxy(t *testing.T) {
+	rs := testenv.DurableRedisServer(t)
+	s := newStack(t, func(su *setup) {
+		su.redis = rs
+		su.limits = limit.Options{RedisOutage: limit.OutageServe}
+	})
+	ctx := context.Background()
+	hash := hex.EncodeToString(apikey.Hash(s.seeded.DemoKey))
+	change := func(sql string) time.Time {
+		t.Helper()
+		err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+			if _, err := tx.Exec(ctx, sql); err != nil {
+				return err
+			}
+			return invalidate.Record(ctx, tx, invalidate.Event{Kind: invalidate.Key, ID: hash})
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return time.Now()
+	}
+	waitFor := func(what string, since time.Time, wantStatus int, wantMsg string) {
+		t.Helper()
+		for {
+			status, body := s.post(t, s.seeded.DemoKey, smallBody)
+			if status == wantStatus && strings.Contains(body.Error.Message, wantMsg) {
+				t.Logf("%s: applied after %s", what, time.Since(since).Round(time.Millisecond))
+				return
+			}
+			if time.Since(since) > 5*time.Second {
+				t.Fatalf("%s: status %d %+v after %s, want %d %q", what, status, body, time.Since(since), wantStatus, wantMsg)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	if status, _ := s.post(t, s.seeded.DemoKey, smallBody); status != 200 {
+		t.Fatalf("fresh key: %d", status)
+	}
+
+	// Redis is up, and the message is lost (never sent).
+	at := change("UPDATE api_keys SET ip_allowlist = '{10.9.0.0/16}'")
+	waitFor("IP allowlist, message lost", at, 403, "may not be used from 127.0.0.1")
+	at = change("UPDATE api_keys SET ip_allowlist = '{}'")
+	waitFor("allowlist lifted, message lost", at, 200, "")
+
+	// Redis is down: the proxy serves known keys without it, and still hears of a
+	// revocation.
+	rs.Stop()
+	if status, e := s.post(t, s.seeded.DemoKey, smallBody); status != 200 {
+		t.Fatalf("served without Redis: %d %+v", status, e)
+	}
+	at = change("UPDATE api_keys SET status = 'revoked', revoked_at = now()")
+	waitFor("revoked while Redis is down", at, 401, "revoked")
 }
 
 func (s *stack) exec(t *testing.T, sql string) {

@@ -9,11 +9,13 @@ import (
 	"net/url"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/riverqueue/river"
 
 	"github.com/tollgate/tollgate/internal/billing"
 	"github.com/tollgate/tollgate/internal/db/sqlc"
+	"github.com/tollgate/tollgate/internal/invalidate"
 )
 
 // FXSyncArgs fetches the USD/CNY exchange rate from FX_SOURCE_URL and stores it with its
@@ -68,7 +70,15 @@ func (w *FXSyncWorker) Work(ctx context.Context, _ *river.Job[FXSyncArgs]) error
 		w.log.Error("exchange rate sync failed; the last good rate stays in use", "source", u.Host, "error", err)
 		return err
 	}
-	row, err := sqlc.New().FxRateInsert(ctx, w.pool, sqlc.FxRateInsertParams{RateMicro: rate, Source: u.Host, FetchedAt: time.Now().UTC()})
+	// Proxies price with the rate: the change is recorded for them with the rate itself.
+	var row sqlc.FxRate
+	err = pgx.BeginFunc(ctx, w.pool, func(tx pgx.Tx) error {
+		var err error
+		if row, err = sqlc.New().FxRateInsert(ctx, tx, sqlc.FxRateInsertParams{RateMicro: rate, Source: u.Host, FetchedAt: time.Now().UTC()}); err != nil {
+			return err
+		}
+		return invalidate.Record(ctx, tx, invalidate.Event{Kind: invalidate.Prices})
+	})
 	if err != nil {
 		return fmt.Errorf("store exchange rate: %w", err)
 	}

@@ -37,8 +37,17 @@ func TestFXSync(t *testing.T) {
 		return r
 	}
 
+	// The proxies price with the rate: each new rate is recorded for them to read.
+	recorded := func() (n int) {
+		t.Helper()
+		must(t, b.pool.QueryRow(ctx, "SELECT count(*) FROM cache_events WHERE kind = 'prices'").Scan(&n))
+		return n
+	}
 	must(t, work(src.URL+"/latest/USD"))
 	good := latest()
+	if n := recorded(); n != 1 {
+		t.Fatalf("%d price invalidations recorded with the new rate, want 1", n)
+	}
 	host, _ := url.Parse(src.URL)
 	if good.RateMicro != 7_200_000 || good.Source != host.Host {
 		t.Fatalf("stored rate %+v, want 7.2 from %s", good, host.Host)
@@ -58,6 +67,9 @@ func TestFXSync(t *testing.T) {
 		if r := latest(); r.ID != good.ID {
 			t.Errorf("%s: stored %+v over the last good rate", tc.name, r)
 		}
+	}
+	if n := recorded(); n != 1 {
+		t.Fatalf("%d price invalidations recorded after failed syncs, want 1", n)
 	}
 
 	// Without FX_SOURCE_URL the job is cancelled (no retries), not failed forever.

@@ -46,6 +46,7 @@ func Schedule() []Periodic {
 		{ID: FXSyncArgs{}.Kind(), Every: time.Hour, RunOnStart: true, Args: FXSyncArgs{}},
 		// RunOnStart: tokens that expired while no worker ran are refreshed at once.
 		{ID: OAuthRefreshArgs{}.Kind(), Every: time.Minute, RunOnStart: true, Args: OAuthRefreshArgs{}},
+		{ID: CacheEventsPruneArgs{}.Kind(), Every: time.Hour, Args: CacheEventsPruneArgs{}},
 	}
 }
 
@@ -79,6 +80,7 @@ func NewClient(pool *pgxpool.Pool, log *slog.Logger, cfg Config) (*river.Client[
 	fx.onRate = cfg.OnFXRate
 	river.AddWorker(workers, fx)
 	river.AddWorker(workers, NewOAuthRefreshWorker(cfg.Refresher, cfg.OAuthRefreshAhead, log))
+	river.AddWorker(workers, NewCacheEventsPruneWorker(pool, log))
 
 	var periodic []*river.PeriodicJob
 	for _, p := range Schedule() {

@@ -200,7 +200,7 @@ func TestScheduleIDsAreStable(t *testing.T) {
 		got = append(got, p.ID+" "+p.Every.String())
 	}
 	// The IDs are a contract with the jobs dashboard and River's schedule: never rename.
-	want := []string{"usage_rollup 1m0s", "ledger_check 10m0s", "fx_sync 1h0m0s", "oauth_refresh 1m0s"}
+	want := []string{"usage_rollup 1m0s", "ledger_check 10m0s", "fx_sync 1h0m0s", "oauth_refresh 1m0s", "cache_events_prune 1h0m0s"}
 	if !slices.Equal(got, want) {
 		t.Fatalf("schedule %q, want %q", got, want)
 	}

@@ -64,6 +64,8 @@ type Deps struct {
 	Server *relay.Server
 	// Journal is closed last: its file goes if every event it holds was delivered.
 	Journal *usage.Journal
+	// feedPool: the invalidation feed's connection.
+	feedPool *pgxpool.Pool
 }
 
 // Build connects to PostgreSQL and Redis and assembles the relay server with warm caches.
@@ -117,12 +119,27 @@ func Build(ctx context.Context, cfg config.Proxy, log *slog.Logger) (*Deps, erro
 		return loadKey(ctx, hash)
 	}, 5*time.Minute)
 	prefixes := func(ctx context.Context) ([][]byte, error) { return q.APIKeyHashPrefixList(ctx, pool) }
+	// The invalidation feed starts before the caches load, so that no change committed
+	// in between goes unseen. It reads on a connection of its own: a background read
+	// each second, kept out of the pool of the requests' lookups (and out of
+	// tollgate_db_acquires_total, the hot path's budget).
+	feedPool, err := db.OpenLazy(cfg.DatabaseURL, 1)
+	if err != nil {
+		rdb.Close()
+		pool.Close()
+		return nil, err
+	}
+	feed := invalidate.NewFeed(feedPool)
 	warm := func(ctx context.Context) error {
+		if err := feed.Start(ctx); err != nil {
+			return err
+		}
 		return errors.Join(accounts.Reload(ctx), pricing.Reload(ctx), keys.ReloadKnown(ctx, prefixes))
 	}
 	if err := db.Wait(ctx, log, "PostgreSQL", warm); err != nil {
 		rdb.Close()
 		pool.Close()
+		feedPool.Close()
 		return nil, err
 	}
 	spoolDir := cfg.SpoolDir
@@ -133,6 +150,7 @@ func Build(ctx context.Context, cfg config.Proxy, log *slog.Logger) (*Deps, erro
 	if err != nil {
 		rdb.Close()
 		pool.Close()
+		feedPool.Close()
 		return nil, err
 	}
 	// The journal's file names carry the installation (database and Redis prefix): a
@@ -199,6 +217,11 @@ func Build(ctx context.Context, cfg config.Proxy, log *slog.Logger) (*Deps, erro
 		Gate:        gate,
 		Redis:       rdb,
 		Prefix:      cfg.RedisPrefix,
+		Invalidations: func(ctx context.Context) ([]invalidate.Event, error) {
+			ctx, cancel := context.WithTimeout(ctx, lookupTimeout)
+			defer cancel()
+			return feed.Poll(ctx)
+		},
 		Fallback: func(ctx context.Context, ev usage.Event) error {
 			return ingest(ctx, []usage.Event{ev})
 		},
@@ -228,7 +251,13 @@ func Build(ctx context.Context, cfg config.Proxy, log *slog.Logger) (*Deps, erro
 			return q.AccountSetRatelimit(ctx, pool, sqlc.AccountSetRatelimitParams{ID: id, Ratelimit: snapshot})
 		},
 		SetAccountState: func(ctx context.Context, id int64, state, reason string, until *time.Time) error {
-			if err := q.AccountSetState(ctx, pool, sqlc.AccountSetStateParams{ID: id, State: state, StateReason: reason, StateUntil: until}); err != nil {
+			err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+				if err := q.AccountSetState(ctx, tx, sqlc.AccountSetStateParams{ID: id, State: state, StateReason: reason, StateUntil: until}); err != nil {
+					return err
+				}
+				return invalidate.Record(ctx, tx, invalidate.Event{Kind: invalidate.Accounts})
+			})
+			if err != nil {
 				return err
 			}
 			return invalidate.Publish(ctx, rdb, cfg.RedisPrefix, invalidate.Event{Kind: invalidate.Accounts})
@@ -246,13 +275,14 @@ func Build(ctx context.Context, cfg config.Proxy, log *slog.Logger) (*Deps, erro
 			return nil
 		},
 	})
-	return &Deps{Pool: pool, Redis: rdb, Gate: gate, Server: srv, Journal: journal}, nil
+	return &Deps{Pool: pool, Redis: rdb, Gate: gate, Server: srv, Journal: journal, feedPool: feedPool}, nil
 }
 
 // Close releases the connections.
 func (d *Deps) Close() {
 	d.Redis.Close()
 	d.Pool.Close()
+	d.feedPool.Close()
 	d.Journal.Close() //nolint:errcheck // a file left behind is replayed, harmlessly
 }
 

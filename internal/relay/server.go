@@ -39,6 +39,11 @@ type Config struct {
 	Gate     *limit.Gate
 	Redis    redis.UniversalClient
 	Prefix   string // Redis key prefix
+	// Invalidations returns the cache invalidations recorded in PostgreSQL since its last
+	// call (invalidate.Feed), read every invalidationPoll beside the Redis messages,
+	// which a Redis outage or a lost message would otherwise leave unseen until the
+	// caches expire. Nil: messages only.
+	Invalidations func(ctx context.Context) ([]invalidate.Event, error)
 	// Fallback records a usage event when the Redis completion fails, so a served
 	// request is never lost (normally a direct PostgreSQL ingest).
 	Fallback func(ctx context.Context, ev usage.Event) error
@@ -338,6 +343,9 @@ func (s *Server) Run(ctx context.Context) {
 		go s.redisWatchLoop(ctx)
 	}
 	go s.cfg.Gate.Run(ctx)
+	if s.cfg.Invalidations != nil {
+		go s.invalidationPollLoop(ctx)
+	}
 	s.invalidationLoop(ctx)
 }
 
@@ -510,32 +518,83 @@ func (s *Server) invalidationLoop(ctx context.Context) {
 		switch m := msg.(type) {
 		case *redis.Subscription:
 			// (Re)subscribed: messages may have been missed while disconnected, or,
-			// serving without Redis, before this proxy first subscribed.
+			// serving without Redis, before this proxy first subscribed. The recorded
+			// events bring what they said (Invalidations); without them, every cached
+			// key goes.
 			if s.subscribed.Swap(true) || s.servesWithoutRedis() {
-				s.cfg.Keys.Flush()
+				if s.cfg.Invalidations == nil {
+					s.cfg.Keys.Flush()
+				}
 				s.reloadSnapshots(ctx)
 			}
 		case *redis.Message:
-			ev, ok := invalidate.Parse(m.Payload)
-			if !ok {
-				continue
+			if ev, ok := invalidate.Parse(m.Payload); ok {
+				s.apply(ctx, ev)
 			}
-			switch ev.Kind {
-			case invalidate.Key:
-				s.cfg.Keys.InvalidateHash(ev.ID)
-			case invalidate.User:
-				if id, err := strconv.ParseInt(ev.ID, 10, 64); err == nil {
-					s.cfg.Keys.InvalidateUser(id)
-				}
-			case invalidate.Accounts:
-				if err := s.cfg.Accounts.Reload(ctx); err != nil {
-					s.log.Error("reload account snapshot", "err", err)
-				}
-			case invalidate.Prices:
-				if err := s.cfg.Pricing.Reload(ctx); err != nil {
-					s.log.Error("reload price snapshot", "err", err)
-				}
+		}
+	}
+}
+
+// invalidationPoll is how often a proxy reads the recorded invalidations: the longest a
+// change whose Redis message was lost takes to reach it. One indexed read that finds
+// nothing, most of the time.
+const invalidationPoll = time.Second
+
+// invalidationPollLoop applies the invalidations recorded in PostgreSQL (Invalidations)
+// every invalidationPoll. Most arrive a second time here, after their Redis message:
+// dropping a cache entry again costs one lookup, and the snapshots' reloads are cheap.
+// While PostgreSQL is away the loop says so once, and catches up when it returns.
+func (s *Server) invalidationPollLoop(ctx context.Context) {
+	t := time.NewTicker(invalidationPoll)
+	defer t.Stop()
+	failing := false
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		evs, err := s.cfg.Invalidations(ctx)
+		if err != nil {
+			if !failing && ctx.Err() == nil {
+				s.log.Warn("read cache invalidations from PostgreSQL (retried every poll; Redis messages still apply)", "err", err)
 			}
+			failing = true
+			continue
+		}
+		if failing {
+			s.log.Info("reading cache invalidations from PostgreSQL again")
+			failing = false
+		}
+		// A burst of changes (accounts cooling down one after another) reloads a
+		// snapshot once per read, not once per change.
+		applied := make(map[invalidate.Event]bool, len(evs))
+		for _, ev := range evs {
+			if !applied[ev] {
+				applied[ev] = true
+				s.apply(ctx, ev)
+			}
+		}
+	}
+}
+
+// apply drops what an invalidation names from the caches, or reloads the snapshot it
+// names.
+func (s *Server) apply(ctx context.Context, ev invalidate.Event) {
+	switch ev.Kind {
+	case invalidate.Key:
+		s.cfg.Keys.InvalidateHash(ev.ID)
+	case invalidate.User:
+		if id, err := strconv.ParseInt(ev.ID, 10, 64); err == nil {
+			s.cfg.Keys.InvalidateUser(id)
+		}
+	case invalidate.Accounts:
+		if err := s.cfg.Accounts.Reload(ctx); err != nil {
+			s.log.Error("reload account snapshot", "err", err)
+		}
+	case invalidate.Prices:
+		if err := s.cfg.Pricing.Reload(ctx); err != nil {
+			s.log.Error("reload price snapshot", "err", err)
 		}
 	}
 }

@@ -39,13 +39,13 @@ func (s *Server) auditAdmin(ctx context.Context, tx pgx.Tx, r *http.Request, act
 	return nil
 }
 
-// publish tells every proxy what changed, after the change committed. A lost message
-// is logged, not returned: the change stands, and the proxies' snapshots refresh on
-// their own within their TTL.
+// publish tells every proxy what changed, after the change committed with its events
+// recorded (invalidate.Record). A lost message is logged, not returned: the change
+// stands, and the proxies read the recorded events within a second.
 func (s *Server) publish(ctx context.Context, events ...invalidate.Event) {
 	for _, ev := range events {
 		if err := invalidate.Publish(ctx, s.rdb, s.redisPrefix, ev); err != nil {
-			s.log.ErrorContext(ctx, "publish invalidation; proxies catch up when their snapshot expires",
+			s.log.ErrorContext(ctx, "publish invalidation; proxies catch up when they read the recorded events",
 				"request_id", middleware.GetReqID(ctx), "kind", ev.Kind, "id", ev.ID, "error", err)
 			return // Redis is failing; the rest would fail the same way
 		}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net/http"
 	"regexp"
+	"slices"
 	"testing"
 	"time"
 
@@ -30,9 +31,11 @@ func (b *testBundle) adminAndUser(t *testing.T) (admin, user *http.Client, userI
 	return b.signedIn(t, adminEmail, adminPassword), b.signedIn(t, userEmail, userPassword), u.ID
 }
 
-// invalidations listens to what the web app publishes to the proxies.
+// invalidations listens to what the web app tells the proxies: the Redis messages, and
+// the events recorded in PostgreSQL, which must say the same.
 type invalidations struct {
-	sub *redis.PubSub
+	sub  *redis.PubSub
+	feed *invalidate.Feed
 }
 
 func (b *testBundle) listen(t *testing.T) *invalidations {
@@ -43,10 +46,16 @@ func (b *testBundle) listen(t *testing.T) *invalidations {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { sub.Close() })
-	return &invalidations{sub: sub}
+	feed := invalidate.NewFeed(b.db)
+	if err := feed.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return &invalidations{sub: sub, feed: feed}
 }
 
-// next returns the next n messages, failing after a few seconds without them.
+// next returns the next n messages, failing after a few seconds without them, or if the
+// events recorded since the last call are not the same (the change's transaction
+// records them before the messages go out).
 func (l *invalidations) next(t *testing.T, n int) []string {
 	t.Helper()
 	var out []string
@@ -58,6 +67,17 @@ func (l *invalidations) next(t *testing.T, n int) []string {
 		if m, ok := msg.(*redis.Message); ok {
 			out = append(out, m.Payload)
 		}
+	}
+	evs, err := l.feed.Poll(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var recorded []string
+	for _, ev := range evs {
+		recorded = append(recorded, string(ev.Kind)+":"+ev.ID)
+	}
+	if !slices.Equal(slices.Sorted(slices.Values(recorded)), slices.Sorted(slices.Values(out))) {
+		t.Fatalf("recorded invalidations %q, published %q", recorded, out)
 	}
 	return out
 }

@@ -36,6 +36,7 @@ func (s *Server) groupSave(w http.ResponseWriter, r *http.Request) {
 		s.page(w, r, http.StatusUnprocessableEntity, "Group "+d.Form.Name, "admin", views.GroupContent(d))
 		return
 	}
+	var events []invalidate.Event
 	err = pgx.BeginFunc(ctx, s.db, func(tx pgx.Tx) error {
 		before, err := s.q.GroupPriceFactorListByGroup(ctx, tx, id)
 		if err != nil {
@@ -59,6 +60,19 @@ func (s *Server) groupSave(w http.ResponseWriter, r *http.Request) {
 				return err
 			}
 		}
+		// The group's users' keys are cached with the group's settings: each user's
+		// cache entries go, as do the price and account snapshots.
+		users, err := s.q.UserIDListAffectedByGroup(ctx, tx, id)
+		if err != nil {
+			return err
+		}
+		events = []invalidate.Event{{Kind: invalidate.Prices}, {Kind: invalidate.Accounts}}
+		for _, u := range users {
+			events = append(events, invalidate.UserEvent(u))
+		}
+		if err := invalidate.Record(ctx, tx, events...); err != nil {
+			return err
+		}
 		return s.auditAdmin(ctx, tx, r, "group.update", "group", strconv.FormatInt(id, 10), map[string]any{
 			"description": g.description, "default_concurrency": g.concurrency,
 			"factors": g.factors, "factors_before": before, "pools": g.pools,
@@ -67,15 +81,6 @@ func (s *Server) groupSave(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		s.serverError(w, r, err)
 		return
-	}
-	users, err := s.q.UserIDListAffectedByGroup(ctx, s.db, id)
-	if err != nil {
-		// Committed already: the proxies' key caches catch up when they expire.
-		s.log.ErrorContext(ctx, "list users of a changed group", "group_id", id, "error", err)
-	}
-	events := []invalidate.Event{{Kind: invalidate.Prices}, {Kind: invalidate.Accounts}}
-	for _, u := range users {
-		events = append(events, invalidate.UserEvent(u))
 	}
 	s.publish(ctx, events...)
 	s.flash(r, "success", "Group “"+d.Form.Name+"” saved. Proxies apply it to the next requests.")

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
+	"slices"
 	"strconv"
 	"testing"
 	"time"
@@ -115,6 +116,18 @@ func TestKeyRevoke(t *testing.T) {
 		}
 	}
 
+	// What goes out on Redis is recorded in PostgreSQL too, for a proxy that missed it.
+	feed := invalidate.NewFeed(b.db)
+	if err := feed.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	recorded := func(want ...invalidate.Event) {
+		t.Helper()
+		got, err := feed.Poll(ctx)
+		if err != nil || !slices.Equal(got, want) {
+			t.Fatalf("recorded invalidations %+v (%v), want %+v", got, err, want)
+		}
+	}
 	create := func(name string) int64 {
 		t.Helper()
 		b.postForm(t, c, "/keys", url.Values{"name": {name}}, htmx)
@@ -127,6 +140,7 @@ func TestKeyRevoke(t *testing.T) {
 		if ev, ok := invalidate.Parse(payload); !got || !ok || ev.ID != hex.EncodeToString(keys[0].Hash) {
 			t.Fatalf("create %s announced %q", name, payload)
 		}
+		recorded(invalidate.Event{Kind: invalidate.Key, ID: hex.EncodeToString(keys[0].Hash)})
 		return keys[0].ID
 	}
 
@@ -153,6 +167,7 @@ func TestKeyRevoke(t *testing.T) {
 		if !ok || ev.Kind != invalidate.Key || ev.ID != hex.EncodeToString(k.Hash) {
 			t.Errorf("invalidation %q, want key:%x", payload, k.Hash)
 		}
+		recorded(invalidate.Event{Kind: invalidate.Key, ID: hex.EncodeToString(k.Hash)})
 
 		var action, target string
 		var actor int64
@@ -170,6 +185,7 @@ func TestKeyRevoke(t *testing.T) {
 		if payload, got := next(300 * time.Millisecond); got {
 			t.Errorf("second revoke published %q", payload)
 		}
+		recorded()
 	})
 
 	t.Run("plain form", func(t *testing.T) {
@@ -180,6 +196,8 @@ func TestKeyRevoke(t *testing.T) {
 		}
 		mustContain(t, b.get(t, c, "/keys", nil).body, "Key “laptop” revoked.")
 		next(5 * time.Second) // its revocation
+		k, _ := b.q.APIKeyGetForUser(ctx, b.db, sqlcKeyParams(id, u.ID))
+		recorded(invalidate.Event{Kind: invalidate.Key, ID: hex.EncodeToString(k.Hash)})
 	})
 
 	t.Run("someone else's key", func(t *testing.T) {
@@ -192,5 +210,6 @@ func TestKeyRevoke(t *testing.T) {
 		if k.Status != "active" {
 			t.Errorf("another user revoked the key")
 		}
+		recorded()
 	})
 }

@@ -46,13 +46,16 @@ func (s *Server) createKey(ctx context.Context, userID int64, name, ip string) (
 		if err != nil {
 			return fmt.Errorf("insert api key: %w", err)
 		}
+		if err := invalidate.Record(ctx, tx, invalidate.Event{Kind: invalidate.Key, ID: hex.EncodeToString(gen.Hash)}); err != nil {
+			return err
+		}
 		return s.audit(ctx, tx, userID, "api_key.create", key, ip)
 	})
 	if err != nil {
 		return sqlc.APIKey{}, "", fmt.Errorf("create api key for user %d: %w", userID, err)
 	}
 	// Announce the new key so proxies add it to their set of existing keys at once (a
-	// missed announcement only delays it to their next snapshot reload).
+	// missed announcement only delays it to their next read of the recorded event).
 	if err := invalidate.Publish(ctx, s.rdb, s.redisPrefix, invalidate.Event{Kind: invalidate.Key, ID: hex.EncodeToString(gen.Hash)}); err != nil {
 		s.log.Warn("announce new api key", "key_id", key.ID, "err", err)
 	}
@@ -62,10 +65,11 @@ func (s *Server) createKey(ctx context.Context, userID int64, name, ip string) (
 // errKeyNotFound is returned for a key that does not exist or belongs to someone else.
 var errKeyNotFound = errors.New("api key not found")
 
-// revokeKey revokes one of the user's keys, audited in the same transaction, then tells
-// every proxy to drop the key from its cache. Revoking a revoked key changes nothing.
-// A failed announcement is logged, not returned: the revocation stands, and proxy
-// caches expire on their own soon after.
+// revokeKey revokes one of the user's keys, audited and recorded for the proxies
+// (invalidate.Record) in the same transaction, then tells every proxy at once to drop
+// the key from its cache. Revoking a revoked key changes nothing. A failed announcement
+// is logged, not returned: the revocation stands, and the proxies read the recorded
+// event within a second.
 func (s *Server) revokeKey(ctx context.Context, userID, keyID int64, ip string) (sqlc.APIKey, error) {
 	var key sqlc.APIKey
 	changed := false
@@ -83,6 +87,9 @@ func (s *Server) revokeKey(ctx context.Context, userID, keyID int64, ip string) 
 			return fmt.Errorf("revoke api key %d: %w", keyID, err)
 		}
 		changed = true
+		if err := invalidate.Record(ctx, tx, invalidate.Event{Kind: invalidate.Key, ID: hex.EncodeToString(key.Hash)}); err != nil {
+			return err
+		}
 		return s.audit(ctx, tx, userID, "api_key.revoke", key, ip)
 	})
 	if err != nil {
@@ -91,7 +98,7 @@ func (s *Server) revokeKey(ctx context.Context, userID, keyID int64, ip string) 
 	if changed {
 		ev := invalidate.Event{Kind: invalidate.Key, ID: hex.EncodeToString(key.Hash)}
 		if err := invalidate.Publish(ctx, s.rdb, s.redisPrefix, ev); err != nil {
-			s.log.ErrorContext(ctx, "publish key invalidation; proxies drop the key when their cache expires",
+			s.log.ErrorContext(ctx, "publish key invalidation; proxies drop the key when they read its recorded event",
 				"request_id", middleware.GetReqID(ctx), "api_key_id", key.ID, "error", err)
 		}
 	}

@@ -38,6 +38,9 @@ func (s *Server) priceCreate(w http.ResponseWriter, r *http.Request) {
 		if row, err = s.q.PriceInsert(ctx, tx, params); err != nil {
 			return err
 		}
+		if err := invalidate.Record(ctx, tx, invalidate.Event{Kind: invalidate.Prices}); err != nil {
+			return err
+		}
 		return s.auditAdmin(ctx, tx, r, "price.create", "price", strconv.FormatInt(row.ID, 10), priceDetail(row))
 	})
 	if errors.Is(err, pgx.ErrNoRows) {

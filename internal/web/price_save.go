@@ -48,6 +48,9 @@ func (s *Server) priceSave(w http.ResponseWriter, r *http.Request) {
 		}
 		detail := priceDetail(row)
 		detail["previous_price_id"] = d.Form.ID
+		if err := invalidate.Record(ctx, tx, invalidate.Event{Kind: invalidate.Prices}); err != nil {
+			return err
+		}
 		return s.auditAdmin(ctx, tx, r, "price.update", "price", strconv.FormatInt(row.ID, 10), detail)
 	})
 	if errors.Is(err, pgx.ErrNoRows) {

@@ -64,6 +64,14 @@ type AuditLog struct {
 	CreatedAt  time.Time
 }
 
+type CacheEvent struct {
+	ID        int64
+	Tx        pgtype.Uint64
+	Kind      string
+	Ref       string
+	CreatedAt time.Time
+}
+
 type FxRate struct {
 	ID        int64
 	Base      string
