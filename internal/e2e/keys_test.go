@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"encoding/hex"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -57,16 +58,19 @@ func TestKeyOptionsAndInvalidation(t *testing.T) {
 }
 
 // TestRecordedInvalidationsReachTheProxy: a change recorded in PostgreSQL with its
-// invalidation (invalidate.Record, as the web app does) reaches the proxy without a Redis
-// message — one that was lost, and one that could not be sent because Redis was down
-// while the proxy served without it (REDIS_OUTAGE=serve). Without the proxy's reading of
-// the recorded events, the key stays cached, and usable, for five minutes.
+// invalidation (invalidate.Record) reaches the proxy without a Redis message — one that
+// was lost, and one that the web app (a cmd/web process) could not send because Redis
+// was down while the proxy served without it (REDIS_OUTAGE=serve): a user revokes a key
+// during the outage. Without the proxy's reading of the recorded events, the key stays
+// cached, and usable, for five minutes.
 func TestRecordedInvalidationsReachTheProxy(t *testing.T) {
 	rs := testenv.DurableRedisServer(t)
 	s := newStack(t, func(su *setup) {
 		su.redis = rs
 		su.limits = limit.Options{RedisOutage: limit.OutageServe}
 	})
+	web := s.startWeb(t)
+	user := web.session(t) // signing in needs Redis (the login throttle); a session does not
 	ctx := context.Background()
 	hash := hex.EncodeToString(apikey.Hash(s.seeded.DemoKey))
 	change := func(sql string) time.Time {
@@ -112,8 +116,20 @@ func TestRecordedInvalidationsReachTheProxy(t *testing.T) {
 	if status, e := s.post(t, s.seeded.DemoKey, smallBody); status != 200 {
 		t.Fatalf("served without Redis: %d %+v", status, e)
 	}
-	at = change("UPDATE api_keys SET status = 'revoked', revoked_at = now()")
-	waitFor("revoked while Redis is down", at, 401, "revoked")
+	var keyID int64
+	if err := s.pool.QueryRow(ctx, "SELECT id FROM api_keys WHERE user_id = $1", s.seeded.DemoUserID).Scan(&keyID); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := user.PostForm(web.url+"/keys/"+itoa(keyID)+"/revoke", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	at = time.Now()
+	if resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("revoke in the web app while Redis is down: %d", resp.StatusCode)
+	}
+	waitFor("revoked in the web app while Redis is down", at, 401, "revoked")
 }
 
 func (s *stack) exec(t *testing.T, sql string) {

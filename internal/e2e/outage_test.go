@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"net/http/cookiejar"
 	"net/url"
 	"os/exec"
 	"path/filepath"
@@ -432,6 +433,23 @@ func (w webApp) signIn(t *testing.T) (int, string) {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(b)
+}
+
+// session signs the demo user in and returns a client that carries the session and
+// follows no redirect.
+func (w webApp) session(t *testing.T) *http.Client {
+	t.Helper()
+	jar, _ := cookiejar.New(nil)
+	c := &http.Client{Jar: jar, Timeout: 20 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := c.PostForm(w.url+"/login", url.Values{"email": {seed.DemoEmail}, "password": {seed.DemoPassword}})
+	if err != nil {
+		t.Fatalf("sign in: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("sign in: %d", resp.StatusCode)
+	}
+	return c
 }
 
 // checkUnavailable sends the demo key's request on each protocol (Anthropic, OpenAI Chat
