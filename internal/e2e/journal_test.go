@@ -132,14 +132,15 @@ func (s *stack) checkSnapshotHonest(t *testing.T, userID int64) {
 		s.consumer.ProcessOnce(ctx) //nolint:errcheck // retried until the deadline
 		drained := s.rdb.XLen(ctx, usage.StreamKey(s.prefix)).Val() == 0
 		pending, pendErr := s.rdb.Get(ctx, pend).Int64()
+		keySums := s.rdb.Keys(ctx, s.prefix+"pendk:*").Val() // the keys' pending sums
 		snap, err := s.rdb.Get(ctx, key).Int64()
 		ledger := s.balance(userID)
-		if drained && errors.Is(pendErr, redis.Nil) && (errors.Is(err, redis.Nil) || (err == nil && snap == ledger)) {
+		if drained && errors.Is(pendErr, redis.Nil) && len(keySums) == 0 && (errors.Is(err, redis.Nil) || (err == nil && snap == ledger)) {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("balance snapshot %d (err %v), ledger %d, stream drained %v, pending sum %d (err %v): the snapshot still counts money the usage took, or a sum outlived its entries",
-				snap, err, ledger, drained, pending, pendErr)
+			t.Fatalf("balance snapshot %d (err %v), ledger %d, stream drained %v, pending sum %d (err %v), keys' pending sums %q: the snapshot still counts money the usage took, or a sum outlived its entries",
+				snap, err, ledger, drained, pending, pendErr, keySums)
 		}
 	}
 }

@@ -9,6 +9,7 @@
 -- KEYS[13] journal (sorted set)  KEYS[14] journal events (hash); see checkpoint.lua
 -- KEYS[15] the request's sweep mark (an unused key when ARGV[5] is '0')
 -- KEYS[16] the user's debits waiting in the stream (names.go, PendingKey)
+-- KEYS[17] the key's debits waiting in the stream (KeyPendingKey)
 -- ARGV[1] usage event JSON ('' when the attempt consumed nothing)
 -- ARGV[2] billed nano-USD  ARGV[3] lease member  ARGV[4] wake message
 -- ARGV[5] journal mode, so that a request is billed once even when the proxy that served
@@ -23,6 +24,8 @@
 -- ARGV[6] now (ms), for mode '2'
 -- ARGV[7], ARGV[8] '1' when the request may hold a lease in the user's, the key's set
 --         (admission takes them only where the scope has a concurrency limit)
+-- ARGV[9] '1' when the key has a spending cap: its debits waiting in the stream are
+--         counted too, for a spend counter loaded from the usage events to add
 --
 -- Returns 1; 2 when the request was billed by the other side (nothing billed now); 3
 -- when a sweep found the request alive (nothing changed).
@@ -58,9 +61,15 @@ if ARGV[1] ~= '' and result == 1 then
     redis.call('XADD', KEYS[1], '*', 'e', ARGV[1])
   else
     -- The debit waits in the stream until a worker stores it in the ledger; until then a
-    -- snapshot loaded from the ledger must subtract it. The entry names the amount and the
-    -- counter, for the worker to take the one off the other when it deletes the entry.
-    redis.call('XADD', KEYS[1], '*', 'e', ARGV[1], 'p', ARGV[2], 'pk', KEYS[16])
+    -- snapshot loaded from the ledger must subtract it (and a capped key's spend counter
+    -- loaded from the usage events add it). The entry names the amount and the sums, for
+    -- the worker to take the one off the others when it deletes the entry.
+    if ARGV[9] == '1' then
+      redis.call('XADD', KEYS[1], '*', 'e', ARGV[1], 'p', ARGV[2], 'pk', KEYS[16], 'pkk', KEYS[17])
+      redis.call('INCRBY', KEYS[17], ARGV[2])
+    else
+      redis.call('XADD', KEYS[1], '*', 'e', ARGV[1], 'p', ARGV[2], 'pk', KEYS[16])
+    end
     redis.call('INCRBY', KEYS[16], ARGV[2])
     -- A missing snapshot stays missing: the next admission loads the ledger balance.
     -- Spend counters, like the snapshot, only move when present: a missing one is

@@ -195,8 +195,8 @@ type Lease struct {
 	Again bool
 	shape *shape
 	// sets records which of the user's and the key's lease sets admission wrote, so that
-	// completion and renewal leave the others alone. Zero (a lease rebuilt from the
-	// journal) means all of them.
+	// completion and renewal leave the others alone, and whether the key has a spending
+	// cap. Zero (a lease rebuilt from the journal) means all of them.
 	sets uint8
 	// local: admitted without Redis (local.go); held in this process's counts only.
 	local bool
@@ -206,6 +206,7 @@ const (
 	setsKnown uint8 = 1 << iota
 	setUser
 	setKey
+	keyCapped
 )
 
 // heldSets: admission takes a user or key lease only where that scope has a limit.
@@ -217,12 +218,18 @@ func heldSets(req Request) uint8 {
 	if req.KeyConcurrency > 0 {
 		s |= setKey
 	}
+	if req.KeyDailyCap > 0 || req.KeyMonthlyCap > 0 {
+		s |= keyCapped
+	}
 	return s
 }
 
-// holdsUser and holdsKey report whether the lease may sit in the user's or the key's set.
+// holdsUser and holdsKey report whether the lease may sit in the user's or the key's set;
+// keyCapped, whether the key has a spending cap (its completion then counts the debit in
+// the key's pending sum, KeyPendingKey). Unknown (a lease rebuilt from the journal): yes.
 func (l Lease) holdsUser() bool { return l.sets&setsKnown == 0 || l.sets&setUser != 0 }
 func (l Lease) holdsKey() bool  { return l.sets&setsKnown == 0 || l.sets&setKey != 0 }
+func (l Lease) keyCapped() bool { return l.sets&setsKnown == 0 || l.sets&keyCapped != 0 }
 
 // Refusal is a request refused by a limit; the relay renders it in the protocol's shape.
 type Refusal struct {
@@ -424,7 +431,13 @@ func (g *Gate) primeSpend(ctx context.Context, req Request, which int) error {
 		if which == 2 {
 			ttl = 32 * 24 * time.Hour
 		}
-		return nil, g.prime(ctx, req.UserID, key, ttl, false, func() (int64, error) {
+		// The usage events do not hold the debits waiting in the stream: the key's
+		// pending sum (a capped key's completions count in it), or the user's.
+		pending := pendingUse{sum: g.keys.get(req.KeyID).pend.(string), from: since}
+		if keyID == 0 {
+			pending.sum = g.users.get(req.UserID).pend.(string)
+		}
+		return nil, g.prime(ctx, req.UserID, key, ttl, pending, func() (int64, error) {
 			spent, err := g.loadSpend(ctx, req.UserID, keyID, since)
 			if err != nil {
 				return 0, fmt.Errorf("load spend: %w", err)
@@ -550,7 +563,7 @@ func purgeFlag() int {
 // all, low, by a batch both the ledger and the first read hold.
 func (g *Gate) primeBalance(ctx context.Context, userID int64) error {
 	_, err, _ := g.sf.Do(strconv.FormatInt(userID, 10), func() (any, error) {
-		return nil, g.prime(ctx, userID, g.balanceKey(userID), g.opts.SnapshotTTL, true, func() (int64, error) {
+		return nil, g.prime(ctx, userID, g.balanceKey(userID), g.opts.SnapshotTTL, pendingUse{sum: g.users.get(userID).pend.(string)}, func() (int64, error) {
 			bal, err := g.loadBalance(ctx, userID)
 			if err != nil {
 				return 0, fmt.Errorf("load balance of user %d: %w", userID, err)
@@ -561,10 +574,10 @@ func (g *Gate) primeBalance(ctx context.Context, userID int64) error {
 	return err
 }
 
-// prime sets a missing counter of the user's — a balance snapshot (withPending: less
-// the pending debits, primeBalance) or a spend counter — to what load reads from
-// PostgreSQL, for ttl; a counter someone else set meanwhile (and maybe already moved)
-// wins.
+// prime sets a missing counter of the user's — a balance snapshot (primeBalance) or a
+// spend counter (primeSpend) — to what load reads from PostgreSQL, for ttl, accounting
+// for the debits still waiting in the usage stream as pending says; a counter someone
+// else set meanwhile (and maybe already moved) wins.
 //
 // A counter is dropped (Drop) when usage was stored without its completion, or the
 // balance changed outside usage: a load that read PostgreSQL before that change, and set
@@ -572,14 +585,17 @@ func (g *Gate) primeBalance(ctx context.Context, userID int64) error {
 // So the user's generation, which every drop bumps in whichever process, is read before
 // the load, and the counter is set only if it has not moved since; else the load runs
 // again. The third try sets what it read regardless, so that admission always ends.
-func (g *Gate) prime(ctx context.Context, userID int64, key string, ttl time.Duration, withPending bool, load func() (int64, error)) error {
+func (g *Gate) prime(ctx context.Context, userID int64, key string, ttl time.Duration, pending pendingUse, load func() (int64, error)) error {
 	u := g.users.get(userID)
 	keys := []string{key, u.gen.(string)}
-	if withPending {
-		keys = append(keys, u.pend.(string))
+	if pending.sum != "" {
+		keys = append(keys, pending.sum)
+		if !pending.from.IsZero() {
+			keys = append(keys, UsageStream(g.prefix))
+		}
 	}
 	for attempt := 1; ; attempt++ {
-		before, err := g.rdb.MGet(ctx, keys[1:]...).Result()
+		before, err := g.rdb.MGet(ctx, keys[1:min(3, len(keys))]...).Result()
 		if err != nil {
 			return fmt.Errorf("%w: %v", ErrUnavailable, err)
 		}
@@ -592,9 +608,9 @@ func (g *Gate) prime(ctx context.Context, userID int64, key string, ttl time.Dur
 			return err
 		}
 		args := []any{v, ttl.Milliseconds(), gen}
-		if withPending {
-			pending, _ := before[1].(string)
-			args = append(args, cmp.Or(pending, "0"))
+		if pending.sum != "" {
+			sum, _ := before[1].(string)
+			args = append(args, cmp.Or(sum, "0"), pending.from.UnixMilli())
 		}
 		n, err := primeScript.Run(ctx, g.rdb, keys, args...).Int()
 		if err != nil {
@@ -604,6 +620,15 @@ func (g *Gate) prime(ctx context.Context, userID int64, key string, ttl time.Dur
 			return nil
 		}
 	}
+}
+
+// pendingUse says how a counter being primed accounts for the debits waiting in the
+// usage stream (prime.lua): a balance snapshot subtracts its user's pending sum (from
+// zero); a spend counter adds its own (the key's, or the user's for the user's daily
+// counter) when the stream holds nothing from before from, its period's start.
+type pendingUse struct {
+	sum  string // the pending sum's key; "": none
+	from time.Time
 }
 
 // drop runs Drop on keys in a transaction of its own.
@@ -640,12 +665,12 @@ func (g *Gate) Complete(ctx context.Context, l Lease, stream string, event []byt
 	case l.Journaled:
 		mode, mark = "1", g.prefix+"swept:"+l.RequestID
 	}
-	a := evalArgs(completeScript, 16, 8)
+	a := evalArgs(completeScript, 17, 9)
 	a = append(a, g.c.stream.box(stream), u.own, u.leases, k.leases, acc.leases,
 		g.c.releaseChannel, ks.daily, ks.month, us.daily, u.waiting, k.waiting, acc.waiting,
-		g.c.journal, g.c.journalEvents, mark, u.pend,
+		g.c.journal, g.c.journalEvents, mark, u.pend, k.pend,
 		event, billedNano, l.RequestID, u.scope+" "+k.scope+" "+acc.scope, mode, now.UnixMilli(),
-		flag(l.holdsUser()), flag(l.holdsKey()))
+		flag(l.holdsUser()), flag(l.holdsKey()), flag(l.keyCapped()))
 	c := &scriptCall{script: completeScript, args: a}
 	var next Request
 	if l.shape != nil && g.reserving() {

@@ -24,7 +24,7 @@ type names struct {
 	waiting any    // waiting:u|k|a:ID, raised while a request waits for a slot
 	scope   string // u|k|a:ID, the release channel's payload word
 	own     any    // users: bal:ID; accounts: astate:ID; keys: nil
-	pend    any    // users: pend:ID (PendingKey); others: nil
+	pend    any    // users: pend:ID (PendingKey); keys: pendk:ID (KeyPendingKey); accounts: nil
 	gen     any    // users: bgen:ID, bumped by every drop of the user's counters (Drop)
 
 	spend atomic.Pointer[datedNames] // users and keys: today's (and this month's) spend counters
@@ -66,6 +66,8 @@ func (c *nameCache) get(id int64) *names {
 	switch c.kind {
 	case "u":
 		n.own, n.pend, n.gen = balanceName(c.prefix, s), pendingName(c.prefix, s), genName(c.prefix, s)
+	case "k":
+		n.pend = keyPendingName(c.prefix, s)
 	case "a":
 		n.own = c.prefix + "astate:" + s
 	}
@@ -123,6 +125,13 @@ func balanceName(prefix, user string) string { return prefix + "bal:" + user }
 // pendingName is a user's debits waiting in the usage stream: "pend:ID".
 func pendingName(prefix, user string) string { return prefix + "pend:" + user }
 
+// UsageStream is the Redis stream of usage events (usage.StreamKey): a spend counter's
+// load looks at its oldest entry (prime.lua).
+func UsageStream(prefix string) string { return prefix + "usage" }
+
+// keyPendingName is an API key's debits waiting in the usage stream: "pendk:ID".
+func keyPendingName(prefix, key string) string { return prefix + "pendk:" + key }
+
 // genName is the generation of a user's counters, bumped by every drop (Drop): "bgen:ID".
 func genName(prefix, user string) string { return prefix + "bgen:" + user }
 
@@ -135,6 +144,16 @@ func genName(prefix, user string) string { return prefix + "bgen:" + user }
 // could spend them again. The key exists only while something is pending.
 func PendingKey(prefix string, userID int64) string {
 	return pendingName(prefix, strconv.FormatInt(userID, 10))
+}
+
+// KeyPendingKey counts, in nano-USD, an API key's debits that wait in the usage stream,
+// as PendingKey does a user's, for a spend counter of the key loaded from the usage
+// events to add (Gate.primeSpend): a counter reset (usage stored without its completion)
+// while a worker was down or behind otherwise forgot the key's usage in the stream, and
+// its caps let that much through again. A completion adds to it when the key has a
+// spending cap (the entry names it in KeyPendingKeyField); replays always do.
+func KeyPendingKey(prefix string, keyID int64) string {
+	return keyPendingName(prefix, strconv.FormatInt(keyID, 10))
 }
 
 // Drop queues on pipe the deletion of counter keys (CounterKeys: balance snapshots and
@@ -160,11 +179,12 @@ func Drop(ctx context.Context, pipe redis.Pipeliner, prefix string, keys ...stri
 	}
 }
 
-// The fields of a usage stream entry that carries a debit: its amount in nano-USD and the
-// PendingKey it was added to.
+// The fields of a usage stream entry that carries a debit: its amount in nano-USD, the
+// PendingKey it was added to and, if any, the KeyPendingKey.
 const (
-	PendingField    = "p"
-	PendingKeyField = "pk"
+	PendingField       = "p"
+	PendingKeyField    = "pk"
+	KeyPendingKeyField = "pkk"
 )
 
 // spendName is a key's ("k") or user's ("u") spend counter of a UTC day (period "d",

@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"strconv"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/tollgate/tollgate/internal/testenv"
 )
@@ -187,5 +190,73 @@ func TestSpendLoadSeesAResetUnderWay(t *testing.T) {
 	}
 	if loads != 2 {
 		t.Fatalf("%d loads, want 2: the first one's read is stale", loads)
+	}
+}
+
+// TestSpendLoadCountsPendingUsage: a spend counter loaded while usage waits in the stream
+// (no worker has stored it in the usage events) counts that usage through the key's or the
+// user's pending sum: after a reset, a key's daily cap, its monthly cap and the user's
+// daily cap refuse what they refused before it. A stream holding usage from before the
+// counter's period is not counted (the sums do not tell the days apart): the counter
+// goes without, never charging a backlog of yesterday's to today.
+func TestSpendLoadCountsPendingUsage(t *testing.T) {
+	ctx := context.Background()
+	one := []Candidate{{ID: 1, Priority: 1, Weight: 1}}
+	for _, tc := range []struct {
+		name     string
+		req      Request
+		backlog  bool // an entry from yesterday sits in the stream
+		admitted bool // after the reset
+	}{
+		{"key daily", Request{KeyDailyCap: 100}, false, false},
+		{"key monthly", Request{KeyMonthlyCap: 100}, false, false},
+		{"user daily", Request{UserDailyCap: 100}, false, false},
+		{"key daily, yesterday's backlog", Request{KeyDailyCap: 100}, true, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rdb, prefix := testenv.Redis(t)
+			g := NewGate(rdb, prefix, func(context.Context, int64) (int64, error) { return 1_000_000_000, nil },
+				func(context.Context, int64, int64, time.Time) (int64, error) { return 0, nil }, // nothing stored
+				Options{ReserveIdle: -1})
+			if tc.backlog {
+				yesterday := time.Now().Add(-24 * time.Hour).UnixMilli()
+				if err := rdb.XAdd(ctx, &redis.XAddArgs{Stream: UsageStream(prefix), ID: strconv.FormatInt(yesterday, 10) + "-0",
+					Values: []any{"e", "{}"}}).Err(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			req := tc.req
+			req.UserID, req.KeyID, req.Candidates = 9, 7, one
+			admit := func(id string) (Lease, error) {
+				r := req
+				r.RequestID = id
+				return g.Admit(ctx, r)
+			}
+			for _, id := range []string{"r1", "r2"} {
+				l, err := admit(id)
+				if err != nil {
+					t.Fatalf("%s: %v", id, err)
+				}
+				if err := g.Complete(ctx, l, UsageStream(prefix), []byte(`{}`), 60); err != nil {
+					t.Fatal(err)
+				}
+			}
+			var refusal *Refusal
+			if _, err := admit("r3"); !errors.As(err, &refusal) || refusal.Type != "tollgate_spend_cap" {
+				t.Fatalf("r3 with 120 of 100 spent: %v", err)
+			}
+			// Usage stored without its completion (a fallback): the counters go, and the
+			// next admission loads them from the usage events, which hold none of the 120.
+			if err := g.ResetCounters(ctx, Stored{UserID: 9, KeyID: 7, Time: time.Now()}); err != nil {
+				t.Fatal(err)
+			}
+			_, err := admit("r4")
+			if tc.admitted != (err == nil) {
+				t.Fatalf("r4 after the reset: %v, want admitted %v", err, tc.admitted)
+			}
+			if !tc.admitted && (!errors.As(err, &refusal) || refusal.Type != "tollgate_spend_cap") {
+				t.Fatalf("r4 after the reset: %v", err)
+			}
+		})
 	}
 }

@@ -1,8 +1,9 @@
 -- Acknowledges and deletes a stored batch of usage stream entries, and takes their debits
--- off the users' pending sums (limit.PendingKey), which count the debits waiting in the
--- stream for a balance snapshot loaded from the ledger to subtract.
+-- off the users' and the keys' pending sums (limit.PendingKey, KeyPendingKey), which count
+-- the debits waiting in the stream for a balance snapshot loaded from the ledger to
+-- subtract (and a spend counter loaded from the usage events to add).
 --
--- KEYS[1] the usage stream  KEYS[2..] the pending sums of the batch's users
+-- KEYS[1] the usage stream  KEYS[2..] the pending sums of the batch's users and keys
 -- ARGV[1] the consumer group  ARGV[2] n, the number of entry ids  ARGV[3..2+n] the ids
 -- ARGV[3+n] how many of them were still in the stream when read
 -- ARGV[4+n..] the amount to take off each pending sum, in KEYS' order

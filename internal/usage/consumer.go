@@ -273,16 +273,14 @@ func (c *Consumer) settle(ctx context.Context, msgs []redis.XMessage) error {
 	)
 	ids := make([]string, len(msgs))
 	present := 0                  // entries still in the stream, for the acknowledgement to delete
-	pending := map[string]int64{} // debits they add to users' pending sums, by limit.PendingKey
+	pending := map[string]int64{} // debits they add to pending sums, by limit.PendingKey and KeyPendingKey
 	for i, m := range msgs {
 		ids[i] = m.ID
 		if len(m.Values) == 0 {
 			continue // deleted after it was stored; only its acknowledgement was lost
 		}
 		present++
-		if key, amount, ok := pendingDebit(m); ok {
-			pending[key] += amount
-		}
+		addPending(pending, m)
 		e, err := decodeEntry(m)
 		if err != nil {
 			dead = append(dead, deadEntry{m, err})
@@ -336,7 +334,7 @@ func (c *Consumer) settle(ctx context.Context, msgs []redis.XMessage) error {
 var ackLua string
 
 // ack acknowledges and deletes the entries ids (present of them still in the stream)
-// and takes their debits off the users' pending sums (limit.PendingKey) — in one script,
+// and takes their debits off the pending sums (limit.PendingKey, KeyPendingKey) — in one script,
 // so that the sums move exactly when the entries leave the stream. It is sent as EVAL,
 // once per batch, so that it can sit in the transaction without a NOSCRIPT to handle.
 func ack(ctx context.Context, pipe redis.Pipeliner, stream string, ids []string, present int, pending map[string]int64) {
@@ -355,16 +353,21 @@ func ack(ctx context.Context, pipe redis.Pipeliner, stream string, ids []string,
 	pipe.Eval(ctx, ackLua, keys, args...)
 }
 
-// pendingDebit reads the debit an entry added to its user's pending sum, if any (the
-// fields limit.PendingField and limit.PendingKeyField).
-func pendingDebit(m redis.XMessage) (key string, amount int64, ok bool) {
-	key, _ = m.Values[limit.PendingKeyField].(string)
+// addPending adds the debit an entry added to pending sums, if any, to pending: its
+// user's (limit.PendingKeyField) and its key's (limit.KeyPendingKeyField, when named),
+// the amount being limit.PendingField.
+func addPending(pending map[string]int64, m redis.XMessage) {
+	user, _ := m.Values[limit.PendingKeyField].(string)
+	key, _ := m.Values[limit.KeyPendingKeyField].(string)
 	raw, _ := m.Values[limit.PendingField].(string)
 	amount, err := strconv.ParseInt(raw, 10, 64)
-	if key == "" || err != nil || amount <= 0 {
-		return "", 0, false
+	if user == "" || err != nil || amount <= 0 {
+		return
 	}
-	return key, amount, true
+	pending[user] += amount
+	if key != "" {
+		pending[key] += amount
+	}
 }
 
 // staleCounters are the counter keys of the Late events stored (limit.CounterKeys).

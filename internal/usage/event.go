@@ -54,7 +54,7 @@ type Event struct {
 }
 
 // StreamKey is the Redis stream the proxy appends to, under the deployment's key prefix.
-func StreamKey(prefix string) string { return prefix + "usage" }
+func StreamKey(prefix string) string { return limit.UsageStream(prefix) }
 
 // ConsumerGroup is the Redis consumer group every worker joins.
 const ConsumerGroup = "ingest"
@@ -65,8 +65,9 @@ const StreamField = "e"
 // Append adds events to the usage stream in one transaction (the spool's and the
 // journal's way back in; the proxy's normal path appends inside its completion script).
 // Each is appended Late: no completion moved its counters. Its debit is added to the
-// user's pending sum (limit.PendingKey), as a completion's is, so that a balance snapshot
-// loaded before a worker stores it subtracts it.
+// user's and the key's pending sums (limit.PendingKey, KeyPendingKey), as a completion's
+// is, so that a balance snapshot loaded before a worker stores it subtracts it (and a
+// spend counter adds it).
 func Append(ctx context.Context, rdb redis.UniversalClient, prefix string, evs []Event) error {
 	pipe := rdb.TxPipeline()
 	for _, ev := range evs {
@@ -77,9 +78,12 @@ func Append(ctx context.Context, rdb redis.UniversalClient, prefix string, evs [
 		}
 		values := []any{StreamField, b}
 		if ev.BilledNano > 0 {
-			pend := limit.PendingKey(prefix, ev.UserID)
-			values = append(values, limit.PendingField, ev.BilledNano, limit.PendingKeyField, pend)
+			// Whether the key has a spending cap is not known here: a replay always counts
+			// in the key's sum too.
+			pend, keyPend := limit.PendingKey(prefix, ev.UserID), limit.KeyPendingKey(prefix, ev.KeyID)
+			values = append(values, limit.PendingField, ev.BilledNano, limit.PendingKeyField, pend, limit.KeyPendingKeyField, keyPend)
 			pipe.IncrBy(ctx, pend, ev.BilledNano)
+			pipe.IncrBy(ctx, keyPend, ev.BilledNano)
 		}
 		pipe.XAdd(ctx, &redis.XAddArgs{Stream: StreamKey(prefix), Values: values})
 	}
