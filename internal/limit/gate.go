@@ -594,8 +594,9 @@ func (g *Gate) prime(ctx context.Context, userID int64, key string, ttl time.Dur
 			keys = append(keys, UsageStream(g.prefix))
 		}
 	}
+	reads := keys[1:min(3, len(keys))] // the generation and the pending sum, if any
 	for attempt := 1; ; attempt++ {
-		before, err := g.rdb.MGet(ctx, keys[1:min(3, len(keys))]...).Result()
+		before, err := g.rdb.MGet(ctx, reads...).Result()
 		if err != nil {
 			return fmt.Errorf("%w: %v", ErrUnavailable, err)
 		}
@@ -623,12 +624,12 @@ func (g *Gate) prime(ctx context.Context, userID int64, key string, ttl time.Dur
 }
 
 // pendingUse says how a counter being primed accounts for the debits waiting in the
-// usage stream (prime.lua): a balance snapshot subtracts its user's pending sum (from
-// zero); a spend counter adds its own (the key's, or the user's for the user's daily
-// counter) when the stream holds nothing from before from, its period's start.
+// usage stream (prime.lua): a balance snapshot subtracts its user's pending sum; a spend
+// counter adds its own (the key's, or the user's for the user's daily counter) when the
+// stream holds nothing from before the counter's period.
 type pendingUse struct {
-	sum  string // the pending sum's key; "": none
-	from time.Time
+	sum  string    // the pending sum's key; "": none
+	from time.Time // spend counters: the start of their day or month; zero: subtract
 }
 
 // drop runs Drop on keys in a transaction of its own.
