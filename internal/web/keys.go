@@ -37,6 +37,7 @@ func validKeyName(raw string) (string, string) {
 // the same transaction. The plaintext in the result is shown once and never stored.
 func (s *Server) createKey(ctx context.Context, userID int64, name, ip string) (sqlc.APIKey, string, error) {
 	gen := apikey.Generate()
+	ev := invalidate.Event{Kind: invalidate.Key, ID: hex.EncodeToString(gen.Hash)}
 	var key sqlc.APIKey
 	err := pgx.BeginFunc(ctx, s.db, func(tx pgx.Tx) error {
 		var err error
@@ -46,7 +47,7 @@ func (s *Server) createKey(ctx context.Context, userID int64, name, ip string) (
 		if err != nil {
 			return fmt.Errorf("insert api key: %w", err)
 		}
-		if err := invalidate.Record(ctx, tx, invalidate.Event{Kind: invalidate.Key, ID: hex.EncodeToString(gen.Hash)}); err != nil {
+		if err := invalidate.Record(ctx, tx, ev); err != nil {
 			return err
 		}
 		return s.audit(ctx, tx, userID, "api_key.create", key, ip)
@@ -56,7 +57,7 @@ func (s *Server) createKey(ctx context.Context, userID int64, name, ip string) (
 	}
 	// Announce the new key so proxies add it to their set of existing keys at once (a
 	// missed announcement only delays it to their next read of the recorded event).
-	if err := invalidate.Publish(ctx, s.rdb, s.redisPrefix, invalidate.Event{Kind: invalidate.Key, ID: hex.EncodeToString(gen.Hash)}); err != nil {
+	if err := invalidate.Publish(ctx, s.rdb, s.redisPrefix, ev); err != nil {
 		s.log.Warn("announce new api key", "key_id", key.ID, "err", err)
 	}
 	return key, gen.Plaintext, nil
@@ -72,6 +73,7 @@ var errKeyNotFound = errors.New("api key not found")
 // event within a second.
 func (s *Server) revokeKey(ctx context.Context, userID, keyID int64, ip string) (sqlc.APIKey, error) {
 	var key sqlc.APIKey
+	var ev invalidate.Event
 	changed := false
 	err := pgx.BeginFunc(ctx, s.db, func(tx pgx.Tx) error {
 		var err error
@@ -87,7 +89,8 @@ func (s *Server) revokeKey(ctx context.Context, userID, keyID int64, ip string) 
 			return fmt.Errorf("revoke api key %d: %w", keyID, err)
 		}
 		changed = true
-		if err := invalidate.Record(ctx, tx, invalidate.Event{Kind: invalidate.Key, ID: hex.EncodeToString(key.Hash)}); err != nil {
+		ev = invalidate.Event{Kind: invalidate.Key, ID: hex.EncodeToString(key.Hash)}
+		if err := invalidate.Record(ctx, tx, ev); err != nil {
 			return err
 		}
 		return s.audit(ctx, tx, userID, "api_key.revoke", key, ip)
@@ -96,7 +99,6 @@ func (s *Server) revokeKey(ctx context.Context, userID, keyID int64, ip string) 
 		return sqlc.APIKey{}, err
 	}
 	if changed {
-		ev := invalidate.Event{Kind: invalidate.Key, ID: hex.EncodeToString(key.Hash)}
 		if err := invalidate.Publish(ctx, s.rdb, s.redisPrefix, ev); err != nil {
 			s.log.ErrorContext(ctx, "publish key invalidation; proxies drop the key when they read its recorded event",
 				"request_id", middleware.GetReqID(ctx), "api_key_id", key.ID, "error", err)
