@@ -309,6 +309,10 @@ func TestPostgresOutage(t *testing.T) {
 	if n := backlog(); n < float64(during.Load())/2 || n > float64(during.Load())+2 {
 		t.Fatalf("tollgate_usage_backlog %v with %d requests served during the outage", n, during.Load())
 	}
+	// The proxy cannot read the recorded cache invalidations, and says so.
+	if n := s.metric(t, "tollgate_invalidation_feed_failing"); n != 1 {
+		t.Fatalf("tollgate_invalidation_feed_failing %v during the outage", n)
+	}
 	pg.Start()
 	t.Logf("%d requests served during the %s outage", during.Load(), outage)
 	// The web apps recover by themselves, the one started during the outage included.
@@ -337,6 +341,11 @@ func TestPostgresOutage(t *testing.T) {
 	for deadline := time.Now().Add(10 * time.Second); backlog() != 0; time.Sleep(50 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatalf("tollgate_usage_backlog %v after everything was stored", backlog())
+		}
+	}
+	for deadline := time.Now().Add(10 * time.Second); s.metric(t, "tollgate_invalidation_feed_failing") != 0; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("tollgate_invalidation_feed_failing still 1 after the database returned")
 		}
 	}
 	var wantNano int64

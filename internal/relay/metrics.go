@@ -12,6 +12,7 @@ type metrics struct {
 	unjournaled   prometheus.Counter
 	redelivered   prometheus.Counter
 	queueWait     prometheus.Histogram
+	feedFailing   prometheus.Gauge
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -39,6 +40,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		unjournaled: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "tollgate_usage_unjournaled_total", Help: "Usage events not kept in the local journal before delivery (no free slot, or larger than a slot): a proxy killed before delivering them would lose them.",
 		}),
+		feedFailing: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "tollgate_invalidation_feed_failing",
+			Help: "1 while the proxy cannot read the cache invalidations recorded in PostgreSQL (a change whose Redis message is lost meanwhile waits for the database, or the cache's expiry).",
+		}),
 		redelivered: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "tollgate_usage_redelivered_total", Help: "Usage events Redis had acknowledged shortly before it changed identity (restart, failover), stored again in PostgreSQL (recent.go).",
 		}),
@@ -47,6 +52,6 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Buckets: []float64{0, .001, .01, .1, .5, 1, 5, 20},
 		}),
 	}
-	reg.MustRegister(m.requests, m.duration, m.ttfb, m.upstream, m.activeStreams, m.recordFailed, m.unjournaled, m.redelivered, m.queueWait)
+	reg.MustRegister(m.requests, m.duration, m.ttfb, m.upstream, m.activeStreams, m.recordFailed, m.unjournaled, m.redelivered, m.queueWait, m.feedFailing)
 	return m
 }

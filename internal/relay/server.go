@@ -560,11 +560,13 @@ func (s *Server) invalidationPollLoop(ctx context.Context) {
 				s.log.Warn("read cache invalidations from PostgreSQL (retried every poll; Redis messages still apply)", "err", err)
 			}
 			failing = true
+			s.metrics.feedFailing.Set(1)
 			continue
 		}
 		if failing {
 			s.log.Info("reading cache invalidations from PostgreSQL again")
 			failing = false
+			s.metrics.feedFailing.Set(0)
 		}
 		// A burst of changes (accounts cooling down one after another) reloads a
 		// snapshot once per read, not once per change.
