@@ -206,7 +206,7 @@ const (
 	setsKnown uint8 = 1 << iota
 	setUser
 	setKey
-	keyCapped
+	setKeyCapped // not a lease set: the key has a spending cap
 )
 
 // heldSets: admission takes a user or key lease only where that scope has a limit.
@@ -219,7 +219,7 @@ func heldSets(req Request) uint8 {
 		s |= setKey
 	}
 	if req.KeyDailyCap > 0 || req.KeyMonthlyCap > 0 {
-		s |= keyCapped
+		s |= setKeyCapped
 	}
 	return s
 }
@@ -229,7 +229,7 @@ func heldSets(req Request) uint8 {
 // the key's pending sum, KeyPendingKey). Unknown (a lease rebuilt from the journal): yes.
 func (l Lease) holdsUser() bool { return l.sets&setsKnown == 0 || l.sets&setUser != 0 }
 func (l Lease) holdsKey() bool  { return l.sets&setsKnown == 0 || l.sets&setKey != 0 }
-func (l Lease) keyCapped() bool { return l.sets&setsKnown == 0 || l.sets&keyCapped != 0 }
+func (l Lease) keyCapped() bool { return l.sets&setsKnown == 0 || l.sets&setKeyCapped != 0 }
 
 // Refusal is a request refused by a limit; the relay renders it in the protocol's shape.
 type Refusal struct {
@@ -431,11 +431,12 @@ func (g *Gate) primeSpend(ctx context.Context, req Request, which int) error {
 		if which == 2 {
 			ttl = 32 * 24 * time.Hour
 		}
-		// The usage events do not hold the debits waiting in the stream: the key's
-		// pending sum (a capped key's completions count in it), or the user's.
-		pending := pendingUse{sum: g.keys.get(req.KeyID).pend.(string), from: since}
-		if keyID == 0 {
-			pending.sum = g.users.get(req.UserID).pend.(string)
+		// The usage events do not hold the debits waiting in the stream: the user's
+		// pending sum for the user's counter, the key's (a capped key's completions count
+		// in it) for the key's.
+		pending := pendingUse{sum: g.users.get(req.UserID).pend.(string), from: since}
+		if keyID != 0 {
+			pending.sum = g.keys.get(keyID).pend.(string)
 		}
 		return nil, g.prime(ctx, req.UserID, key, ttl, pending, func() (int64, error) {
 			spent, err := g.loadSpend(ctx, req.UserID, keyID, since)
@@ -611,7 +612,10 @@ func (g *Gate) prime(ctx context.Context, userID int64, key string, ttl time.Dur
 		args := []any{v, ttl.Milliseconds(), gen}
 		if pending.sum != "" {
 			sum, _ := before[1].(string)
-			args = append(args, cmp.Or(sum, "0"), pending.from.UnixMilli())
+			args = append(args, cmp.Or(sum, "0"))
+			if !pending.from.IsZero() {
+				args = append(args, pending.from.UnixMilli())
+			}
 		}
 		n, err := primeScript.Run(ctx, g.rdb, keys, args...).Int()
 		if err != nil {
