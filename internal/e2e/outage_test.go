@@ -434,11 +434,7 @@ func (s *stack) startWebProcess(t *testing.T) (webApp, *exec.Cmd) {
 // signed in) and the page.
 func (w webApp) signIn(t *testing.T) (int, string) {
 	t.Helper()
-	c := &http.Client{Timeout: 20 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	resp, err := c.PostForm(w.url+"/login", url.Values{"email": {seed.DemoEmail}, "password": {seed.DemoPassword}})
-	if err != nil {
-		t.Fatalf("sign in: %v", err)
-	}
+	resp := w.login(t, nil)
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(b)
@@ -449,17 +445,27 @@ func (w webApp) signIn(t *testing.T) (int, string) {
 func (w webApp) session(t *testing.T) *http.Client {
 	t.Helper()
 	jar, _ := cookiejar.New(nil)
-	c := &http.Client{Jar: jar, Timeout: 20 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	resp, err := c.PostForm(w.url+"/login", url.Values{"email": {seed.DemoEmail}, "password": {seed.DemoPassword}})
-	if err != nil {
-		t.Fatalf("sign in: %v", err)
-	}
+	resp := w.login(t, jar)
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusSeeOther {
 		t.Fatalf("sign in: %d", resp.StatusCode)
 	}
-	return c
+	return &http.Client{Jar: jar, Timeout: 20 * time.Second, CheckRedirect: noRedirect}
 }
+
+// login posts the demo user's credentials to /login with a client keeping its cookies
+// in jar (nil: none), following no redirect.
+func (w webApp) login(t *testing.T, jar http.CookieJar) *http.Response {
+	t.Helper()
+	c := &http.Client{Jar: jar, Timeout: 20 * time.Second, CheckRedirect: noRedirect}
+	resp, err := c.PostForm(w.url+"/login", url.Values{"email": {seed.DemoEmail}, "password": {seed.DemoPassword}})
+	if err != nil {
+		t.Fatalf("sign in: %v", err)
+	}
+	return resp
+}
+
+func noRedirect(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 
 // checkUnavailable sends the demo key's request on each protocol (Anthropic, OpenAI Chat
 // Completions, Gemini) to the proxy at base and requires the 503 tollgate_unavailable
