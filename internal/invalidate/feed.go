@@ -45,6 +45,10 @@ func NewFeed(db sqlc.DBTX) *Feed { return &Feed{db: db} }
 // Start marks now as the feed's beginning: events committed before are not returned.
 // Call it before loading what the events invalidate, so that a change committed between
 // the load and the start cannot be missed.
+//
+// The oldest transaction running now may be older than events already committed (any
+// transaction of the cluster counts), so those events are read once here and counted as
+// seen, not returned by the first Poll.
 func (f *Feed) Start(ctx context.Context) error {
 	if f.since != "" {
 		return nil
@@ -54,6 +58,10 @@ func (f *Feed) Start(ctx context.Context) error {
 		return fmt.Errorf("start cache invalidation feed: %w", err)
 	}
 	f.since = rows[0].Xmin
+	if _, err := f.Poll(ctx); err != nil {
+		f.since = ""
+		return fmt.Errorf("start cache invalidation feed: %w", err)
+	}
 	return nil
 }
 
